@@ -1,0 +1,43 @@
+"""pycroscopy-bevae: BEPS hysteresis analysis with loop projection, dictionary
+learning and an LSTM beta-VAE, as pyUSID processes writing into the measurement file.
+
+Heavy modules (pyUSID, TensorFlow) are imported on first use.
+
+Examples
+--------
+>>> import pycroscopy_bevae as pb
+>>> pb.__version__ == pb._version.__version__
+True
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from ._version import __version__
+from .exceptions import BEPSFormatError, BevaeError, MissingFileError, ParameterError
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+_LAZY = {
+    "LoopProjector": "pycroscopy_bevae.process.loop_projection",
+    "write_synthetic_beps": "pycroscopy_bevae.datasets.synthetic_beps",
+    "find_sho_fit": "pycroscopy_bevae.io.beps",
+    "select_loops": "pycroscopy_bevae.io.beps",
+    "usid_to_sidpy": "pycroscopy_bevae.io.sidpy_conv",
+}
+
+__all__ = ["__version__", "BevaeError", "BEPSFormatError", "ParameterError", "MissingFileError",
+           *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'pycroscopy_bevae' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

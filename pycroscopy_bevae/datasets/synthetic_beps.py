@@ -1,0 +1,410 @@
+"""A synthetic BEPS measurement with known ground truth, written as a USID file.
+
+The map mimics the PbZr0.2Ti0.8O3 film of Agar et al. (2018, 2019): a
+c-domain matrix, a region of a1/a2 ferroelastic bands where some bands switch
+as reduced, tilted a-domain loops and others by a two-step, three-state
+ferroelastic path (an intermediate plateau in the piezoresponse and resonance
+hardening while the intermediate state lasts), and an imprinted (voltage
+shifted) region around a defect.  Loop parameters vary smoothly inside each
+region; each position has its own instrument phase so loop projection is
+needed; the SHO fits carry noise and a small fraction of failed fits.
+
+Layout (as BGlib's translator and SHO fitter write it)::
+
+    /Measurement_000                       instrument-like attributes
+      /Channel_000
+        Raw_Data                           complex BE response (optional, small grids)
+        Raw_Data-SHO_Fit_000/Fit           compound SHO fit, positions x (Cycle, DC_Offset, Field)
+    /Ground_Truth                          mechanism map, clean loops, angles, loop parameters
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from .._version import __version__
+from ..exceptions import ParameterError
+from ..io.beps import SHO_FIELDS
+from ..io.usid import make_dims, write_attrs, write_main
+
+__all__ = ["MECHANISMS", "SyntheticBEPS", "make_synthetic_beps", "write_synthetic_beps",
+           "triangle_waveform"]
+
+#: Mechanism label -> name, as stored in ``/Ground_Truth/Mechanism`` attributes.
+MECHANISMS = ("c_domain", "a_domain", "ferroelastic", "imprint")
+
+_MAX_RAW_POSITIONS = 400
+_RAW_BINS = 16
+
+
+def triangle_waveform(n_steps: int = 96, v_max: float = 16.0) -> np.ndarray:
+    """DC bias of one cycle: 0 -> +v_max -> -v_max -> 0 (the last step just before 0).
+
+    Examples
+    --------
+    >>> v = triangle_waveform(8, 4.0)
+    >>> v.tolist()
+    [0.0, 2.0, 4.0, 2.0, 0.0, -2.0, -4.0, -2.0]
+    """
+    t = np.arange(n_steps) / n_steps
+    tri = np.where(t < 0.25, 4 * t, np.where(t < 0.75, 2 - 4 * t, 4 * t - 4))
+    return v_max * tri
+
+
+@dataclass
+class SyntheticBEPS:
+    """Arrays of a synthetic BEPS map (see :func:`make_synthetic_beps`).
+
+    Spectroscopic axis order everywhere: (cycle, step, field) flattened with
+    field fastest (in-field step first, then the out-of-field step), as an
+    instrument acquires them.
+    """
+
+    shape: tuple[int, int]
+    dc: np.ndarray  # (n_steps,) one cycle
+    field_values: np.ndarray  # (2,) [1, 0]: in-field first
+    n_cycles: int
+    mechanism: np.ndarray  # (rows, cols) int
+    amplitude: np.ndarray  # (positions, cycles, steps, fields)
+    phase: np.ndarray
+    frequency: np.ndarray
+    quality: np.ndarray
+    r2: np.ndarray
+    true_piezoresponse: np.ndarray  # same shape, volts (same scale as amplitude)
+    true_resonance: np.ndarray  # Hz
+    true_rotation: np.ndarray  # (positions,) rad: A cos(phi + theta) recovers the truth
+    parameters: dict  # name -> (positions,) loop parameters
+    failed: np.ndarray  # (positions, cycles, steps, fields) bool
+
+
+def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
+    """Zero-mean, unit-std random field smooth over ``scale`` (fraction of the map)."""
+    from scipy.ndimage import gaussian_filter
+
+    noise = rng.standard_normal(shape)
+    sigma = max(scale * max(shape), 0.5)
+    f = gaussian_filter(noise, sigma=sigma, mode="wrap")
+    std = f.std()
+    return (f - f.mean()) / (std if std > 0 else 1.0)
+
+
+def _mechanism_map(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    rows, cols = shape
+    y, x = np.meshgrid((np.arange(rows) + 0.5) / rows, (np.arange(cols) + 0.5) / cols,
+                       indexing="ij")
+    wobble = 0.06 * _smooth_field(rng, shape, 0.15)
+    band_region = x < 0.55 + 0.08 * np.sin(2 * np.pi * 1.5 * y) + wobble
+    u = (x + y) / np.sqrt(2)
+    stripe = np.mod(u / 0.22 + 0.3 * wobble, 1.0)
+    labels = np.zeros(shape, dtype=np.int8)
+    labels[band_region & (stripe < 0.4)] = 1
+    labels[band_region & (stripe >= 0.4)] = 2
+    blob = (x - 0.78) ** 2 + (y - 0.32) ** 2 < (0.15 + 0.03 * wobble) ** 2
+    labels[blob & ~band_region] = 3
+    return labels
+
+
+def _branch_sigmoid(v: np.ndarray, rising: np.ndarray, c_up: np.ndarray, c_down: np.ndarray,
+                    width: np.ndarray) -> np.ndarray:
+    """Switching state in [-1, 1]: tanh around the coercive voltage of the current branch."""
+    c = np.where(rising, c_up, c_down)
+    return np.tanh((v - c) / width)
+
+
+def make_synthetic_beps(
+    shape: tuple[int, int] = (60, 60),
+    seed: int = 0,
+    n_steps: int = 96,
+    n_cycles: int = 2,
+    v_max: float = 16.0,
+    noise: float = 0.04,
+    failed_fraction: float = 0.003,
+) -> SyntheticBEPS:
+    """Generate the arrays of a synthetic BEPS map with ground truth.
+
+    Parameters
+    ----------
+    shape : (rows, cols)
+        Grid size.
+    seed : int
+        Seed of every random step; equal seeds give identical data.
+    n_steps : int
+        DC steps per cycle (multiple of 4).
+    n_cycles : int
+        Number of bias cycles; the first shows a little wake-up (larger coercive voltages).
+    v_max : float
+        DC amplitude in volts.
+    noise : float
+        Standard deviation of the complex noise relative to the saturated loop amplitude.
+    failed_fraction : float
+        Fraction of SHO fits that failed (half NaN, half garbage with low R2).
+
+    Returns
+    -------
+    SyntheticBEPS
+
+    Examples
+    --------
+    >>> s = make_synthetic_beps(shape=(6, 7), seed=1)
+    >>> s.amplitude.shape, s.mechanism.shape
+    ((42, 2, 96, 2), (6, 7))
+    """
+    shape = _check_shape(shape)
+    if n_steps < 8 or n_steps % 4:
+        raise ParameterError(f"n_steps must be a multiple of 4 and >= 8, got {n_steps}")
+    if n_cycles < 1:
+        raise ParameterError(f"n_cycles must be >= 1, got {n_cycles}")
+    if not 0 <= failed_fraction < 0.5:
+        raise ParameterError(f"failed_fraction must be in [0, 0.5), got {failed_fraction}")
+    if noise < 0:
+        raise ParameterError(f"noise must be >= 0, got {noise}")
+    rng = np.random.default_rng(seed)
+    n_pos = shape[0] * shape[1]
+    labels = _mechanism_map(shape, rng)
+    mech = labels.ravel()
+
+    def smooth(scale: float = 0.12) -> np.ndarray:
+        return _smooth_field(rng, shape, scale).ravel()
+
+    # --- loop parameters per position --------------------------------------------------
+    amp = np.choose(mech, [1.0, 0.38, 0.85, 0.9]) * (1 + 0.08 * smooth())
+    width = np.choose(mech, [0.9, 3.2, 0.8, 1.0]) * (1 + 0.1 * smooth())
+    vc = np.choose(mech, [5.0, 6.5, 3.0, 5.0]) * (1 + 0.08 * smooth())
+    imprint = np.choose(mech, [0.0, 0.0, 0.0, 4.5]) + 0.3 * smooth()
+    slope = np.choose(mech, [0.004, 0.025, 0.006, 0.004]) * (1 + 0.2 * smooth())
+    offset = 0.05 * smooth(0.3)
+    vc2 = np.where(mech == 2, 10.5 * (1 + 0.05 * smooth()), np.nan)  # second step
+    f0 = 1.325e6 + np.choose(mech, [0.0, 6e3, 3e3, -2e3]) + 3e3 * smooth(0.25)
+    soften = np.choose(mech, [6e3, 2.5e3, 4e3, 6e3]) * (1 + 0.1 * smooth())
+    harden = np.where(mech == 2, 9e3 * (1 + 0.1 * smooth()), 0.0)
+    phi0 = np.angle(np.exp(1j * (1.0 + 1.6 * smooth(0.35) + 0.05 * rng.standard_normal(n_pos))))
+    perp = 0.06 * smooth(0.3)  # small response perpendicular to the switching axis
+    q0 = 180 + 25 * smooth(0.2)
+    scale = 1e-4  # volts: the amplitude scale of real BE responses
+
+    # --- waveform ------------------------------------------------------------------------
+    dc = triangle_waveform(n_steps, v_max)
+    rising = np.gradient(np.concatenate([dc[-1:], dc, dc[:1]]))[1:-1] > 0
+    field_values = np.array([1, 0])  # in-field first, as BGlib's translator writes
+    cyc = np.arange(n_cycles)[None, :, None, None]
+    v = dc[None, None, :, None]
+    up = rising[None, None, :, None]
+    inf = field_values[None, None, None, :] == 1
+    p = {k: val[:, None, None, None] for k, val in dict(
+        amp=amp, width=width, vc=vc, imprint=imprint, slope=slope, offset=offset, vc2=vc2,
+        f0=f0, soften=soften, harden=harden).items()}
+    wake = np.where(cyc == 0, 1.12, 1.0)  # first cycle switches a little harder
+    c_up = p["imprint"] + p["vc"] * wake
+    c_dn = p["imprint"] - p["vc"] * wake
+    s1 = _branch_sigmoid(v, up, c_up, c_dn, p["width"])
+    two_step = (mech == 2)[:, None, None, None]
+    c2_up = p["imprint"] + np.nan_to_num(p["vc2"]) * wake
+    c2_dn = p["imprint"] - np.nan_to_num(p["vc2"]) * wake
+    s2 = _branch_sigmoid(v, up, c2_up, c2_dn, p["width"])
+    state = np.where(two_step, 0.5 * (s1 + s2), s1)
+    loop = p["offset"] + p["amp"] * state + p["slope"] * v
+    loop = loop + np.where(inf, 0.03 * v, 0.0)  # electrostatic contribution in field
+    # resonance: softening while switching, hardening in the intermediate ferroelastic state
+    c_now = np.where(up, c_up, c_dn)
+    softening = p["soften"] / np.cosh((v - c_now) / (1.5 * p["width"])) ** 2
+    intermediate = np.where(two_step, 0.5 * np.abs(s1 - s2), 0.0)
+    freq = p["f0"] - softening + p["harden"] * intermediate - np.where(inf, 8.0 * v**2, 0.0)
+    loop = np.broadcast_to(loop, (n_pos, n_cycles, n_steps, 2))
+    freq = np.broadcast_to(freq, loop.shape)
+
+    true_p = scale * loop
+    z = scale * (loop + 1j * perp[:, None, None, None]) * np.exp(1j * phi0)[:, None, None, None]
+    z = z + scale * noise / np.sqrt(2) * (rng.standard_normal(loop.shape)
+                                          + 1j * rng.standard_normal(loop.shape))
+    amplitude = np.abs(z)
+    phase = np.angle(z)
+    frequency = freq + 250.0 * rng.standard_normal(loop.shape)
+    quality = np.broadcast_to(q0[:, None, None, None], loop.shape) * (
+        1 + 0.05 * rng.standard_normal(loop.shape))
+    rel = amplitude / scale
+    r2 = np.clip(0.985 - 0.25 * np.exp(-rel / 0.15) + 0.01 * rng.standard_normal(loop.shape),
+                 0.55, 0.999)
+    failed = rng.random(loop.shape) < failed_fraction
+    nan_fail = failed & (rng.random(loop.shape) < 0.5)
+    junk = failed & ~nan_fail
+    amplitude = np.where(junk, scale * rng.uniform(0, 3, loop.shape), amplitude)
+    phase = np.where(junk, rng.uniform(-np.pi, np.pi, loop.shape), phase)
+    frequency = np.where(junk, rng.uniform(1.2e6, 1.45e6, loop.shape), frequency)
+    r2 = np.where(junk, rng.uniform(0.0, 0.3, loop.shape), r2)
+    for arr in (amplitude, phase, frequency, quality, r2):
+        arr[nan_fail] = np.nan
+    return SyntheticBEPS(
+        shape=shape,
+        dc=dc,
+        field_values=field_values,
+        n_cycles=n_cycles,
+        mechanism=labels,
+        amplitude=amplitude,
+        phase=phase,
+        frequency=frequency,
+        quality=np.array(quality),
+        r2=r2,
+        true_piezoresponse=np.ascontiguousarray(true_p),
+        true_resonance=np.ascontiguousarray(freq),
+        true_rotation=-phi0,
+        parameters={
+            "amplitude": amp * scale, "coercive_up": vc + imprint, "coercive_down": imprint - vc,
+            "coercive_up_2": vc2 + imprint, "coercive_down_2": imprint - vc2, "width": width,
+            "imprint": imprint, "slope": slope * scale, "offset": offset * scale,
+            "resonance_base": f0, "softening": soften, "hardening": harden,
+        },
+        failed=failed,
+    )
+
+
+def _check_shape(shape) -> tuple[int, int]:
+    try:
+        rows, cols = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ParameterError(f"shape must be (rows, cols), got {shape!r}") from None
+    if rows < 1 or cols < 1:
+        raise ParameterError(f"shape must be positive, got {shape!r}")
+    return rows, cols
+
+
+def write_synthetic_beps(
+    path: str | os.PathLike,
+    shape: tuple[int, int] = (60, 60),
+    seed: int = 0,
+    raw_data: bool = False,
+    dtype: str = "float32",
+    overwrite: bool = False,
+    **kwargs,
+) -> str:
+    """Write a synthetic BEPS measurement with ground truth as a USID HDF5 file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File to create.
+    shape : (rows, cols)
+        Grid size (60 x 60 like the PZT benchmark).
+    seed : int
+        Seed; the file content is a deterministic function of all parameters.
+    raw_data : bool
+        Also write a complex ``Raw_Data`` (SHO responses over 16 frequency bins),
+        so the layout matches a translated file. Only for grids of at most 400 positions.
+    dtype : {'float32', 'float64'}
+        Precision of the SHO compound (BGlib has written both).
+    overwrite : bool
+        Replace an existing file; otherwise an existing path raises.
+    **kwargs
+        Passed to :func:`make_synthetic_beps` (``n_steps``, ``n_cycles``, ``v_max``,
+        ``noise``, ``failed_fraction``).
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Examples
+    --------
+    >>> import tempfile, os, h5py
+    >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(4, 5))
+    >>> with h5py.File(path, "r") as f:
+    ...     print(f["Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit"].shape)
+    (20, 384)
+    """
+    path = os.fspath(path)
+    if dtype not in ("float32", "float64"):
+        raise ParameterError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if os.path.exists(path) and not overwrite:
+        raise ParameterError(f"file '{path}' exists; pass overwrite=True to replace it")
+    shape = _check_shape(shape)
+    if raw_data and shape[0] * shape[1] > _MAX_RAW_POSITIONS:
+        raise ParameterError(
+            f"raw_data=True is only for grids of at most {_MAX_RAW_POSITIONS} positions "
+            f"(got {shape[0]} x {shape[1]})"
+        )
+    s = make_synthetic_beps(shape=shape, seed=seed, **kwargs)
+    n_pos = shape[0] * shape[1]
+    n_steps = s.dc.size
+    spacing = 2e-6 / max(shape)
+    pos_dims = make_dims([("Y", "m", np.arange(shape[0]) * spacing),
+                          ("X", "m", np.arange(shape[1]) * spacing)])
+    spec_dims = make_dims([("Cycle", "", np.arange(s.n_cycles)),
+                           ("DC_Offset", "V", s.dc),
+                           ("Field", "", s.field_values)])
+    n_spec = s.n_cycles * n_steps * 2
+    fdt = np.dtype(dtype)
+    sho = np.empty((n_pos, n_spec), dtype=np.dtype([(f, fdt) for f in SHO_FIELDS]))
+    for name, arr in zip(SHO_FIELDS, (s.amplitude, s.frequency, s.quality, s.phase, s.r2),
+                         strict=True):
+        sho[name] = arr.reshape(n_pos, n_spec)
+    tmp = path + ".partial"
+    with h5py.File(tmp, "w") as f:
+        write_attrs(f, {"data_type": "BEPSData", "translator": "pycroscopy_bevae.synthetic",
+                        "synthetic": True, "seed": int(seed), "generator_version": __version__})
+        meas = f.create_group("Measurement_000")
+        write_attrs(meas, {
+            "data_type": "BEPSData", "VS_mode": "DC modulation mode",
+            "VS_steps_per_full_cycle": int(n_steps), "VS_number_of_cycles": int(s.n_cycles),
+            "VS_measure_in_field_loops": "in and out-of-field",
+            "VS_amplitude_[V]": float(np.abs(s.dc).max()),
+            "BE_center_frequency_[Hz]": 1.325e6, "BE_band_width_[Hz]": 6e4,
+            "grid_num_rows": int(shape[0]), "grid_num_cols": int(shape[1]),
+            "grid_scan_height_[m]": float(shape[0] * spacing),
+            "grid_scan_width_[m]": float(shape[1] * spacing),
+        })
+        chan = meas.create_group("Channel_000")
+        if raw_data:
+            _write_raw(chan, s, pos_dims, n_pos, n_spec)
+        grp = chan.create_group("Raw_Data-SHO_Fit_000")
+        write_attrs(grp, {"SHO_fit_method": "synthetic (exact parameters + noise)",
+                          "SHO_guess_method": "none", "last_pixel": n_pos})
+        fit = write_main(grp, sho, "Fit", "SHO model", "compound", pos_dims, spec_dims)
+        grp.create_dataset("completed_positions", data=np.ones(n_pos, dtype=np.uint8))
+        _write_truth(f, s, n_pos, n_spec, fit)
+    os.replace(tmp, path)
+    return path
+
+
+def _write_raw(chan: h5py.Group, s: SyntheticBEPS, pos_dims: list, n_pos: int,
+               n_spec: int) -> None:
+    """Complex SHO responses over a frequency band around each resonance."""
+    w_rel = np.linspace(-0.025, 0.025, _RAW_BINS)
+    w0 = 1.325e6
+    w = w0 * (1 + w_rel)
+    z = s.amplitude.reshape(n_pos, n_spec) * np.exp(1j * s.phase.reshape(n_pos, n_spec))
+    wr = s.frequency.reshape(n_pos, n_spec)
+    q = s.quality.reshape(n_pos, n_spec)
+    ww = w[None, None, :]
+    resp = z[..., None] * (1j * ww * wr[..., None] / q[..., None]) / (
+        wr[..., None] ** 2 - ww**2 + 1j * ww * wr[..., None] / q[..., None])
+    resp = np.nan_to_num(resp).astype(np.complex64).reshape(n_pos, n_spec * _RAW_BINS)
+    spec = make_dims([("Cycle", "", np.arange(s.n_cycles)), ("DC_Offset", "V", s.dc),
+                      ("Field", "", s.field_values), ("Frequency", "Hz", w)])
+    write_main(chan, resp, "Raw_Data", "Piezoresponse", "V", pos_dims, spec)
+
+
+def _write_truth(f: h5py.File, s: SyntheticBEPS, n_pos: int, n_spec: int,
+                 fit: h5py.Dataset) -> None:
+    gt = f.create_group("Ground_Truth")
+    write_attrs(gt, {
+        "description": "Exact values used to generate the synthetic SHO fits. Loops follow the "
+                       "column order of the Fit dataset they describe.",
+        "source_dataset": fit.name,
+        "convention": "A cos(phi + Rotation_Angle) recovers Piezoresponse; loops correlate "
+                      "positively with the DC bias",
+    })
+    mech = gt.create_dataset("Mechanism", data=s.mechanism)
+    write_attrs(mech, {"labels": list(MECHANISMS), "shape": "rows x cols (Y x X)"})
+    gt.create_dataset("Piezoresponse", data=s.true_piezoresponse.reshape(n_pos, n_spec))
+    gt["Piezoresponse"].attrs["units"] = "V"
+    gt.create_dataset("Resonance", data=s.true_resonance.reshape(n_pos, n_spec))
+    gt["Resonance"].attrs["units"] = "Hz"
+    gt.create_dataset("Rotation_Angle", data=s.true_rotation)
+    gt["Rotation_Angle"].attrs["units"] = "rad"
+    gt.create_dataset("Failed_Fit", data=s.failed.reshape(n_pos, n_spec))
+    params = gt.create_group("Loop_Parameters")
+    for name, arr in s.parameters.items():
+        params.create_dataset(name, data=np.asarray(arr, dtype=float))

@@ -1,0 +1,32 @@
+"""Exceptions raised by pycroscopy-bevae.
+
+Every error that comes from bad input derives from :class:`BevaeError`, so a
+caller can catch all of them at once, and also from the matching built-in
+class (``ValueError``, ``FileNotFoundError``) so generic handlers still work.
+"""
+
+from __future__ import annotations
+
+__all__ = ["BevaeError", "BEPSFormatError", "ParameterError", "MissingFileError"]
+
+
+class BevaeError(Exception):
+    """Base class of every exception raised deliberately by this package."""
+
+
+class BEPSFormatError(BevaeError, ValueError):
+    """A file or dataset does not have the layout a BEPS analysis needs.
+
+    The message names the file and/or dataset and says what was expected.
+    """
+
+
+class ParameterError(BevaeError, ValueError):
+    """A parameter has a value outside what the analysis accepts.
+
+    The message names the parameter, the value given and what is allowed.
+    """
+
+
+class MissingFileError(BevaeError, FileNotFoundError):
+    """A file given by path does not exist."""

@@ -1,0 +1,16 @@
+"""File formats: BEPS USID reading and validation, USID writing helpers, sidpy conversion."""
+
+from .beps import (
+    SHO_FIELDS,
+    LoopLayout,
+    LoopSelection,
+    describe_loops,
+    find_sho_fit,
+    open_h5,
+    select_loops,
+    validate_sho_fit,
+)
+from .sidpy_conv import usid_to_sidpy
+
+__all__ = ["SHO_FIELDS", "LoopLayout", "LoopSelection", "describe_loops", "find_sho_fit",
+           "open_h5", "select_loops", "validate_sho_fit", "usid_to_sidpy"]

@@ -1,0 +1,592 @@
+"""Finding, validating and slicing BEPS datasets in USID HDF5 files.
+
+A BEPS measurement translated by the instrument translator and fitted by
+BGlib's SHO fitter holds a compound dataset ``.../Raw_Data-SHO_Fit_NNN/Fit``
+with one row per position and one column per spectroscopic step.  The
+spectroscopic dimensions are ``DC_Offset`` (always), ``Field`` (0 = out of
+field / remanent, 1 = in field; optional) and ``Cycle`` (optional), in an
+order of variation that is read from the file's ``Spectroscopic_Indices``,
+never assumed.
+
+The same machinery describes any USID main dataset with a ``DC_Offset``
+spectroscopic dimension, for example the ``Piezoresponse`` written by
+:class:`~pycroscopy_bevae.LoopProjector`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Union
+
+import h5py
+import numpy as np
+
+from ..exceptions import BEPSFormatError, MissingFileError, ParameterError
+
+__all__ = [
+    "SHO_FIELDS",
+    "LoopLayout",
+    "LoopSelection",
+    "find_sho_fit",
+    "describe_loops",
+    "validate_sho_fit",
+    "select_loops",
+    "open_h5",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Fields of the SHO-fit compound dataset that BGlib writes.
+SHO_FIELDS: tuple[str, ...] = (
+    "Amplitude [V]",
+    "Frequency [Hz]",
+    "Quality Factor",
+    "Phase [rad]",
+    "R2 Criterion",
+)
+
+#: Field value -> name.  BGlib's translator writes 0 for out-of-field and 1 for in-field.
+FIELD_NAMES = {0: "off", 1: "on"}
+_FIELD_CHOICES = ("off", "on", "both")
+_SHO_GROUP = re.compile(r"-SHO_Fit_\d+$")
+
+H5Source = Union[str, "os.PathLike[str]", h5py.File, h5py.Group, h5py.Dataset]
+
+
+def _where(dset: h5py.Dataset) -> str:
+    """Return ``'<dataset> in <file>'`` for error messages."""
+    return f"dataset '{dset.name}' in file '{dset.file.filename}'"
+
+
+class open_h5:
+    """Open an HDF5 source for reading, or pass an open object through.
+
+    A context manager: a path is opened read-only (and closed on exit) after
+    checking that it exists and is HDF5; an open ``h5py`` object is returned
+    unchanged and left open.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, h5py.File, h5py.Group or h5py.Dataset
+        What to open.
+
+    Examples
+    --------
+    >>> import tempfile, os, h5py
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.h5")
+    >>> with h5py.File(path, "w") as f:
+    ...     _ = f.create_dataset("a", data=[1, 2])
+    >>> with open_h5(path) as h5:
+    ...     print(h5["a"][()])
+    [1 2]
+    """
+
+    def __init__(self, source: H5Source):
+        self._source = source
+        self._opened: h5py.File | None = None
+
+    def __enter__(self) -> h5py.File | h5py.Group | h5py.Dataset:
+        src = self._source
+        if isinstance(src, (h5py.File, h5py.Group, h5py.Dataset)):
+            return src
+        if not isinstance(src, (str, os.PathLike)):
+            raise ParameterError(
+                f"expected a file path or an open h5py File/Group/Dataset, got {type(src).__name__}"
+            )
+        path = os.fspath(src)
+        if not os.path.exists(path):
+            raise MissingFileError(f"file '{path}' does not exist")
+        if not h5py.is_hdf5(path):
+            raise BEPSFormatError(f"file '{path}' is not an HDF5 file (expected a USID BEPS file)")
+        try:
+            self._opened = h5py.File(path, "r")
+        except OSError as exc:  # truncated or locked files
+            raise BEPSFormatError(f"file '{path}' could not be opened as HDF5: {exc}") from exc
+        return self._opened
+
+    def __exit__(self, *exc_info) -> None:
+        if self._opened is not None:
+            self._opened.close()
+
+
+def find_sho_fit(h5_obj: h5py.File | h5py.Group | h5py.Dataset) -> h5py.Dataset:
+    """Locate the SHO-fit ``Fit`` dataset of a BEPS file and validate it.
+
+    Parameters
+    ----------
+    h5_obj : h5py.File, h5py.Group or h5py.Dataset
+        An open file or group to search (recursively), or the ``Fit`` dataset.
+        When several ``*-SHO_Fit_NNN/Fit`` datasets exist, the last one in
+        alphabetical order (usually the most recent fit) is used and the
+        others are logged.
+
+    Returns
+    -------
+    h5py.Dataset
+        The validated ``Fit`` dataset.
+
+    Raises
+    ------
+    BEPSFormatError
+        If no SHO fit is found or it fails :func:`validate_sho_fit`.
+
+    Examples
+    --------
+    >>> import tempfile, os, h5py
+    >>> from pycroscopy_bevae.datasets import write_synthetic_beps
+    >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(4, 5))
+    >>> with h5py.File(path, "r") as f:
+    ...     print(find_sho_fit(f).name)
+    /Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit
+    """
+    if isinstance(h5_obj, h5py.Dataset):
+        validate_sho_fit(h5_obj)
+        return h5_obj
+    if not isinstance(h5_obj, (h5py.File, h5py.Group)):
+        raise ParameterError(
+            f"expected an open h5py File, Group or the Fit Dataset, got {type(h5_obj).__name__}"
+        )
+    found: list[str] = []
+
+    def _visit(name: str, obj) -> None:
+        if isinstance(obj, h5py.Dataset) and name.rsplit("/", 1)[-1] == "Fit":
+            parent = name.rsplit("/", 2)[-2] if "/" in name else ""
+            if _SHO_GROUP.search(parent):
+                found.append(obj.name)
+
+    h5_obj.visititems(_visit)
+    if not found:
+        raise BEPSFormatError(
+            f"no SHO fit found under '{h5_obj.name}' in file '{h5_obj.file.filename}': "
+            "expected a dataset '.../<source>-SHO_Fit_NNN/Fit' as written by BGlib's SHO fitter"
+        )
+    found.sort()
+    if len(found) > 1:
+        logger.info("several SHO fits found (%s); using %s", ", ".join(found), found[-1])
+    dset = h5_obj.file[found[-1]]
+    validate_sho_fit(dset)
+    return dset
+
+
+@dataclass(frozen=True)
+class LoopLayout:
+    """How the spectroscopic columns of a BEPS dataset map to loops.
+
+    Attributes
+    ----------
+    file : str
+        Path of the HDF5 file.
+    dataset : str
+        Path of the dataset inside the file.
+    n_positions : int
+        Number of rows (positions).
+    grid_shape : tuple of int
+        Position grid, slowest dimension first (e.g. ``(rows, cols)``).
+    pos_labels : tuple of str
+        Position dimension names, slowest first.
+    spec_labels : tuple of str
+        Spectroscopic dimension names as stored in the file.
+    dc_index : numpy.ndarray
+        DC step index of each column.
+    dc_values : numpy.ndarray
+        DC voltage of each column.
+    field_values : numpy.ndarray or None
+        ``Field`` value (0 off, 1 on) of each column, None without a Field dimension.
+    cycle_index : numpy.ndarray
+        Cycle number (0-based, acquisition order) of each column; zeros without a Cycle dimension.
+    other_index : dict
+        Index of each column along any further spectroscopic dimension (e.g. ``FORC``).
+    n_steps : int
+        DC steps per cycle.
+    """
+
+    file: str
+    dataset: str
+    n_positions: int
+    grid_shape: tuple[int, ...]
+    pos_labels: tuple[str, ...]
+    spec_labels: tuple[str, ...]
+    dc_index: np.ndarray
+    dc_values: np.ndarray
+    field_values: np.ndarray | None
+    cycle_index: np.ndarray
+    other_index: dict = field(default_factory=dict)
+    n_steps: int = 0
+
+    @property
+    def n_cycles(self) -> int:
+        """Number of cycles in the dataset."""
+        return int(self.cycle_index.max()) + 1
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Field names present (``'off'``, ``'on'``), or ``()`` without a Field dimension."""
+        if self.field_values is None:
+            return ()
+        return tuple(FIELD_NAMES[int(v)] for v in np.unique(self.field_values))
+
+    def columns(
+        self,
+        cycle: int | None = None,
+        field: str = "off",
+        fixed: Mapping[str, int] | None = None,
+    ) -> np.ndarray:
+        """Column indices of one cycle and field, in acquisition order.
+
+        Parameters
+        ----------
+        cycle : int, optional
+            0-based cycle; negative values count from the end; default the last.
+        field : {'off', 'on', 'both'}
+            Remanent (out-of-field) steps, in-field steps, or both interleaved.
+        fixed : mapping, optional
+            Index to take along any further spectroscopic dimension (default 0).
+
+        Returns
+        -------
+        numpy.ndarray
+            Sorted column indices.
+        """
+        where = f"dataset '{self.dataset}' in file '{self.file}'"
+        n_cycles = self.n_cycles
+        if cycle is None:
+            cycle = n_cycles - 1
+        if isinstance(cycle, bool) or not isinstance(cycle, (int, np.integer)):
+            raise ParameterError(f"cycle must be an integer, got {cycle!r}")
+        if not -n_cycles <= cycle < n_cycles:
+            raise ParameterError(
+                f"cycle={cycle} is out of range for {where}, which has {n_cycles} cycle(s) "
+                f"(valid: 0..{n_cycles - 1})"
+            )
+        cycle = int(cycle) % n_cycles
+        if field not in _FIELD_CHOICES:
+            raise ParameterError(f"field must be one of {_FIELD_CHOICES}, got {field!r}")
+        mask = self.cycle_index == cycle
+        if self.field_values is not None and field != "both":
+            want = 0 if field == "off" else 1
+            if want not in self.field_values:
+                raise ParameterError(
+                    f"field='{field}' requested but {where} only has "
+                    f"{', '.join(self.fields)}-field steps"
+                )
+            mask &= self.field_values == want
+        fixed = dict(fixed or {})
+        unknown = set(fixed) - set(self.other_index)
+        if unknown:
+            raise ParameterError(
+                f"fixed dimension(s) {sorted(unknown)} not in {where}; "
+                f"it has further dimensions {sorted(self.other_index)}"
+            )
+        for name, idx in self.other_index.items():
+            want_idx = fixed.get(name, 0)
+            if want_idx not in idx:
+                raise ParameterError(
+                    f"{name}={want_idx} is out of range for {where} "
+                    f"(valid: 0..{int(idx.max())})"
+                )
+            mask &= idx == want_idx
+        cols = np.flatnonzero(mask)
+        if cols.size == 0:
+            raise BEPSFormatError(f"no steps for cycle={cycle}, field='{field}' in {where}")
+        return cols
+
+
+def describe_loops(dset: h5py.Dataset) -> LoopLayout:
+    """Read the spectroscopic layout of a USID main dataset with a ``DC_Offset`` dimension.
+
+    Parameters
+    ----------
+    dset : h5py.Dataset
+        A USID main dataset (positions x spectroscopic steps).
+
+    Returns
+    -------
+    LoopLayout
+
+    Raises
+    ------
+    BEPSFormatError
+        If the dataset is not USID main, is empty, has no ``DC_Offset`` spectroscopic
+        dimension, or its spectroscopic indices do not match its shape.
+
+    Examples
+    --------
+    >>> import tempfile, os, h5py
+    >>> from pycroscopy_bevae.datasets import write_synthetic_beps
+    >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(4, 5))
+    >>> with h5py.File(path, "r") as f:
+    ...     layout = describe_loops(find_sho_fit(f))
+    >>> layout.n_steps, layout.n_cycles, layout.fields, layout.grid_shape
+    (96, 2, ('off', 'on'), (4, 5))
+    """
+    from pyUSID.io.hdf_utils import check_if_main, get_attr
+
+    where = _where(dset)
+    if not isinstance(dset, h5py.Dataset):
+        raise ParameterError(f"expected an h5py.Dataset, got {type(dset).__name__}")
+    if dset.ndim != 2:
+        raise BEPSFormatError(f"{where} has shape {dset.shape}; expected 2-D (positions, steps)")
+    if dset.shape[0] == 0 or dset.shape[1] == 0:
+        raise BEPSFormatError(f"{where} is empty (shape {dset.shape}); expected positions x steps")
+    try:
+        is_main = check_if_main(dset)
+    except Exception as exc:  # pyUSID raises assorted errors on malformed ancillaries
+        raise BEPSFormatError(f"{where} has malformed USID ancillary datasets: {exc}") from exc
+    if not is_main:
+        raise BEPSFormatError(
+            f"{where} is not a USID main dataset (expected Position_/Spectroscopic_ Indices "
+            "and Values datasets linked as attributes, plus 'quantity' and 'units')"
+        )
+    h5_spec_inds = dset.file[dset.attrs["Spectroscopic_Indices"]]
+    h5_spec_vals = dset.file[dset.attrs["Spectroscopic_Values"]]
+    h5_pos_inds = dset.file[dset.attrs["Position_Indices"]]
+    labels = tuple(str(x) for x in get_attr(h5_spec_inds, "labels"))
+    spec_inds = np.asarray(h5_spec_inds[()])
+    spec_vals = np.asarray(h5_spec_vals[()], dtype=float)
+    if spec_inds.ndim == 1:
+        spec_inds = spec_inds[None, :]
+        spec_vals = spec_vals[None, :]
+    if spec_inds.shape != (len(labels), dset.shape[1]) or spec_vals.shape != spec_inds.shape:
+        raise BEPSFormatError(
+            f"{where}: spectroscopic indices have shape {spec_inds.shape} and values "
+            f"{spec_vals.shape}, expected ({len(labels)}, {dset.shape[1]}) "
+            "(one row per spectroscopic dimension, one column per step)"
+        )
+    if "DC_Offset" not in labels:
+        raise BEPSFormatError(
+            f"{where} has spectroscopic dimensions {list(labels)}; expected a 'DC_Offset' dimension"
+        )
+    row = {lab: i for i, lab in enumerate(labels)}
+    dc_index = spec_inds[row["DC_Offset"]].astype(np.int64)
+    dc_values = spec_vals[row["DC_Offset"]]
+    field_values = None
+    if "Field" in row:
+        field_values = np.rint(spec_vals[row["Field"]]).astype(np.int64)
+        if not set(np.unique(field_values)) <= {0, 1}:
+            raise BEPSFormatError(
+                f"{where}: 'Field' values are {sorted(set(np.unique(field_values)))}; "
+                "expected 0 (out of field) and/or 1 (in field) as BGlib writes"
+            )
+    if "Cycle" in row:
+        # number cycles by first appearance (acquisition order)
+        raw = spec_inds[row["Cycle"]]
+        _, first = np.unique(raw, return_index=True)
+        order = np.argsort(first)
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        cycle_index = rank[np.searchsorted(np.unique(raw), raw)].astype(np.int64)
+    else:
+        cycle_index = np.zeros(dset.shape[1], dtype=np.int64)
+    other = {
+        lab: spec_inds[i].astype(np.int64)
+        for lab, i in row.items()
+        if lab not in ("DC_Offset", "Field", "Cycle")
+    }
+    key = np.stack([dc_index, cycle_index, *(other.values())] +
+                   ([field_values] if field_values is not None else []))
+    if np.unique(key, axis=1).shape[1] != dset.shape[1]:
+        raise BEPSFormatError(
+            f"{where}: spectroscopic indices repeat a (DC_Offset, Field, Cycle) combination; "
+            "expected each step to appear once"
+        )
+    n_steps = int(np.unique(dc_index).size)
+    # every loop (cycle x field x other) must have every DC step exactly once
+    loop_key = key[1:]
+    _, counts = np.unique(loop_key, axis=1, return_counts=True)
+    if not np.all(counts == n_steps):
+        raise BEPSFormatError(
+            f"{where}: loops have {sorted(set(counts.tolist()))} steps; expected every "
+            f"cycle/field to contain all {n_steps} DC steps"
+        )
+    pos_labels, grid_shape = _position_grid(h5_pos_inds, dset.shape[0])
+    return LoopLayout(
+        file=str(dset.file.filename),
+        dataset=str(dset.name),
+        n_positions=int(dset.shape[0]),
+        grid_shape=grid_shape,
+        pos_labels=pos_labels,
+        spec_labels=labels,
+        dc_index=dc_index,
+        dc_values=dc_values,
+        field_values=field_values,
+        cycle_index=cycle_index,
+        other_index=other,
+        n_steps=n_steps,
+    )
+
+
+def validate_sho_fit(dset: h5py.Dataset) -> LoopLayout:
+    """Check that a dataset is a BGlib SHO fit usable for loop projection.
+
+    Checks: USID main dataset; compound dtype with the fields of :data:`SHO_FIELDS`
+    as float32 or float64; a ``DC_Offset`` spectroscopic dimension; consistent
+    spectroscopic indices; at least one position and step.
+
+    Parameters
+    ----------
+    dset : h5py.Dataset
+        Candidate ``Fit`` dataset.
+
+    Returns
+    -------
+    LoopLayout
+        The spectroscopic layout (see :func:`describe_loops`).
+
+    Raises
+    ------
+    BEPSFormatError
+        Naming the dataset, the file and what was expected.
+    """
+    if not isinstance(dset, h5py.Dataset):
+        raise BEPSFormatError(f"expected the SHO 'Fit' h5py.Dataset, got {type(dset).__name__}")
+    where = _where(dset)
+    names = dset.dtype.names
+    if names is None:
+        raise BEPSFormatError(
+            f"{where} has dtype {dset.dtype}; expected a compound dtype with fields "
+            f"{list(SHO_FIELDS)}"
+        )
+    missing = [f for f in SHO_FIELDS if f not in names]
+    if missing:
+        raise BEPSFormatError(
+            f"{where} lacks field(s) {missing}; found {list(names)}, expected {list(SHO_FIELDS)}"
+        )
+    bad = [f for f in SHO_FIELDS if dset.dtype[f] not in (np.dtype("f4"), np.dtype("f8"))]
+    if bad:
+        raise BEPSFormatError(
+            f"{where}: field(s) {bad} have types {[str(dset.dtype[f]) for f in bad]}; "
+            "expected float32 or float64"
+        )
+    return describe_loops(dset)
+
+
+@dataclass
+class LoopSelection:
+    """Loops of one cycle and field, as returned by :func:`select_loops`.
+
+    Attributes
+    ----------
+    data : numpy.ndarray or dict
+        (positions, steps) array; for a compound dataset a dict field -> array.
+    dc_values : numpy.ndarray
+        DC voltage of each step, acquisition order.
+    columns : numpy.ndarray
+        Column indices the steps came from.
+    field_values : numpy.ndarray or None
+        Field value (0 off, 1 on) of each step.
+    cycle, field : int, str
+        What was selected.
+    layout : LoopLayout
+        Layout of the source dataset.
+    """
+
+    data: np.ndarray | dict
+    dc_values: np.ndarray
+    columns: np.ndarray
+    field_values: np.ndarray | None
+    cycle: int
+    field: str
+    layout: LoopLayout
+
+
+def select_loops(
+    source: H5Source,
+    cycle: int | None = None,
+    field: str = "off",
+    fields: tuple[str, ...] | None = None,
+    fixed: Mapping[str, int] | None = None,
+) -> LoopSelection:
+    """Read the loops of one cycle and field from a BEPS dataset.
+
+    Parameters
+    ----------
+    source : path, h5py.File, h5py.Group or h5py.Dataset
+        A file or group (its SHO fit is located) or any USID main dataset with
+        a ``DC_Offset`` dimension (an SHO ``Fit``, a ``Piezoresponse``...).
+    cycle : int, optional
+        0-based cycle, negative counts from the end; default the last.
+    field : {'off', 'on', 'both'}
+        Out-of-field (remanent), in-field, or both in acquisition order.
+    fields : tuple of str, optional
+        For compound datasets, the fields to read (default all).
+    fixed : mapping, optional
+        Index along further spectroscopic dimensions (e.g. ``{'FORC': 1}``).
+
+    Returns
+    -------
+    LoopSelection
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from pycroscopy_bevae.datasets import write_synthetic_beps
+    >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(4, 5))
+    >>> sel = select_loops(path, cycle=1, field="off", fields=("Amplitude [V]",))
+    >>> sel.data["Amplitude [V]"].shape, sel.dc_values.shape
+    ((20, 96), (96,))
+    """
+    with open_h5(source) as h5:
+        dset = h5 if isinstance(h5, h5py.Dataset) else find_sho_fit(h5)
+        layout = describe_loops(dset) if dset.dtype.names is None else validate_sho_fit(dset)
+        cols = layout.columns(cycle=cycle, field=field, fixed=fixed)
+        block = _read_columns(dset, cols)
+        if dset.dtype.names is not None:
+            wanted = fields or tuple(dset.dtype.names)
+            unknown = [f for f in wanted if f not in dset.dtype.names]
+            if unknown:
+                raise ParameterError(f"fields {unknown} not in {_where(dset)}")
+            data: np.ndarray | dict = {f: np.asarray(block[f], dtype=float) for f in wanted}
+        else:
+            data = np.asarray(block)
+    n_cycles = layout.n_cycles
+    return LoopSelection(
+        data=data,
+        dc_values=layout.dc_values[cols],
+        columns=cols,
+        field_values=None if layout.field_values is None else layout.field_values[cols],
+        cycle=(n_cycles - 1) if cycle is None else int(cycle) % n_cycles,
+        field=field,
+        layout=layout,
+    )
+
+
+def _read_columns(dset: h5py.Dataset, cols: np.ndarray) -> np.ndarray:
+    """Read the given sorted columns of a 2-D dataset efficiently."""
+    lo, hi = int(cols[0]), int(cols[-1]) + 1
+    if hi - lo == cols.size:
+        return dset[:, lo:hi]
+    step = int(cols[1] - cols[0]) if cols.size > 1 else 1
+    if step > 0 and np.array_equal(cols, np.arange(lo, hi, step)[: cols.size]):
+        return dset[:, lo:hi:step]
+    return dset[:, lo:hi][:, cols - lo]
+
+
+def _position_grid(
+    h5_pos_inds: h5py.Dataset, n_positions: int
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Position labels and grid shape, slowest-varying dimension first.
+
+    The column order of ``Position_Indices`` differs between writers, so the
+    order of variation is read from the indices themselves (the stride at
+    which each dimension first changes).  Falls back to a flat
+    ``(n_positions,)`` grid when the indices do not form a full grid.
+    """
+    from pyUSID.io.hdf_utils import get_attr
+
+    labels = [str(x) for x in get_attr(h5_pos_inds, "labels")]
+    inds = np.asarray(h5_pos_inds[()])
+    if inds.ndim == 1:
+        inds = inds[:, None]
+    strides = []
+    for i in range(inds.shape[1]):
+        changed = np.flatnonzero(inds[:, i] != inds[0, i])
+        strides.append(int(changed[0]) if changed.size else n_positions)
+    order = np.argsort(strides)[::-1]  # largest stride = slowest first
+    sizes = tuple(int(inds[:, i].max()) + 1 for i in order)
+    if int(np.prod(sizes)) != n_positions:
+        return tuple(labels[i] for i in order), (n_positions,)
+    return tuple(labels[i] for i in order), sizes

@@ -1,0 +1,126 @@
+"""Small helpers for writing USID structures with pyUSID.
+
+pyUSID prints progress and warns about argument-order defaults; these helpers
+keep that noise out of a user's notebook and give one place to write main
+datasets and plain attributes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+__all__ = ["quiet_pyusid", "write_main", "write_attrs", "make_dims", "package_versions"]
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def quiet_pyusid() -> Iterator[None]:
+    """Route pyUSID's ``print`` output to ``logging`` (DEBUG) and silence its API warnings."""
+    buf = io.StringIO()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="In the future write_ind_val_dsets")
+        warnings.filterwarnings("ignore", message=".*no longer creates")
+        warnings.filterwarnings("ignore", category=FutureWarning, module="pyUSID")
+        try:
+            with contextlib.redirect_stdout(buf):
+                yield
+        finally:
+            for line in buf.getvalue().splitlines():
+                if line.strip():
+                    logger.debug("pyUSID: %s", line.strip())
+
+
+def make_dims(specs: Sequence[tuple[str, str, Sequence[float]]]) -> list:
+    """Build pyUSID ``Dimension`` objects from ``(name, units, values)`` tuples."""
+    from pyUSID import Dimension
+
+    return [Dimension(name, units, np.asarray(values)) for name, units, values in specs]
+
+
+def write_main(
+    group: h5py.Group,
+    data: np.ndarray | tuple[int, ...],
+    name: str,
+    quantity: str,
+    units: str,
+    pos: list | Mapping[str, h5py.Dataset],
+    spec: list | Mapping[str, h5py.Dataset],
+    dtype: np.dtype | None = None,
+    attrs: Mapping | None = None,
+) -> h5py.Dataset:
+    """Write a USID main dataset.
+
+    Parameters
+    ----------
+    group : h5py.Group
+        Where to write.
+    data : numpy.ndarray or tuple
+        The data, or a shape to create an empty dataset (then ``dtype`` is required).
+    name, quantity, units : str
+        Dataset name, physical quantity and units.
+    pos, spec : list of Dimension (slowest first) or mapping
+        New dimensions, or ``{'inds': h5_inds, 'vals': h5_vals}`` to link existing
+        ancillary datasets.
+    dtype : numpy.dtype, optional
+        Data type for an empty dataset.
+    attrs : mapping, optional
+        Extra attributes.
+
+    Returns
+    -------
+    h5py.Dataset
+    """
+    from pyUSID.io.hdf_utils import write_main_dataset
+
+    kwargs: dict = {}
+    if isinstance(pos, Mapping):
+        kwargs.update(h5_pos_inds=pos["inds"], h5_pos_vals=pos["vals"])
+        pos = None
+    if isinstance(spec, Mapping):
+        kwargs.update(h5_spec_inds=spec["inds"], h5_spec_vals=spec["vals"])
+        spec = None
+    if isinstance(data, tuple):
+        kwargs["dtype"] = dtype
+    with quiet_pyusid():
+        dset = write_main_dataset(
+            group, data, name, quantity, units, pos, spec, slow_to_fast=True, **kwargs
+        )
+    if attrs:
+        write_attrs(dset, attrs)
+    return dset
+
+
+def write_attrs(obj: h5py.HLObject, attrs: Mapping) -> None:
+    """Write attributes as plain HDF5 types (numbers, strings, arrays of them).
+
+    ``None`` is stored as the string ``'None'``; booleans as numpy bools;
+    sequences of strings as arrays of variable-length strings.
+    """
+    for key, value in attrs.items():
+        if value is None:
+            value = "None"
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+            value = np.array(value, dtype=h5py.string_dtype())
+        obj.attrs[key] = value
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape results, for provenance attributes."""
+    import importlib.metadata as md
+
+    out = {}
+    for dist in ("pycroscopy-bevae", "numpy", "scipy", "h5py", "pyUSID", "sidpy",
+                 "scikit-learn"):
+        try:
+            out[f"version_{dist}"] = md.version(dist)
+        except md.PackageNotFoundError:
+            out[f"version_{dist}"] = "not installed"
+    return out

@@ -1,0 +1,83 @@
+"""Shared behaviour of this package's ``pyUSID.Process`` subclasses."""
+
+from __future__ import annotations
+
+import logging
+
+import h5py
+from pyUSID.processing import Process
+
+from ..exceptions import ParameterError
+from ..io.sidpy_conv import usid_to_sidpy
+from ..io.usid import package_versions, quiet_pyusid, write_attrs
+
+__all__ = ["BevaeProcess"]
+
+logger = logging.getLogger(__name__)
+
+
+class BevaeProcess(Process):
+    """A ``pyUSID.processing.Process`` that is quiet, checks writability first and
+    records provenance.
+
+    Subclasses call :meth:`_init_process` instead of ``Process.__init__``.
+    """
+
+    #: Names of the main datasets this process writes (for :meth:`results_as_sidpy`).
+    result_names: tuple[str, ...] = ()
+
+    def _init_process(self, h5_main: h5py.Dataset, process_name: str, parms: dict,
+                      **kwargs) -> None:
+        target = kwargs.get("h5_target_group")
+        dest = target if target is not None else h5_main.parent
+        if dest.file.mode == "r":
+            raise ParameterError(
+                f"file '{dest.file.filename}' is open read-only; open it with mode 'r+' or pass "
+                "h5_target_group= a group in a writable file to hold the results"
+            )
+        with quiet_pyusid():
+            super().__init__(h5_main, process_name, parms_dict=parms, **kwargs)
+        if self.duplicate_h5_groups:
+            logger.info("%s with identical parameters exists: %s", process_name,
+                        self.duplicate_h5_groups[-1].name)
+        if self.partial_h5_groups:
+            logger.info("%s partially computed in %s; compute() resumes it", process_name,
+                        self.partial_h5_groups[-1].name)
+
+    def _write_provenance(self, extra: dict | None = None) -> None:
+        """Write parameters, package versions and extra attributes to the results group."""
+        attrs = dict(self.parms_dict)
+        attrs.update(package_versions())
+        attrs["tool"] = type(self).__name__
+        if extra:
+            attrs.update(extra)
+        write_attrs(self.h5_results_grp, attrs)
+
+    def compute(self, override: bool = False, *args, **kwargs) -> h5py.Group:
+        """Compute on the whole dataset and write the results group.
+
+        Parameters
+        ----------
+        override : bool
+            Recompute even when a results group with identical parameters exists
+            (a new ``_NNN`` group is written; existing groups are never modified).
+
+        Returns
+        -------
+        h5py.Group
+            The results group (existing one for identical parameters).
+        """
+        with quiet_pyusid():
+            grp = super().compute(override, *args, **kwargs)
+        self._finalize()
+        return grp
+
+    def _finalize(self) -> None:
+        """Hook run after a successful compute (subclasses write summary attributes)."""
+
+    def results_as_sidpy(self) -> dict:
+        """The results of the last :meth:`compute` as ``sidpy.Dataset`` objects, by name."""
+        if self.h5_results_grp is None:
+            raise ParameterError("no results yet: call compute() first")
+        return {name: usid_to_sidpy(self.h5_results_grp[name]) for name in self.result_names
+                if name in self.h5_results_grp}

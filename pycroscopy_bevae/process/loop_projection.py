@@ -1,0 +1,282 @@
+"""``LoopProjector``: SHO fits -> piezoresponse and resonance-frequency loops in HDF5."""
+
+from __future__ import annotations
+
+import logging
+
+import h5py
+import numpy as np
+from pyUSID.io.hdf_utils import create_results_group, write_reduced_anc_dsets
+from sidpy.base.num_utils import integers_to_slices
+from tqdm.auto import tqdm
+
+from ..exceptions import ParameterError
+from ..io.beps import find_sho_fit, validate_sho_fit
+from ..io.usid import make_dims, quiet_pyusid, write_main
+from ..models.projection import ProjectionResult, project_loops
+from .base import BevaeProcess
+
+__all__ = ["LoopProjector"]
+
+logger = logging.getLogger(__name__)
+
+_ALGORITHM = "principal axis of the centred complex response (closed form), v1"
+
+
+class LoopProjector(BevaeProcess):
+    """Project BEPS SHO fits to piezoresponse loops ``A cos(phi + theta)``.
+
+    For each position the rotation angle ``theta`` that puts the complex response
+    ``A exp(i phi)`` on the real axis is found in closed form (principal axis of
+    the centred response, see :mod:`pycroscopy_bevae.models.projection`); its sign
+    is chosen so that every loop correlates positively with the DC bias (or
+    negatively, ``sign='negative'``).  Resonance-frequency loops come from the SHO
+    ``Frequency``.  Rejected fits (non-finite values, ``R2 < r2_threshold``) are
+    interpolated along their loop and counted per position.
+
+    Results go to ``<Fit group>/Fit-Loop_Projection_NNN``: USID main datasets
+    ``Piezoresponse`` (V) and ``Resonance`` (Hz) over the same dimensions as the
+    SHO fit, ``Rotation_Angle`` (rad; positions x 1, or positions x loops for
+    ``per='loop'``), and ``Rejected_Fits`` (count per position).
+
+    Parameters
+    ----------
+    h5_main : h5py.Dataset, h5py.File or h5py.Group
+        The SHO ``Fit`` dataset, or an open file/group in which it is located.
+        The file must be open for writing (``'r+'``) unless ``h5_target_group``
+        points to a writable group elsewhere.
+    per : {'position', 'loop'}
+        One rotation angle per position from all its loops (default, robust), or
+        one per loop (what BGlib's ``projectLoop`` does).
+    r2_threshold : float
+        SHO fits with a lower ``R2 Criterion`` are rejected (default 0.5).
+    sign : {'positive', 'negative'}
+        Orientation convention of the projected loops.
+    fill_failed : bool
+        Interpolate rejected fits along the loop (default) or write NaN.
+    progress : bool
+        Show a tqdm progress bar.
+    **kwargs
+        Passed to ``pyUSID.processing.Process`` (``max_mem_mb``, ``cores``,
+        ``h5_target_group``, ``verbose``).
+
+    Examples
+    --------
+    >>> import tempfile, os, h5py
+    >>> from pycroscopy_bevae.datasets import write_synthetic_beps
+    >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(4, 5))
+    >>> with h5py.File(path, "r+") as f:
+    ...     proj = LoopProjector(f, progress=False)
+    ...     grp = proj.compute()
+    ...     print(grp.name.split("/")[-1], grp["Piezoresponse"].shape)
+    Fit-Loop_Projection_000 (20, 384)
+    """
+
+    result_names = ("Piezoresponse", "Resonance", "Rotation_Angle")
+
+    def __init__(
+        self,
+        h5_main: h5py.Dataset | h5py.File | h5py.Group,
+        per: str = "position",
+        r2_threshold: float = 0.5,
+        sign: str = "positive",
+        fill_failed: bool = True,
+        progress: bool = True,
+        **kwargs,
+    ) -> None:
+        if per not in ("position", "loop"):
+            raise ParameterError(f"per must be 'position' or 'loop', got {per!r}")
+        if sign not in ("positive", "negative"):
+            raise ParameterError(f"sign must be 'positive' or 'negative', got {sign!r}")
+        try:
+            r2_threshold = float(r2_threshold)
+        except (TypeError, ValueError):
+            raise ParameterError(f"r2_threshold must be a number, got {r2_threshold!r}") from None
+        if not np.isfinite(r2_threshold):
+            raise ParameterError(f"r2_threshold must be finite, got {r2_threshold}")
+        fit = find_sho_fit(h5_main)
+        self.layout = validate_sho_fit(fit)
+        self._loop_columns = _loop_columns(self.layout)
+        self.progress = progress
+        parms = {
+            "per": per,
+            "r2_threshold": r2_threshold,
+            "sign": sign,
+            "fill_failed": bool(fill_failed),
+            "algorithm": _ALGORITHM,
+        }
+        self._init_process(fit, "Loop_Projection", parms, **kwargs)
+        self._bar = None
+
+    # ---- numerics on a block of rows --------------------------------------------------
+    def _project(self, block: np.ndarray) -> ProjectionResult:
+        cols = self._loop_columns
+        dc = self.layout.dc_values[cols]
+        p = self.parms_dict
+        return project_loops(
+            block["Amplitude [V]"][:, cols],
+            block["Phase [rad]"][:, cols],
+            dc,
+            frequency=block["Frequency [Hz]"][:, cols],
+            r2=block["R2 Criterion"][:, cols],
+            r2_threshold=p["r2_threshold"],
+            per=p["per"],
+            sign=p["sign"],
+            fill_failed=p["fill_failed"],
+        )
+
+    def test(self, positions=None) -> dict:
+        """Project a few positions without writing anything.
+
+        Parameters
+        ----------
+        positions : sequence of int, optional
+            Position indices; default four spread over the map.
+
+        Returns
+        -------
+        dict
+            ``piezoresponse``, ``resonance`` (positions, loops, steps), ``rotation_angle``,
+            ``dc`` (loops, steps), ``positions`` and ``n_rejected``.
+        """
+        n = self.h5_main.shape[0]
+        if positions is None:
+            positions = np.unique(np.linspace(0, n - 1, min(4, n)).astype(int))
+        positions = np.asarray(positions, dtype=int).ravel()
+        if positions.size == 0 or positions.min() < 0 or positions.max() >= n:
+            raise ParameterError(f"positions must be indices in 0..{n - 1}, got {positions}")
+        order = np.argsort(positions)
+        uniq, inverse = np.unique(positions[order], return_inverse=True)
+        block = self.h5_main[uniq.tolist()]
+        res = self._project(block)
+        back = np.empty_like(order)
+        back[order] = inverse
+        return {
+            "piezoresponse": res.piezoresponse[back],
+            "resonance": res.resonance[back],
+            "rotation_angle": res.rotation_angle[back],
+            "dc": self.layout.dc_values[self._loop_columns],
+            "positions": positions,
+            "n_rejected": int((~res.valid[back]).sum()),
+        }
+
+    # ---- pyUSID Process hooks ---------------------------------------------------------
+    def _unit_computation(self, *args, **kwargs) -> None:
+        self._results = self._project(self.data)
+
+    def _create_results_datasets(self) -> None:
+        src = self.h5_main
+        grp = create_results_group(src, self.process_name, h5_parent_group=self._h5_target_group)
+        self.h5_results_grp = grp
+        self._write_provenance({"source_dataset": src.name, "sign_convention": (
+            "projected loops correlate positively with DC bias" if self.parms_dict["sign"] ==
+            "positive" else "projected loops correlate negatively with DC bias")})
+        n, m = src.shape
+        fdt = np.result_type(src.dtype["Amplitude [V]"], np.float32)
+        pos = {"inds": src.h5_pos_inds, "vals": src.h5_pos_vals}
+        spec = {"inds": src.h5_spec_inds, "vals": src.h5_spec_vals}
+        self.h5_piezo = write_main(grp, (n, m), "Piezoresponse", "Piezoresponse", "V", pos, spec,
+                                   dtype=fdt)
+        self.h5_resonance = write_main(grp, (n, m), "Resonance", "Resonance Frequency", "Hz",
+                                       pos, spec, dtype=fdt)
+        if self.parms_dict["per"] == "loop":
+            with quiet_pyusid():
+                inds, vals = write_reduced_anc_dsets(grp, src.h5_spec_inds, src.h5_spec_vals,
+                                                     "DC_Offset", basename="Spectroscopic")
+            angle_spec: dict | list = {"inds": inds, "vals": vals}
+            self._angle_order = _match_loops(src, inds, self._loop_columns)
+            n_angle = inds.shape[1]
+        else:
+            angle_spec = make_dims([("Loop", "", [0])])
+            self._angle_order = None
+            n_angle = 1
+        self.h5_angle = write_main(grp, (n, n_angle), "Rotation_Angle", "Rotation Angle", "rad",
+                                   pos, angle_spec, dtype=np.float64)
+        self.h5_rejected = grp.create_dataset("Rejected_Fits", shape=(n,), dtype=np.uint16)
+        self.h5_rejected.attrs["description"] = "number of SHO fits rejected per position"
+
+    def _get_existing_datasets(self) -> None:
+        grp = self.h5_results_grp
+        self.h5_piezo = grp["Piezoresponse"]
+        self.h5_resonance = grp["Resonance"]
+        self.h5_angle = grp["Rotation_Angle"]
+        self.h5_rejected = grp["Rejected_Fits"]
+        self._angle_order = None
+        if self.parms_dict["per"] == "loop":
+            self._angle_order = _match_loops(self.h5_main, grp.file[
+                self.h5_angle.attrs["Spectroscopic_Indices"]], self._loop_columns)
+
+    def _write_results_chunk(self) -> None:
+        res: ProjectionResult = self._results
+        pixels = self._get_pixels_in_current_batch()
+        cols = self._loop_columns.ravel()
+        n = len(pixels)
+        piezo = np.empty((n, self.h5_main.shape[1]), dtype=self.h5_piezo.dtype)
+        reso = np.empty_like(piezo)
+        piezo[:, cols] = res.piezoresponse.reshape(n, -1)
+        reso[:, cols] = res.resonance.reshape(n, -1)
+        angle = res.rotation_angle if self._angle_order is None else \
+            res.rotation_angle[:, self._angle_order]
+        rejected = (~res.valid).reshape(n, -1).sum(axis=1)
+        start = 0
+        for sl in integers_to_slices(pixels):
+            stop = start + (sl.stop - sl.start)
+            self.h5_piezo[sl] = piezo[start:stop]
+            self.h5_resonance[sl] = reso[start:stop]
+            self.h5_angle[sl] = angle[start:stop]
+            self.h5_rejected[sl] = rejected[start:stop]
+            start = stop
+        if self._bar is None:
+            self._bar = tqdm(total=self.h5_main.shape[0], desc="Loop projection", unit="pos",
+                             disable=not self.progress, leave=False)
+        self._bar.update(n)
+
+    def compute(self, override: bool = False, *args, **kwargs) -> h5py.Group:  # noqa: D102
+        try:
+            return super().compute(override, *args, **kwargs)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+
+    compute.__doc__ = BevaeProcess.compute.__doc__
+
+    def _finalize(self) -> None:
+        grp = self.h5_results_grp
+        if "n_rejected_fits" not in grp.attrs:
+            n_rej = int(grp["Rejected_Fits"][()].sum())
+            grp.attrs["n_rejected_fits"] = n_rej
+            total = self.h5_main.shape[0] * self.h5_main.shape[1]
+            logger.info("loop projection: %d of %d SHO fits rejected (%.2f%%) and interpolated",
+                        n_rej, total, 100 * n_rej / total)
+
+
+def _loop_columns(layout) -> np.ndarray:
+    """(loops, steps) column indices: loops in acquisition order, steps in acquisition order."""
+    keys = [layout.cycle_index, *layout.other_index.values()]
+    if layout.field_values is not None:
+        keys.append(layout.field_values)
+    key = np.stack(keys, axis=0)
+    # loops ordered by their first column
+    _, first, inverse = np.unique(key, axis=1, return_index=True, return_inverse=True)
+    inverse = np.asarray(inverse).ravel()
+    order = np.argsort(first)
+    cols = [np.flatnonzero(inverse == k) for k in order]
+    return np.stack(cols)
+
+
+def _match_loops(src, h5_red_inds: h5py.Dataset, loop_columns: np.ndarray) -> np.ndarray:
+    """For each column of reduced (DC-free) spectroscopic indices, the matching loop number."""
+    from pyUSID.io.hdf_utils import get_attr
+
+    src_inds = np.asarray(src.h5_spec_inds[()])
+    src_labels = [str(x) for x in get_attr(src.h5_spec_inds, "labels")]
+    red = np.asarray(h5_red_inds[()])
+    red_labels = [str(x) for x in get_attr(h5_red_inds, "labels")]
+    rows = [src_labels.index(lab) for lab in red_labels]
+    loop_keys = src_inds[rows][:, loop_columns[:, 0]]  # (dims, loops)
+    order = np.empty(red.shape[1], dtype=int)
+    for j in range(red.shape[1]):
+        match = np.flatnonzero((loop_keys == red[:, j:j + 1]).all(axis=0))
+        order[j] = match[0]
+    return order
