@@ -175,7 +175,7 @@ def make_synthetic_beps(
     width = np.choose(mech, [0.9, 3.2, 0.8, 1.0]) * (1 + 0.1 * smooth())
     vc = np.choose(mech, [5.0, 6.5, 3.0, 5.0]) * (1 + 0.08 * smooth())
     imprint = np.choose(mech, [0.0, 0.0, 0.0, 4.5]) + 0.3 * smooth()
-    slope = np.choose(mech, [0.004, 0.025, 0.006, 0.004]) * (1 + 0.2 * smooth())
+    slope = np.choose(mech, [0.004, 0.015, 0.006, 0.004]) * (1 + 0.2 * smooth())
     offset = 0.05 * smooth(0.3)
     vc2 = np.where(mech == 2, 10.5 * (1 + 0.05 * smooth()), np.nan)  # second step
     f0 = 1.325e6 + np.choose(mech, [0.0, 6e3, 3e3, -2e3]) + 3e3 * smooth(0.25)
@@ -378,8 +378,9 @@ def _write_raw(chan: h5py.Group, s: SyntheticBEPS, pos_dims: list, n_pos: int,
     wr = s.frequency.reshape(n_pos, n_spec)
     q = s.quality.reshape(n_pos, n_spec)
     ww = w[None, None, :]
-    resp = z[..., None] * (1j * ww * wr[..., None] / q[..., None]) / (
-        wr[..., None] ** 2 - ww**2 + 1j * ww * wr[..., None] / q[..., None])
+    with np.errstate(invalid="ignore"):  # failed (NaN) fits stay NaN, then become 0
+        resp = z[..., None] * (1j * ww * wr[..., None] / q[..., None]) / (
+            wr[..., None] ** 2 - ww**2 + 1j * ww * wr[..., None] / q[..., None])
     resp = np.nan_to_num(resp).astype(np.complex64).reshape(n_pos, n_spec * _RAW_BINS)
     spec = make_dims([("Cycle", "", np.arange(s.n_cycles)), ("DC_Offset", "V", s.dc),
                       ("Field", "", s.field_values), ("Frequency", "Hz", w)])

@@ -386,13 +386,20 @@ def describe_loops(dset: h5py.Dataset) -> LoopLayout:
         for lab, i in row.items()
         if lab not in ("DC_Offset", "Field", "Cycle")
     }
-    key = np.stack([dc_index, cycle_index, *(other.values())] +
-                   ([field_values] if field_values is not None else []))
-    if np.unique(key, axis=1).shape[1] != dset.shape[1]:
+    if np.unique(spec_inds, axis=1).shape[1] != dset.shape[1]:
         raise BEPSFormatError(
-            f"{where}: spectroscopic indices repeat a (DC_Offset, Field, Cycle) combination; "
+            f"{where}: spectroscopic indices repeat a combination of {list(labels)}; "
             "expected each step to appear once"
         )
+    for i, lab in enumerate(labels):
+        pairs = np.unique(np.stack([spec_inds[i].astype(float), spec_vals[i]]), axis=1)
+        if pairs.shape[1] != np.unique(spec_inds[i]).size:
+            raise BEPSFormatError(
+                f"{where}: spectroscopic values of '{lab}' disagree with its indices "
+                "(one index has several values); expected one value per index"
+            )
+    key = np.stack([dc_index, cycle_index, *(other.values())] +
+                   ([field_values] if field_values is not None else []))
     n_steps = int(np.unique(dc_index).size)
     # every loop (cycle x field x other) must have every DC step exactly once
     loop_key = key[1:]

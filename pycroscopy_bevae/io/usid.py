@@ -29,6 +29,8 @@ def quiet_pyusid() -> Iterator[None]:
         warnings.filterwarnings("ignore", message="In the future write_ind_val_dsets")
         warnings.filterwarnings("ignore", message=".*no longer creates")
         warnings.filterwarnings("ignore", category=FutureWarning, module="pyUSID")
+        warnings.filterwarnings("ignore", message="`product` is deprecated",
+                                category=DeprecationWarning)
         try:
             with contextlib.redirect_stdout(buf):
                 yield
@@ -55,6 +57,7 @@ def write_main(
     spec: list | Mapping[str, h5py.Dataset],
     dtype: np.dtype | None = None,
     attrs: Mapping | None = None,
+    aux_spec_prefix: str = "Spectroscopic_",
 ) -> h5py.Dataset:
     """Write a USID main dataset.
 
@@ -73,6 +76,8 @@ def write_main(
         Data type for an empty dataset.
     attrs : mapping, optional
         Extra attributes.
+    aux_spec_prefix : str
+        Name prefix of new spectroscopic ancillary datasets.
 
     Returns
     -------
@@ -91,7 +96,8 @@ def write_main(
         kwargs["dtype"] = dtype
     with quiet_pyusid():
         dset = write_main_dataset(
-            group, data, name, quantity, units, pos, spec, slow_to_fast=True, **kwargs
+            group, data, name, quantity, units, pos, spec, slow_to_fast=True,
+            aux_spec_prefix=aux_spec_prefix, **kwargs
         )
     if attrs:
         write_attrs(dset, attrs)

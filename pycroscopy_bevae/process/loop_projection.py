@@ -173,8 +173,7 @@ class LoopProjector(BevaeProcess):
             "positive" else "projected loops correlate negatively with DC bias")})
         n, m = src.shape
         fdt = np.result_type(src.dtype["Amplitude [V]"], np.float32)
-        pos = {"inds": src.h5_pos_inds, "vals": src.h5_pos_vals}
-        spec = {"inds": src.h5_spec_inds, "vals": src.h5_spec_vals}
+        pos, spec = _ancillaries_in(grp, src)
         self.h5_piezo = write_main(grp, (n, m), "Piezoresponse", "Piezoresponse", "V", pos, spec,
                                    dtype=fdt)
         self.h5_resonance = write_main(grp, (n, m), "Resonance", "Resonance Frequency", "Hz",
@@ -182,7 +181,7 @@ class LoopProjector(BevaeProcess):
         if self.parms_dict["per"] == "loop":
             with quiet_pyusid():
                 inds, vals = write_reduced_anc_dsets(grp, src.h5_spec_inds, src.h5_spec_vals,
-                                                     "DC_Offset", basename="Spectroscopic")
+                                                     "DC_Offset", basename="Loop")
             angle_spec: dict | list = {"inds": inds, "vals": vals}
             self._angle_order = _match_loops(src, inds, self._loop_columns)
             n_angle = inds.shape[1]
@@ -191,7 +190,7 @@ class LoopProjector(BevaeProcess):
             self._angle_order = None
             n_angle = 1
         self.h5_angle = write_main(grp, (n, n_angle), "Rotation_Angle", "Rotation Angle", "rad",
-                                   pos, angle_spec, dtype=np.float64)
+                                   pos, angle_spec, dtype=np.float64, aux_spec_prefix="Loop_")
         self.h5_rejected = grp.create_dataset("Rejected_Fits", shape=(n,), dtype=np.uint16)
         self.h5_rejected.attrs["description"] = "number of SHO fits rejected per position"
 
@@ -249,6 +248,24 @@ class LoopProjector(BevaeProcess):
             total = self.h5_main.shape[0] * self.h5_main.shape[1]
             logger.info("loop projection: %d of %d SHO fits rejected (%.2f%%) and interpolated",
                         n_rej, total, 100 * n_rej / total)
+
+
+def _ancillaries_in(grp: h5py.Group, src) -> tuple[dict, dict]:
+    """Position and spectroscopic ancillaries of ``src`` usable from ``grp``.
+
+    In the same file they are linked; when results go to another file
+    (``h5_target_group``) they are copied next to the results first, since HDF5
+    object references cannot cross files.
+    """
+    anc = {"pos": (src.h5_pos_inds, src.h5_pos_vals), "spec": (src.h5_spec_inds, src.h5_spec_vals)}
+    if grp.file != src.file:
+        for key, prefix in (("pos", "Position_"), ("spec", "Spectroscopic_")):
+            inds, vals = anc[key]
+            src.file.copy(inds, grp, name=prefix + "Indices")
+            src.file.copy(vals, grp, name=prefix + "Values")
+            anc[key] = (grp[prefix + "Indices"], grp[prefix + "Values"])
+    return ({"inds": anc["pos"][0], "vals": anc["pos"][1]},
+            {"inds": anc["spec"][0], "vals": anc["spec"][1]})
 
 
 def _loop_columns(layout) -> np.ndarray:

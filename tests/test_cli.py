@@ -1,0 +1,54 @@
+"""The command line, run in-process and as a real subprocess."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import h5py
+
+from pycroscopy_bevae import __version__
+from pycroscopy_bevae.cli import main
+
+
+def test_demo_writes_file_and_figure(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--size", "14", "--seed", "2"]) == 0
+    text = capsys.readouterr().out
+    assert (out / "projection.png").stat().st_size > 10_000
+    with h5py.File(out / "synthetic_beps.h5", "r") as f:
+        grp = f["Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit-Loop_Projection_000"]
+        assert grp["Piezoresponse"].shape == (196, 384)
+    assert "median loop correlation 0.99" in text
+    assert text.strip().splitlines()[-1].startswith("Done. Figure:")
+
+
+def test_project_and_info(beps_file, capsys):
+    assert main(["project", str(beps_file), "--r2-threshold", "0.6"]) == 0
+    assert "Fit-Loop_Projection_000: written" in capsys.readouterr().out
+    assert main(["project", str(beps_file), "--r2-threshold", "0.6"]) == 0
+    assert "existing results with identical parameters" in capsys.readouterr().out
+    assert main(["info", str(beps_file)]) == 0
+    text = capsys.readouterr().out
+    assert "grid: 20 x 18 (Y, X); 96 DC steps x 2 cycle(s); fields: off, on" in text
+    assert "Fit-Loop_Projection_000 (LoopProjector)" in text
+
+
+def test_errors_are_one_line_with_status_2(tmp_path, capsys):
+    bad = tmp_path / "bad.h5"
+    bad.write_text("not hdf5")
+    assert main(["project", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not an HDF5 file" in err and "bad.h5" in err
+    assert main(["info", str(tmp_path / "missing.h5")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_module_entry_point():
+    res = subprocess.run([sys.executable, "-m", "pycroscopy_bevae", "--version"],
+                         capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == f"pycroscopy-bevae {__version__}"
+    res = subprocess.run([sys.executable, "-m", "pycroscopy_bevae", "project", "--help"],
+                         capture_output=True, text=True, check=True)
+    text = " ".join(res.stdout.split())  # argparse wraps to the terminal width
+    assert "--r2-threshold" in text and "default: 0.5" in text

@@ -1,0 +1,133 @@
+"""The synthetic BEPS generator: determinism, layout, and the physics of its ground truth."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from pycroscopy_bevae import ParameterError
+from pycroscopy_bevae.datasets import (
+    MECHANISMS,
+    make_synthetic_beps,
+    triangle_waveform,
+    write_synthetic_beps,
+)
+from pycroscopy_bevae.io import find_sho_fit, select_loops
+
+
+@pytest.fixture(scope="module")
+def synth():
+    return make_synthetic_beps(shape=(40, 40), seed=11)
+
+
+def test_waveform_is_triangle():
+    v = triangle_waveform(96, 16.0)
+    assert v.shape == (96,)
+    assert v[0] == 0 and v.max() == 16.0 and v.min() == -16.0
+    assert np.allclose(np.abs(np.diff(v)), 16.0 / 24)
+    assert np.argmax(v) == 24 and np.argmin(v) == 72
+
+
+def test_deterministic_for_seed():
+    a = make_synthetic_beps(shape=(6, 5), seed=4)
+    b = make_synthetic_beps(shape=(6, 5), seed=4)
+    c = make_synthetic_beps(shape=(6, 5), seed=5)
+    np.testing.assert_array_equal(a.amplitude, b.amplitude)
+    np.testing.assert_array_equal(a.mechanism, b.mechanism)
+    assert not np.allclose(np.nan_to_num(a.amplitude), np.nan_to_num(c.amplitude))
+
+
+def test_all_four_mechanisms_present(synth):
+    counts = np.bincount(synth.mechanism.ravel(), minlength=4)
+    assert len(counts) == len(MECHANISMS) == 4
+    assert (counts / counts.sum() > 0.03).all(), counts
+
+
+def test_loop_physics(synth):
+    m = synth.mechanism.ravel()
+    p = synth.true_piezoresponse[:, 1, :, 1] / 1e-4  # second cycle, off-field, in units of amp
+    dc = synth.dc
+    params = synth.parameters
+    # c-domain: square loops, saturating near +-amplitude
+    c = m == 0
+    span = p[c].max(axis=1) - p[c].min(axis=1)
+    assert np.median(span) > 1.7
+    # a-domain: reduced hysteresis (opening at 0 V, descending minus rising branch) and tilt
+    a = m == 1
+    opening = p[:, 48] - p[:, 0]
+    assert np.median(opening[a]) < 0.5 * np.median(opening[c])
+    assert np.median(params["slope"][a]) > 2 * np.median(params["slope"][c])
+    # imprint: loop centre shifted by ~4.5 V
+    imp = m == 3
+    centre = 0.5 * (params["coercive_up"] + params["coercive_down"])
+    assert np.median(centre[imp]) == pytest.approx(4.5, abs=0.5)
+    assert np.median(np.abs(centre[c])) < 0.5
+    # ferroelastic: intermediate plateau between the two coercive steps on the rising branch
+    fe = np.flatnonzero(m == 2)
+    rising = np.arange(96) < 24
+    mid = [int(np.argmin(np.abs(dc[rising] - 0.5 * (params["coercive_up"][i]
+                                                  + params["coercive_up_2"][i]))))
+           for i in fe]
+    mid_val = p[fe, mid]
+    low, high = p[fe, 0], p[fe, 24]
+    frac = (mid_val - low) / (high - low)
+    assert np.median(frac) == pytest.approx(0.5, abs=0.15)
+    # resonance hardening while the intermediate state lasts, softening elsewhere
+    f = synth.true_resonance[:, 1, :, 1]
+    assert np.median(f[fe, mid] - f[fe, 0]) > 5e3
+    assert np.median(f[c].min(axis=1) - f[c, 0]) < -3e3
+
+
+def test_phase_offsets_need_projection(synth):
+    assert np.std(synth.true_rotation) > 0.5
+    raw = synth.amplitude * np.cos(synth.phase)
+    # without projection the loop magnitude depends on the instrument phase
+    good = np.isfinite(raw).all(axis=(1, 2, 3))
+    ratio = np.std(raw[good, 1, :, 1], axis=1) / np.std(
+        synth.true_piezoresponse[good, 1, :, 1], axis=1)
+    assert ratio.min() < 0.3 and ratio.max() > 0.9
+
+
+def test_failed_fits(synth):
+    frac = synth.failed.mean()
+    assert 0.001 < frac < 0.006
+    nan = ~np.isfinite(synth.amplitude)
+    assert nan.any() and (nan <= synth.failed).all()
+    junk = synth.failed & ~nan
+    assert (synth.r2[junk] < 0.31).all()
+    assert (synth.r2[~synth.failed] >= 0.55).all()
+
+
+def test_file_layout(tmp_path):
+    path = write_synthetic_beps(tmp_path / "s.h5", shape=(5, 4), seed=0, raw_data=True,
+                                dtype="float64")
+    with h5py.File(path, "r") as f:
+        fit = find_sho_fit(f)
+        assert fit.dtype["Amplitude [V]"] == np.float64
+        meas = f["Measurement_000"]
+        assert meas.attrs["VS_steps_per_full_cycle"] == 96
+        assert meas.attrs["VS_number_of_cycles"] == 2
+        assert meas.attrs["grid_num_rows"] == 5 and meas.attrs["grid_num_cols"] == 4
+        raw = f["Measurement_000/Channel_000/Raw_Data"]
+        assert raw.dtype == np.complex64 and raw.shape == (20, 384 * 16)
+        gt = f["Ground_Truth"]
+        assert [s.decode() if isinstance(s, bytes) else s
+                for s in gt["Mechanism"].attrs["labels"]] == list(MECHANISMS)
+        assert gt["Piezoresponse"].shape == fit.shape
+        assert gt["Rotation_Angle"].shape == (20,)
+    sel = select_loops(path, cycle=1, field="off", fields=("Amplitude [V]",))
+    assert sel.data["Amplitude [V]"].shape == (20, 96)
+    np.testing.assert_allclose(sel.dc_values, triangle_waveform(96, 16.0), atol=1e-6)
+
+
+def test_generator_refuses_bad_parameters(tmp_path):
+    with pytest.raises(ParameterError, match="raw_data"):
+        write_synthetic_beps(tmp_path / "big.h5", shape=(30, 30), raw_data=True)
+    with pytest.raises(ParameterError, match="n_steps"):
+        make_synthetic_beps(shape=(3, 3), n_steps=10)
+    with pytest.raises(ParameterError, match="shape"):
+        make_synthetic_beps(shape=(0, 3))
+    path = write_synthetic_beps(tmp_path / "s.h5", shape=(2, 2))
+    with pytest.raises(ParameterError, match="exists"):
+        write_synthetic_beps(path, shape=(2, 2))
