@@ -43,12 +43,21 @@ def interp_nan(x: np.ndarray, axis: int = -1, valid: np.ndarray | None = None) -
         good &= np.moveaxis(np.asarray(valid, dtype=bool), axis, -1)
     if good.all():
         return np.moveaxis(arr, -1, axis)
-    n = arr.shape[-1]
-    idx = np.broadcast_to(np.arange(n), arr.shape)
+    shape = arr.shape
+    flat, ok = arr.reshape(-1, shape[-1]), good.reshape(-1, shape[-1])
+    rows = np.flatnonzero(~ok.all(axis=1))  # only loops with missing points need work
+    flat[rows] = _fill_rows(flat[rows], ok[rows])
+    return np.moveaxis(flat.reshape(shape), -1, axis)
+
+
+def _fill_rows(x: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """Linear interpolation of the missing points of each row of a 2-D array."""
+    n = x.shape[-1]
+    idx = np.broadcast_to(np.arange(n), x.shape)
     prev = np.maximum.accumulate(np.where(good, idx, -1), axis=-1)
     nxt = np.minimum.accumulate(np.where(good, idx, n)[..., ::-1], axis=-1)[..., ::-1]
-    x_prev = np.take_along_axis(arr, np.clip(prev, 0, n - 1), axis=-1)
-    x_next = np.take_along_axis(arr, np.clip(nxt, 0, n - 1), axis=-1)
+    x_prev = np.take_along_axis(x, np.clip(prev, 0, n - 1), axis=-1)
+    x_next = np.take_along_axis(x, np.clip(nxt, 0, n - 1), axis=-1)
     has_prev, has_next = prev >= 0, nxt < n
     both = has_prev & has_next
     span = np.where(both, np.maximum(nxt - prev, 1), 1)
@@ -58,5 +67,4 @@ def interp_nan(x: np.ndarray, axis: int = -1, valid: np.ndarray | None = None) -
         x_prev + frac * (x_next - x_prev),
         np.where(has_prev, x_prev, np.where(has_next, x_next, np.nan)),
     )
-    out = np.where(good, arr, filled)
-    return np.moveaxis(out, -1, axis)
+    return np.where(good, x, filled)

@@ -186,16 +186,16 @@ def project_loops(
     if frequency is not None:
         frequency = np.asarray(frequency, dtype=float)
         valid &= np.isfinite(frequency)
-    z = np.where(valid, amplitude * np.exp(1j * np.where(valid, phase, 0.0)), np.nan)
+    with np.errstate(invalid="ignore"):
+        z = np.where(valid, amplitude * np.exp(1j * phase), np.nan)
     theta = rotation_angles(z, dc, valid=valid, per=per, sign=sign)
-    proj = np.real(z * np.exp(1j * theta)[..., None])
-    proj = np.where(valid, proj, np.nan)
-    res = frequency.copy() if frequency is not None else np.full(amplitude.shape, np.nan)
-    res[~valid] = np.nan
+    with np.errstate(invalid="ignore"):
+        proj = np.where(valid, amplitude * np.cos(phase + theta[..., None]), np.nan)
+    res = np.where(valid, frequency, np.nan) if frequency is not None else \
+        np.full(amplitude.shape, np.nan)
     if fill_failed:
-        proj = interp_nan(proj, axis=-1)
-        if frequency is not None:
-            res = interp_nan(res, axis=-1)
+        # both loops share the validity mask: interpolate them in one pass
+        proj, res = interp_nan(np.stack([proj, res]), axis=-1)
     angle = theta[:, :1] if per == "position" else theta
     return ProjectionResult(
         piezoresponse=proj,
