@@ -23,6 +23,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _LAZY = {
     "LoopProjector": "pycroscopy_bevae.process.loop_projection",
+    "DictionaryLearningProcess": "pycroscopy_bevae.process.dictionary",
     "write_synthetic_beps": "pycroscopy_bevae.datasets.synthetic_beps",
     "find_sho_fit": "pycroscopy_bevae.io.beps",
     "select_loops": "pycroscopy_bevae.io.beps",

@@ -16,7 +16,8 @@ from collections.abc import Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
-__all__ = ["quiet_pyusid", "write_main", "write_attrs", "make_dims", "package_versions"]
+__all__ = ["quiet_pyusid", "write_main", "write_attrs", "make_dims", "package_versions",
+           "linked_ancillaries"]
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ def write_main(
     dtype: np.dtype | None = None,
     attrs: Mapping | None = None,
     aux_spec_prefix: str = "Spectroscopic_",
+    aux_pos_prefix: str = "Position_",
 ) -> h5py.Dataset:
     """Write a USID main dataset.
 
@@ -76,8 +78,8 @@ def write_main(
         Data type for an empty dataset.
     attrs : mapping, optional
         Extra attributes.
-    aux_spec_prefix : str
-        Name prefix of new spectroscopic ancillary datasets.
+    aux_spec_prefix, aux_pos_prefix : str
+        Name prefixes of new spectroscopic / position ancillary datasets.
 
     Returns
     -------
@@ -97,7 +99,7 @@ def write_main(
     with quiet_pyusid():
         dset = write_main_dataset(
             group, data, name, quantity, units, pos, spec, slow_to_fast=True,
-            aux_spec_prefix=aux_spec_prefix, **kwargs
+            aux_spec_prefix=aux_spec_prefix, aux_pos_prefix=aux_pos_prefix, **kwargs
         )
     if attrs:
         write_attrs(dset, attrs)
@@ -130,3 +132,24 @@ def package_versions() -> dict[str, str]:
         except md.PackageNotFoundError:
             out[f"version_{dist}"] = "not installed"
     return out
+
+
+def linked_ancillaries(grp: h5py.Group, src: h5py.Dataset) -> tuple[dict, dict]:
+    """Position and spectroscopic ancillaries of ``src`` usable from ``grp``.
+
+    In the same file they are linked; when results go to another file
+    (``h5_target_group``) they are copied next to the results first, since HDF5
+    object references cannot cross files.
+    """
+    f = src.file
+    anc = {"pos": (f[src.attrs["Position_Indices"]], f[src.attrs["Position_Values"]]),
+           "spec": (f[src.attrs["Spectroscopic_Indices"]], f[src.attrs["Spectroscopic_Values"]])}
+    if grp.file != src.file:
+        for key, prefix in (("pos", "Position_"), ("spec", "Spectroscopic_")):
+            inds, vals = anc[key]
+            if prefix + "Indices" not in grp:
+                f.copy(inds, grp, name=prefix + "Indices")
+                f.copy(vals, grp, name=prefix + "Values")
+            anc[key] = (grp[prefix + "Indices"], grp[prefix + "Values"])
+    return ({"inds": anc["pos"][0], "vals": anc["pos"][1]},
+            {"inds": anc["spec"][0], "vals": anc["spec"][1]})

@@ -1,6 +1,9 @@
 """pyUSID Process subclasses: HDF5 in, HDF5 out, resumable, duplicate-aware."""
 
-from .base import BevaeProcess
+from .base import BevaeProcess, GlobalFitProcess
+from .dictionary import DictionaryLearningProcess
 from .loop_projection import LoopProjector
+from .sources import LoopSources
 
-__all__ = ["BevaeProcess", "LoopProjector"]
+__all__ = ["BevaeProcess", "GlobalFitProcess", "DictionaryLearningProcess", "LoopProjector",
+           "LoopSources"]

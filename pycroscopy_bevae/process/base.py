@@ -11,7 +11,7 @@ from ..exceptions import ParameterError
 from ..io.sidpy_conv import usid_to_sidpy
 from ..io.usid import package_versions, quiet_pyusid, write_attrs
 
-__all__ = ["BevaeProcess"]
+__all__ = ["BevaeProcess", "GlobalFitProcess"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,3 +81,79 @@ class BevaeProcess(Process):
             raise ParameterError("no results yet: call compute() first")
         return {name: usid_to_sidpy(self.h5_results_grp[name]) for name in self.result_names
                 if name in self.h5_results_grp}
+
+
+class GlobalFitProcess(BevaeProcess):
+    """A process that fits one model to all positions at once.
+
+    pyUSID's per-chunk ``compute`` does not apply: these processes read the
+    selected loops, fit, and write every result in one go. Book-keeping follows
+    pyUSID so duplicate detection works: the group's ``completed_positions``
+    dataset is written as zeros first and set to ones only after every result
+    is written, so an interrupted run leaves a *partial* group that the next run
+    with the same parameters reuses (its contents are replaced).
+    """
+
+    def _open_results_group(self, clear: bool = True) -> h5py.Group:
+        """Create the results group, or reuse the last partial one with identical parameters."""
+        import numpy as np
+        from pyUSID.io.hdf_utils import create_results_group
+
+        n = self.h5_main.shape[0]
+        if self.partial_h5_groups:
+            grp = self.partial_h5_groups[-1]
+            logger.info("reusing partially written results group %s", grp.name)
+            if clear:
+                for key in list(grp.keys()):
+                    if key != self._status_dset_name:
+                        del grp[key]
+        else:
+            with quiet_pyusid():
+                grp = create_results_group(self.h5_main, self.process_name,
+                                           h5_parent_group=self._h5_target_group)
+        if self._status_dset_name not in grp:
+            grp.create_dataset(self._status_dset_name, data=np.zeros(n, dtype=np.uint8))
+        self.h5_results_grp = grp
+        self._write_provenance()
+        with quiet_pyusid():
+            self._write_source_dset_provenance()
+        return grp
+
+    def _mark_complete(self) -> None:
+        grp = self.h5_results_grp
+        grp[self._status_dset_name][...] = 1
+        grp.attrs["last_pixel"] = self.h5_main.shape[0]
+        grp.file.flush()
+
+    def compute(self, override: bool = False, *args, **kwargs) -> h5py.Group:
+        """Fit on all positions and write the results group.
+
+        Parameters
+        ----------
+        override : bool
+            Recompute even when a complete group with identical parameters exists
+            (a new ``_NNN`` group is written; existing groups are never modified).
+
+        Returns
+        -------
+        h5py.Group
+        """
+        if not override and self.duplicate_h5_groups:
+            self.h5_results_grp = self.duplicate_h5_groups[-1]
+            logger.info("returning existing results %s", self.h5_results_grp.name)
+            return self.h5_results_grp
+        if override:
+            self.partial_h5_groups = []
+        self._fit_and_write()
+        self._mark_complete()
+        return self.h5_results_grp
+
+    def _fit_and_write(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # pyUSID hooks that do not apply to a global fit
+    def _create_results_datasets(self) -> None:  # pragma: no cover
+        raise NotImplementedError("global-fit processes write results in _fit_and_write")
+
+    def _write_results_chunk(self) -> None:  # pragma: no cover
+        raise NotImplementedError("global-fit processes write results in _fit_and_write")

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from ..exceptions import ParameterError
 from ..io.beps import find_sho_fit, validate_sho_fit
-from ..io.usid import make_dims, quiet_pyusid, write_main
+from ..io.usid import linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.projection import ProjectionResult, project_loops
 from .base import BevaeProcess
 
@@ -173,7 +173,7 @@ class LoopProjector(BevaeProcess):
             "positive" else "projected loops correlate negatively with DC bias")})
         n, m = src.shape
         fdt = np.result_type(src.dtype["Amplitude [V]"], np.float32)
-        pos, spec = _ancillaries_in(grp, src)
+        pos, spec = linked_ancillaries(grp, src)
         self.h5_piezo = write_main(grp, (n, m), "Piezoresponse", "Piezoresponse", "V", pos, spec,
                                    dtype=fdt)
         self.h5_resonance = write_main(grp, (n, m), "Resonance", "Resonance Frequency", "Hz",
@@ -248,24 +248,6 @@ class LoopProjector(BevaeProcess):
             total = self.h5_main.shape[0] * self.h5_main.shape[1]
             logger.info("loop projection: %d of %d SHO fits rejected (%.2f%%) and interpolated",
                         n_rej, total, 100 * n_rej / total)
-
-
-def _ancillaries_in(grp: h5py.Group, src) -> tuple[dict, dict]:
-    """Position and spectroscopic ancillaries of ``src`` usable from ``grp``.
-
-    In the same file they are linked; when results go to another file
-    (``h5_target_group``) they are copied next to the results first, since HDF5
-    object references cannot cross files.
-    """
-    anc = {"pos": (src.h5_pos_inds, src.h5_pos_vals), "spec": (src.h5_spec_inds, src.h5_spec_vals)}
-    if grp.file != src.file:
-        for key, prefix in (("pos", "Position_"), ("spec", "Spectroscopic_")):
-            inds, vals = anc[key]
-            src.file.copy(inds, grp, name=prefix + "Indices")
-            src.file.copy(vals, grp, name=prefix + "Values")
-            anc[key] = (grp[prefix + "Indices"], grp[prefix + "Values"])
-    return ({"inds": anc["pos"][0], "vals": anc["pos"][1]},
-            {"inds": anc["spec"][0], "vals": anc["spec"][1]})
 
 
 def _loop_columns(layout) -> np.ndarray:

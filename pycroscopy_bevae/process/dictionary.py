@@ -1,0 +1,213 @@
+"""``DictionaryLearningProcess``: the linear baseline, written into the HDF5 file."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ..exceptions import ParameterError
+from ..io.usid import linked_ancillaries, make_dims, write_attrs, write_main
+from ..models.dictionary import DictionaryLearner
+from ..preprocessing import stack_features
+from .base import GlobalFitProcess
+from .sources import LoopSources
+
+__all__ = ["DictionaryLearningProcess"]
+
+logger = logging.getLogger(__name__)
+
+
+class DictionaryLearningProcess(GlobalFitProcess):
+    """Dictionary learning of (multi-modal) loops, as a ``pyUSID.processing.Process``.
+
+    The selected loops of every modality are scaled, stacked along the feature axis
+    ("dimensional stacking", as the paper does for piezoresponse + resonance) and
+    decomposed as ``codes @ dictionary`` with :class:`~pycroscopy_bevae.models.DictionaryLearner`.
+
+    Results go to ``<first source>-Dictionary_Learning_NNN`` next to the first source:
+
+    ========================  =========================================  =================
+    dataset                   shape                                      units
+    ========================  =========================================  =================
+    ``Coefficients``          positions x components                     a.u.
+    ``Dictionary``            components x (modality, step)              scaled
+    ``Reconstruction``        positions x (modality, step)               scaled
+    ``Reconstruction_Error``  positions x 1 (mean squared error)         scaled^2
+    ``Scaler_Mean/Std``       modality x step (to undo the scaling)      source units
+    ========================  =========================================  =================
+
+    Every parameter, the sources (paths and object references), package versions,
+    the overall MSE and the MSE of each modality are attributes of the group.
+
+    Parameters
+    ----------
+    h5_main : h5py.Dataset, sequence of h5py.Dataset, or h5py.Group
+        Loop dataset(s) of shape positions x steps (e.g. ``Piezoresponse`` and
+        ``Resonance`` of a ``Fit-Loop_Projection_NNN`` group, which may be passed
+        itself), all in one file open for writing.
+    cycle : int, optional
+        Cycle to use (0-based, negative from the end; default the last).
+    field : {'off', 'on', 'both'}
+        Field to use (default remanent, as the paper).
+    scaling : {'global', 'step', 'none'}
+        Scaling of each modality (default one global mean/std, as the reference code).
+    n_components, alpha, transform_algorithm, fit_algorithm, method, batch_size, max_iter, \
+tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
+    random_state : int
+        Seed of the fit.
+    **kwargs
+        ``pyUSID.processing.Process`` options (``h5_target_group``, ``verbose``).
+
+    Examples
+    --------
+    >>> import tempfile, os, h5py
+    >>> from pycroscopy_bevae.datasets import write_synthetic_beps
+    >>> from pycroscopy_bevae import LoopProjector
+    >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(6, 6))
+    >>> with h5py.File(path, "r+") as f:
+    ...     proj = LoopProjector(f, progress=False).compute()
+    ...     grp = DictionaryLearningProcess(proj, n_components=3, max_iter=20).compute()
+    ...     print(grp.name.rsplit("/", 1)[-1], grp["Dictionary"].shape)
+    Piezoresponse-Dictionary_Learning_000 (3, 192)
+    """
+
+    result_names = ("Coefficients", "Dictionary", "Reconstruction", "Reconstruction_Error")
+
+    def __init__(
+        self,
+        h5_main,
+        cycle: int | None = None,
+        field: str = "off",
+        scaling: str = "global",
+        n_components: int = 5,
+        alpha: float = 1.0,
+        transform_algorithm: str = "omp",
+        fit_algorithm: str = "lars",
+        method: str = "batch",
+        batch_size: int = 256,
+        max_iter: int = 1000,
+        tol: float = 1e-8,
+        positive_code: bool = False,
+        random_state: int = 0,
+        **kwargs,
+    ) -> None:
+        self.sources = LoopSources.from_input(h5_main, cycle=cycle, field=field)
+        self.learner = DictionaryLearner(
+            n_components=n_components, alpha=alpha, transform_algorithm=transform_algorithm,
+            fit_algorithm=fit_algorithm, method=method, batch_size=batch_size,
+            max_iter=max_iter, tol=tol, positive_code=positive_code, scaling=scaling,
+            segments=self.sources.steps, random_state=random_state)
+        # validate every learner parameter before anything is written
+        n_feat = sum(self.sources.steps)
+        self.learner._validate(np.zeros((1, n_feat)))
+        self.learner._sizes(n_feat)
+        from ..preprocessing import LoopScaler
+
+        LoopScaler(scaling)
+        parms = self.sources.parms()
+        parms.update({
+            "scaling": scaling, "n_components": int(n_components), "alpha": float(alpha),
+            "transform_algorithm": transform_algorithm, "fit_algorithm": fit_algorithm,
+            "method": method, "batch_size": int(batch_size), "max_iter": int(max_iter),
+            "tol": float(tol), "positive_code": bool(positive_code),
+            "random_state": "None" if random_state is None else int(random_state),
+            "stacking": "dimensional",
+        })
+        self._init_process(self.sources.datasets[0], "Dictionary_Learning", parms, **kwargs)
+
+    def test(self, n_positions: int = 500, seed: int = 0) -> dict:
+        """Fit on a random subset of positions without writing anything.
+
+        Parameters
+        ----------
+        n_positions : int
+            Subset size (all positions if the map is smaller).
+        seed : int
+            Seed of the subset choice.
+
+        Returns
+        -------
+        dict
+            ``positions``, ``coefficients``, ``dictionary``, ``reconstruction`` (scaled),
+            ``mse`` (per position) and ``learner`` (the fitted estimator).
+        """
+        n = self.h5_main.shape[0]
+        if n_positions < 1:
+            raise ParameterError(f"n_positions must be >= 1, got {n_positions}")
+        rng = np.random.default_rng(seed)
+        pos = np.sort(rng.choice(n, size=min(n, n_positions), replace=False))
+        X = stack_features(self.sources.read(pos))
+        from sklearn.base import clone
+
+        learner = clone(self.learner).fit(X)
+        codes = learner.transform(X)
+        recon = learner.inverse_transform(codes, scaled=True)
+        mse = np.mean((recon - learner._scale(X)) ** 2, axis=1)
+        return {"positions": pos, "coefficients": codes, "dictionary": learner.components_,
+                "reconstruction": recon, "mse": mse, "learner": learner}
+
+    def _fit_and_write(self) -> None:
+        src = self.sources
+        X = stack_features(src.read())
+        learner = self.learner.fit(X)
+        codes = learner.transform(X)
+        recon = learner.inverse_transform(codes, scaled=True)
+        Xs = learner._scale(X)
+        sq = (recon - Xs) ** 2
+        err = sq.mean(axis=1)
+        bounds = np.cumsum([0, *src.steps])
+        per_mod = {f"mse_{name}": float(sq[:, bounds[i]:bounds[i + 1]].mean())
+                   for i, name in enumerate(src.names)}
+
+        grp = self._open_results_group()
+        main = src.datasets[0]
+        pos, _ = linked_ancillaries(grp, main)
+        k = learner.components_.shape[0]
+        comp_dim = make_dims([("Component", "", np.arange(k))])
+        write_main(grp, codes, "Coefficients", "Coefficient", "a.u.", pos, comp_dim)
+        feat_dims = self._feature_dims()
+        dic = write_main(grp, learner.components_, "Dictionary", "Dictionary atom", "scaled",
+                         comp_dim, feat_dims, aux_spec_prefix="Feature_",
+                         aux_pos_prefix="Component_")
+        feat = {"inds": grp.file[dic.attrs["Spectroscopic_Indices"]],
+                "vals": grp.file[dic.attrs["Spectroscopic_Values"]]}
+        write_main(grp, recon, "Reconstruction", "Reconstruction", "scaled", pos, feat)
+        write_main(grp, err[:, None], "Reconstruction_Error", "Mean squared error", "scaled^2",
+                   pos, make_dims([("Error", "", [0])]), aux_spec_prefix="Error_")
+        grp.create_dataset("Scaler_Mean", data=self._padded(learner.scaler_.scalers_, "mean_"))
+        grp.create_dataset("Scaler_Std", data=self._padded(learner.scaler_.scalers_, "std_"))
+        for name in ("Scaler_Mean", "Scaler_Std"):
+            write_attrs(grp[name], {"modalities": src.names, "description":
+                                    "x_scaled = (x - Scaler_Mean) / Scaler_Std per modality "
+                                    "and step (NaN-padded when modalities differ in length)"})
+        for i, d in enumerate(src.datasets):
+            grp.attrs[f"source_{i:03d}"] = d.ref
+        grp.attrs["num_source_dsets"] = len(src.datasets)
+        write_attrs(grp, {
+            "mse": float(err.mean()), **per_mod, "fit_time_s": float(learner.fit_time_),
+            "n_iter": int(learner.n_iter_), "modality_names": src.names,
+            "codes_used": ("codes from the fit (scikit-learn fit_transform)"
+                           if learner.transform_algorithm == "fit"
+                           else f"scikit-learn transform with {learner.transform_algorithm}"),
+            "reconstruction": "Coefficients @ Dictionary, in scaled units",
+        })
+        logger.info("dictionary learning: MSE %.4f (%s) in %.1f s", err.mean(),
+                    ", ".join(f"{k[4:]} {v:.4f}" for k, v in per_mod.items()),
+                    learner.fit_time_)
+
+    def _feature_dims(self) -> list:
+        src = self.sources
+        if len(set(src.steps)) == 1:
+            return make_dims([("Modality", "", np.arange(len(src.names))),
+                              (src.axis_name, src.axis_units, src.axis_values)])
+        return make_dims([("Feature", "", np.arange(sum(src.steps)))])
+
+    @staticmethod
+    def _padded(scalers, attr: str) -> np.ndarray:
+        width = max(getattr(s, attr).size for s in scalers)
+        out = np.full((len(scalers), width), np.nan)
+        for i, s in enumerate(scalers):
+            vals = getattr(s, attr)
+            out[i, : vals.size] = vals
+        return out

@@ -1,0 +1,175 @@
+"""Inputs of the learning processes: one or more loop datasets, one cycle and field."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from ..exceptions import BEPSFormatError, ParameterError
+from ..io.beps import describe_loops
+
+__all__ = ["LoopSources", "resolve_sources"]
+
+#: Datasets taken, in this order, when a LoopProjector results group is given.
+_GROUP_MODALITIES = ("Piezoresponse", "Resonance")
+
+
+def resolve_sources(h5_main) -> list[h5py.Dataset]:
+    """Turn a dataset, a sequence of datasets, or a ``Fit-Loop_Projection_NNN`` group into
+    a list of datasets (the first is the process's main source)."""
+    if isinstance(h5_main, h5py.Dataset):
+        return [h5_main]
+    if isinstance(h5_main, h5py.Group):
+        found = [h5_main[n] for n in _GROUP_MODALITIES if n in h5_main]
+        if not found:
+            raise BEPSFormatError(
+                f"group '{h5_main.name}' in file '{h5_main.file.filename}' has no "
+                f"{' or '.join(_GROUP_MODALITIES)} dataset; pass the loop dataset(s) directly"
+            )
+        return found
+    if isinstance(h5_main, Sequence) and not isinstance(h5_main, str) and len(h5_main) > 0 \
+            and all(isinstance(d, h5py.Dataset) for d in h5_main):
+        return list(h5_main)
+    raise ParameterError(
+        "h5_main must be an h5py.Dataset, a non-empty sequence of them, or a loop-projection "
+        f"results group; got {type(h5_main).__name__}"
+    )
+
+
+@dataclass
+class LoopSources:
+    """Validated loop datasets and the columns selected from each.
+
+    Attributes
+    ----------
+    datasets : list of h5py.Dataset
+        The sources, first = main.
+    names : list of str
+        Modality names (dataset names, e.g. ``Piezoresponse``, ``Resonance``).
+    columns : list of numpy.ndarray
+        Selected column indices of each dataset (acquisition order).
+    axis_name, axis_units : str
+        Name and units of the step axis (``DC_Offset``, ``V``; or ``Step``).
+    axis_values : numpy.ndarray
+        Step values of the first modality.
+    cycle : int or None
+        Cycle selected (None for datasets without a DC_Offset dimension).
+    field : str
+        Field selected.
+    grid_shape : tuple of int
+        Position grid of the main dataset.
+    """
+
+    datasets: list
+    names: list
+    columns: list
+    axis_name: str
+    axis_units: str
+    axis_values: np.ndarray
+    cycle: int | None
+    field: str
+    grid_shape: tuple
+
+    @classmethod
+    def from_input(cls, h5_main, cycle: int | None = None, field: str = "off") -> LoopSources:
+        """Validate the inputs (nothing is read beyond metadata).
+
+        Raises
+        ------
+        BEPSFormatError
+            A source is not a 2-D USID main dataset, or the sources differ in positions.
+        ParameterError
+            Cycle/field out of range.
+        """
+        from pyUSID.io.hdf_utils import check_if_main
+
+        dsets = resolve_sources(h5_main)
+        names, columns = [], []
+        axis = None
+        chosen_cycle: int | None = None
+        n_pos = dsets[0].shape[0] if dsets[0].ndim == 2 else None
+        for d in dsets:
+            where = f"dataset '{d.name}' in file '{d.file.filename}'"
+            if d.dtype.names is not None:
+                raise BEPSFormatError(f"{where} has a compound dtype; expected real-valued loops "
+                                      "(project SHO fits with LoopProjector first)")
+            if d.ndim != 2 or d.shape[0] == 0 or d.shape[1] == 0:
+                raise BEPSFormatError(f"{where} has shape {d.shape}; expected non-empty "
+                                      "(positions, steps)")
+            if not check_if_main(d):
+                raise BEPSFormatError(f"{where} is not a USID main dataset")
+            if d.file != dsets[0].file:
+                raise BEPSFormatError(f"{where} is in another file than '{dsets[0].name}'; all "
+                                      "sources must be in one file")
+            if d.shape[0] != n_pos:
+                raise BEPSFormatError(
+                    f"{where} has {d.shape[0]} positions but '{dsets[0].name}' has {n_pos}; "
+                    "all modalities must describe the same positions"
+                )
+            try:
+                lay = describe_loops(d)
+            except BEPSFormatError as exc:
+                if "expected a 'DC_Offset' dimension" not in str(exc):
+                    raise
+                cols = np.arange(d.shape[1])
+                this_axis = ("Step", "", cols.astype(float))
+            else:
+                cols = lay.columns(cycle=cycle, field=field)
+                chosen_cycle = lay.n_cycles - 1 if cycle is None else int(cycle) % lay.n_cycles
+                this_axis = ("DC_Offset", "V", lay.dc_values[cols])
+            if axis is None:
+                axis = this_axis
+            names.append(d.name.rsplit("/", 1)[-1])
+            columns.append(cols)
+        if len(set(names)) != len(names):
+            names = [f"{n}_{i}" for i, n in enumerate(names)]
+        lay0 = _grid(dsets[0])
+        return cls(dsets, names, columns, axis[0], axis[1], axis[2], chosen_cycle, field, lay0)
+
+    def read(self, positions: np.ndarray | None = None) -> list[np.ndarray]:
+        """Read the selected loops of every modality, (positions, steps) float arrays.
+
+        Raises
+        ------
+        BEPSFormatError
+            If a selected loop holds non-finite values.
+        """
+        out = []
+        for d, cols in zip(self.datasets, self.columns, strict=True):
+            lo, hi = int(cols[0]), int(cols[-1]) + 1
+            rows = slice(None) if positions is None else np.asarray(positions)
+            block = np.asarray(d[:, lo:hi] if positions is None else d[rows.tolist(), lo:hi],
+                               dtype=float)[:, cols - lo]
+            bad = ~np.isfinite(block)
+            if bad.any():
+                raise BEPSFormatError(
+                    f"dataset '{d.name}' in file '{d.file.filename}' has {int(bad.sum())} "
+                    f"non-finite values in {int(bad.any(axis=1).sum())} selected loops; "
+                    "expected finite loops (LoopProjector interpolates failed fits; or clean "
+                    "them with preprocessing.clean_loops)"
+                )
+            out.append(block)
+        return out
+
+    @property
+    def steps(self) -> list[int]:
+        """Number of steps of each modality."""
+        return [len(c) for c in self.columns]
+
+    def parms(self) -> dict:
+        """Parameters that identify the input, for duplicate detection."""
+        return {
+            "sources": ";".join(d.name for d in self.datasets),
+            "modalities": ";".join(self.names),
+            "cycle": -1 if self.cycle is None else int(self.cycle),
+            "field": self.field,
+        }
+
+
+def _grid(dset: h5py.Dataset) -> tuple:
+    from ..io.beps import _position_grid
+
+    return _position_grid(dset.file[dset.attrs["Position_Indices"]], dset.shape[0])[1]
