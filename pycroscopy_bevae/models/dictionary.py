@@ -203,6 +203,12 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
         if self.transform_algorithm == "fit" and X.shape == self._train_shape() \
                 and _digest(X) == self._train_digest:
             return self.fit_codes_.copy()
+        transform = "lasso_lars" if self.transform_algorithm == "fit" else \
+            self.transform_algorithm
+        # the coding may have been changed with set_params after the fit
+        self._est.set_params(transform_algorithm=transform,
+                             transform_alpha=self.transform_alpha,
+                             transform_n_nonzero_coefs=self.transform_n_nonzero_coefs)
         return self._est.transform(self._scale(X))
 
     def fit_transform(self, X: np.ndarray, y=None, **fit_params) -> np.ndarray:

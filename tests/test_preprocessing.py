@@ -1,0 +1,108 @@
+"""Cleaning, scaling and stacking of loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pycroscopy_bevae import ParameterError
+from pycroscopy_bevae.preprocessing import (
+    LoopScaler,
+    MultiScaler,
+    clean_loops,
+    stack_channels,
+    stack_features,
+    unstack_channels,
+    unstack_features,
+)
+
+
+def test_clean_loops_removes_glitches_and_fills_gaps():
+    t = np.linspace(0, 2 * np.pi, 80)  # sampled finely enough for linear interpolation
+    clean = np.vstack([np.sin(t), np.cos(t)])
+    x = clean.copy()
+    x[0, 10] += 5.0
+    x[1, 30] -= 4.0
+    x[1, 5] = np.nan
+    out = clean_loops(x, n_outliers=2)
+    assert np.isfinite(out).all()
+    # the glitches are dropped and re-interpolated from their (clean) surroundings
+    assert out[0, 10] == pytest.approx(clean[0, 10], abs=0.02)
+    assert out[1, 30] == pytest.approx(clean[1, 30], abs=0.02)
+    assert out[1, 5] == pytest.approx(clean[1, 5], abs=0.02)
+    assert np.abs(out - clean).max() < 0.02
+
+
+def test_value_range_filter():
+    x = np.array([[1.0, 2.0, 100.0, 4.0, 5.0, 6.0, 7.0, 8.0]])
+    out = clean_loops(x, value_range=(0, 10), n_outliers=0)
+    np.testing.assert_allclose(out, [[1, 2, 3, 4, 5, 6, 7, 8]])
+
+
+def test_clean_loops_validates():
+    with pytest.raises(ParameterError, match="window must be odd"):
+        clean_loops(np.zeros((2, 10)), window=6)
+    with pytest.raises(ParameterError, match="2-D"):
+        clean_loops(np.zeros(10))
+    with pytest.raises(ParameterError, match="n_outliers"):
+        clean_loops(np.zeros((2, 10)), n_outliers=10)
+
+
+@pytest.mark.parametrize("mode", ["global", "step", "none"])
+def test_scaler_roundtrip_and_statistics(mode):
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, (200, 7)) * np.arange(1, 8)
+    s = LoopScaler(mode).fit(x)
+    z = s.transform(x)
+    np.testing.assert_allclose(s.inverse_transform(z), x, rtol=1e-12)
+    if mode == "global":
+        assert z.mean() == pytest.approx(0, abs=1e-12) and z.std() == pytest.approx(1)
+    elif mode == "step":
+        np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-12)
+        np.testing.assert_allclose(z.std(axis=0), 1)
+    else:
+        np.testing.assert_array_equal(z, x)
+    s2 = LoopScaler.from_dict(s.to_dict())
+    np.testing.assert_array_equal(s2.transform(x), z)
+
+
+def test_scaler_errors():
+    with pytest.raises(ParameterError, match="scaling mode"):
+        LoopScaler("minmax")
+    with pytest.raises(ParameterError, match="not fitted"):
+        LoopScaler().transform(np.zeros((2, 3)))
+    s = LoopScaler("step").fit(np.ones((4, 3)))
+    assert (s.std_ == 1).all()  # constant steps do not divide by zero
+    with pytest.raises(ParameterError, match="expected 3 steps"):
+        s.transform(np.zeros((2, 4)))
+
+
+def test_multiscaler_is_per_modality():
+    rng = np.random.default_rng(1)
+    a = rng.normal(0, 1e-4, (50, 6))
+    b = rng.normal(1.3e6, 3e3, (50, 6))
+    ms = MultiScaler("global").fit([a, b])
+    za, zb = ms.transform([a, b])
+    assert za.std() == pytest.approx(1) and zb.std() == pytest.approx(1)
+    assert ms.mean_.shape == (2, 6)
+    back = MultiScaler.from_arrays("global", ms.mean_, ms.std_).inverse_transform([za, zb])
+    np.testing.assert_allclose(back[1], b)
+    with pytest.raises(ParameterError, match="expected 2 modalities"):
+        ms.transform([a])
+
+
+def test_stacking():
+    a, b = np.arange(6.0).reshape(2, 3), 10 + np.arange(6.0).reshape(2, 3)
+    s = stack_features([a, b])
+    np.testing.assert_array_equal(s[0], [0, 1, 2, 10, 11, 12])
+    back = unstack_features(s, [3, 3])
+    np.testing.assert_array_equal(back[1], b)
+    c = stack_channels([a, b])
+    assert c.shape == (2, 3, 2) and c[1, 2, 1] == 15
+    np.testing.assert_array_equal(unstack_channels(c)[0], a)
+    with pytest.raises(ParameterError, match="same number of positions"):
+        stack_features([a, np.zeros((3, 3))])
+    with pytest.raises(ParameterError, match="equal lengths"):
+        stack_channels([a, np.zeros((2, 4))])
+    with pytest.raises(ParameterError, match="do not add up"):
+        unstack_features(s, [2, 3])
