@@ -1,4 +1,4 @@
-"""Shell entry point: ``pycroscopy-bevae demo | info | project``.
+"""Shell entry point: ``pycroscopy-bevae demo | info | project | dictionary | convert-pzt``.
 
 Errors from bad input print one line (no traceback) and exit with status 2.
 """
@@ -58,6 +58,41 @@ def build_parser() -> argparse.ArgumentParser:
                       help="loops correlate positively / negatively with DC bias")
     proj.add_argument("--override", action="store_true",
                       help="recompute even if identical results exist (writes a new group)")
+    dic = sub.add_parser("dictionary", formatter_class=fmt,
+                         help="dictionary learning of projected loops (linear baseline)",
+                         description="Run DictionaryLearningProcess on the loops of FILE (by "
+                                     "default Piezoresponse + Resonance of the latest "
+                                     "loop projection) and write "
+                                     "<source>-Dictionary_Learning_NNN into the same file.")
+    dic.add_argument("file", help="USID HDF5 file with projected loops")
+    dic.add_argument("--source", action="append", metavar="DATASET",
+                     help="HDF5 path of a loop dataset (repeat for several modalities)")
+    dic.add_argument("--cycle", type=int, default=None, help="cycle, 0-based (default: last)")
+    dic.add_argument("--field", choices=("off", "on", "both"), default="off")
+    dic.add_argument("--scaling", choices=("global", "step", "none"), default="global")
+    dic.add_argument("--n-components", type=int, default=5)
+    dic.add_argument("--alpha", type=float, default=1.0, help="sparsity (lambda)")
+    dic.add_argument("--transform", default="omp",
+                     choices=("omp", "lasso_lars", "lasso_cd", "lars", "threshold", "fit"),
+                     help="sparse coding of the reconstruction")
+    dic.add_argument("--method", choices=("batch", "minibatch"), default="batch")
+    dic.add_argument("--max-iter", type=int, default=1000)
+    dic.add_argument("--seed", type=int, default=0)
+    dic.add_argument("--figures", metavar="DIR", help="also save coefficient maps, atoms and "
+                                                      "the error map as PNG files here")
+    dic.add_argument("--override", action="store_true",
+                     help="recompute even if identical results exist (writes a new group)")
+
+    conv = sub.add_parser("convert-pzt", formatter_class=fmt,
+                          help="convert the PZT benchmark arrays into a USID file",
+                          description="Write pizoresponse.npy / resonance.npy / voltage.npy "
+                                      "of FOLDER as a USID file laid out like LoopProjector's "
+                                      "output.")
+    conv.add_argument("folder", help="folder with the benchmark arrays (../shared/data/pzt_beps)")
+    conv.add_argument("out", help="file to write")
+    conv.add_argument("--z-scores", action="store_true",
+                      help="keep the z-scored values instead of approximate physical units")
+    conv.add_argument("--overwrite", action="store_true")
     return parser
 
 
@@ -73,7 +108,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        return {"demo": _demo, "info": _info, "project": _project}[args.command](args)
+        commands = {"demo": _demo, "info": _info, "project": _project, "dictionary": _dictionary,
+                    "convert-pzt": _convert_pzt}
+        return commands[args.command](args)
     except BevaeError as exc:
         print(f"pycroscopy-bevae {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -177,6 +214,93 @@ def _project(args: argparse.Namespace) -> int:
         state = "existing results with identical parameters" if existed else "written"
         print(f"{grp.name}: {state} ({dt:.2f} s, {int(grp.attrs['n_rejected_fits'])} rejected "
               "fits interpolated)")
+    return 0
+
+
+def _latest_projection(f) -> str:
+    import re
+
+    import h5py
+
+    found: list[str] = []
+
+    def _visit(name, obj):
+        if isinstance(obj, h5py.Group) and re.search(r"-Loop_Projection_\d+$", name):
+            found.append(name)
+
+    f.visititems(_visit)
+    if not found:
+        from .exceptions import BEPSFormatError
+
+        raise BEPSFormatError(f"no '*-Loop_Projection_NNN' group in '{f.filename}'; run "
+                              "'pycroscopy-bevae project' first or pass --source")
+    return sorted(found)[-1]
+
+
+def _dictionary(args: argparse.Namespace) -> int:
+    import h5py
+
+    from .exceptions import BEPSFormatError
+    from .io import open_h5
+    from .process import DictionaryLearningProcess
+
+    with open_h5(args.file):
+        pass
+    with h5py.File(args.file, "r+") as f:
+        if args.source:
+            missing = [s for s in args.source if s not in f]
+            if missing:
+                raise BEPSFormatError(f"'{args.file}' has no dataset {missing[0]!r}")
+            src = [f[s] for s in args.source]
+        else:
+            src = f[_latest_projection(f)]
+        t0 = time.perf_counter()
+        proc = DictionaryLearningProcess(
+            src, cycle=args.cycle, field=args.field, scaling=args.scaling,
+            n_components=args.n_components, alpha=args.alpha, transform_algorithm=args.transform,
+            method=args.method, max_iter=args.max_iter, random_state=args.seed)
+        existed = bool(proc.duplicate_h5_groups) and not args.override
+        grp = proc.compute(override=args.override)
+        a = grp.attrs
+        per_mod = ", ".join(f"{n} {a['mse_' + n]:.4f}" for n in proc.sources.names)
+        state = "existing results with identical parameters" if existed else "written"
+        print(f"{grp.name}: {state} ({time.perf_counter() - t0:.1f} s); MSE {a['mse']:.4f} "
+              f"({per_mod}), scaled units")
+        if args.figures:
+            _dictionary_figures(grp, proc, args.figures)
+    return 0
+
+
+def _dictionary_figures(grp, proc, folder: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .viz import plot_atoms, plot_map, plot_maps
+
+    os.makedirs(folder, exist_ok=True)
+    rows, cols = proc.sources.grid_shape if len(proc.sources.grid_shape) == 2 else \
+        (proc.sources.grid_shape[0], 1)
+    codes = grp["Coefficients"][()]
+    fig, _ = plot_maps(codes.T.reshape(-1, rows, cols), cmap="RdBu_r",
+                       suptitle="Dictionary-learning coefficients")
+    fig.savefig(os.path.join(folder, "dl_coefficients.png"), dpi=100)
+    fig, _ = plot_atoms(proc.sources.axis_values, grp["Dictionary"][()], proc.sources.names)
+    fig.savefig(os.path.join(folder, "dl_atoms.png"), dpi=100)
+    fig, _ = plot_map(grp["Reconstruction_Error"][:, 0].reshape(rows, cols), cmap="magma",
+                      title="Reconstruction MSE (scaled)", vmin=0)
+    fig.savefig(os.path.join(folder, "dl_error_map.png"), dpi=100)
+    plt.close("all")
+    print(f"figures: {folder}")
+
+
+def _convert_pzt(args: argparse.Namespace) -> int:
+    from .io.pzt import convert_pzt_benchmark
+
+    path = convert_pzt_benchmark(args.folder, args.out, physical_units=not args.z_scores,
+                                 overwrite=args.overwrite)
+    print(f"wrote {path}")
     return 0
 
 

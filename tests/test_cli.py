@@ -52,3 +52,22 @@ def test_module_entry_point():
                          capture_output=True, text=True, check=True)
     text = " ".join(res.stdout.split())  # argparse wraps to the terminal width
     assert "--r2-threshold" in text and "default: 0.5" in text
+
+
+def test_dictionary_command(beps_file, tmp_path, capsys):
+    assert main(["dictionary", str(beps_file)]) == 2  # no projection yet
+    assert "run 'pycroscopy-bevae project' first" in capsys.readouterr().err
+    assert main(["project", str(beps_file)]) == 0
+    figs = tmp_path / "figs"
+    assert main(["dictionary", str(beps_file), "--n-components", "3", "--max-iter", "5",
+                 "--figures", str(figs)]) == 0
+    out = capsys.readouterr().out
+    assert "Piezoresponse-Dictionary_Learning_000: written" in out and "Resonance" in out
+    assert sorted(p.name for p in figs.iterdir()) == ["dl_atoms.png", "dl_coefficients.png",
+                                                      "dl_error_map.png"]
+    src = "/Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit-Loop_Projection_000/Resonance"
+    assert main(["dictionary", str(beps_file), "--source", src, "--n-components", "2",
+                 "--max-iter", "5"]) == 0
+    assert "Resonance-Dictionary_Learning_000: written" in capsys.readouterr().out
+    assert main(["dictionary", str(beps_file), "--source", "/nope"]) == 2
+    assert "no dataset '/nope'" in capsys.readouterr().err

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["plot_loops", "plot_map", "plot_projection_summary"]
+__all__ = ["plot_loops", "plot_map", "plot_maps", "plot_atoms", "plot_projection_summary"]
 
 
 def _fig_axes(ax, **fig_kw):
@@ -183,4 +183,106 @@ def plot_projection_summary(
                ylabel=f"A cos(phi + theta) (1e{exponent} V)")
     plot_loops(dc, resonance[list(positions)] / 1e3, ax=axes[n_maps + 1],
                title="Resonance frequency", ylabel="kHz")
+    return fig, axes
+
+
+def plot_maps(
+    images: np.ndarray,
+    titles: Sequence[str] | None = None,
+    ncols: int = 5,
+    cmap: str = "viridis",
+    shared_scale: bool = False,
+    cbar_label: str | None = None,
+    suptitle: str | None = None,
+):
+    """A grid of position maps (embedding channels, DL coefficients, error maps).
+
+    Parameters
+    ----------
+    images : numpy.ndarray
+        (n, rows, cols) maps.
+    titles : sequence of str, optional
+        One title per map (default ``'#0'``, ``'#1'``...).
+    ncols : int
+        Maps per row.
+    cmap : str
+        Colour map.
+    shared_scale : bool
+        One colour scale for all maps (for comparing magnitudes).
+    cbar_label, suptitle : str, optional
+        Colour-bar label and figure title.
+
+    Returns
+    -------
+    (matplotlib.figure.Figure, numpy.ndarray of Axes)
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> fig, axes = plot_maps(np.random.default_rng(0).random((3, 4, 4)))
+    >>> [ax.get_title() for ax in axes.ravel()[:3]]
+    ['#0', '#1', '#2']
+    """
+    import matplotlib.pyplot as plt
+
+    images = np.asarray(images)
+    n = images.shape[0]
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.8 * ncols, 2.5 * nrows), squeeze=False,
+                             constrained_layout=True)
+    vmin = vmax = None
+    if shared_scale:
+        vmin, vmax = float(np.nanmin(images)), float(np.nanmax(images))
+    for i, ax in enumerate(axes.ravel()):
+        if i >= n:
+            ax.axis("off")
+            continue
+        plot_map(images[i], ax=ax, cmap=cmap, vmin=vmin, vmax=vmax, cbar_label=cbar_label,
+                 title=titles[i] if titles is not None else f"#{i}")
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig, axes
+
+
+def plot_atoms(
+    dc: np.ndarray,
+    atoms: np.ndarray,
+    modality_names: Sequence[str] = ("Piezoresponse",),
+):
+    """Dictionary atoms (or any per-component spectra), one panel per modality.
+
+    Parameters
+    ----------
+    dc : numpy.ndarray
+        (steps,) DC bias.
+    atoms : numpy.ndarray
+        (components, modalities * steps) dimensionally stacked atoms.
+    modality_names : sequence of str
+        Names of the stacked modalities.
+
+    Returns
+    -------
+    (matplotlib.figure.Figure, numpy.ndarray of Axes)
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> fig, axes = plot_atoms(np.arange(4.0), np.ones((3, 8)), ("P", "R"))
+    >>> len(axes), len(axes[0].lines)
+    (2, 3)
+    """
+    import matplotlib.pyplot as plt
+
+    m = len(modality_names)
+    steps = np.asarray(dc).size
+    atoms = np.asarray(atoms).reshape(atoms.shape[0], m, steps)
+    fig, axes = plt.subplots(1, m, figsize=(4.2 * m, 3.2), squeeze=False,
+                             constrained_layout=True)
+    axes = axes[0]
+    for j, ax in enumerate(axes):
+        plot_loops(dc, atoms[:, j], labels=[f"#{k}" for k in range(atoms.shape[0])], ax=ax,
+                   title=modality_names[j], ylabel="scaled units")
     return fig, axes
