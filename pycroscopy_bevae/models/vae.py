@@ -1,0 +1,568 @@
+"""The LSTM beta-VAE as a scikit-learn style estimator, with regularisation scheduling,
+snapshots and disentanglement-based model selection.
+
+TensorFlow is imported only when a network is built (``fit``, ``load``), so importing
+this module is cheap.
+
+Schedule (as the paper): ``beta = lambda = 0`` for ``prime_epochs`` (the model learns to
+reconstruct), then ``beta`` rises by ``beta_step`` every ``step_epochs`` epochs, starting
+at ``beta_start`` (or, with ``beta_start='auto'``, at the value that makes the KL term
+``kl_fraction`` of the loss when it switches on, as the paper chose its first step);
+``lambda`` follows ``lambda0 * 10**beta`` (reference code) or rises by its own
+``lambda_step``. At the end of every schedule step a *snapshot* stores the epoch, beta,
+lambda, losses, the latent means and log-variances of the training data, and the
+weights, so any step can be restored.
+
+Model selection replaces the paper's watching of a movie: a latent channel is *active*
+when its mean KL divergence from the prior over the training data is at least
+``kl_threshold`` nats (an inactive channel has collapsed to the prior: its means are ~0
+and its maps are noise). :meth:`BetaVAE.select` restores the latest snapshot with the
+requested number of active channels; without a number, the latest snapshot whose
+reconstruction MSE is within ``mse_tolerance`` times the primed model's MSE.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from ..exceptions import ParameterError
+
+__all__ = ["BetaVAE", "PRESETS", "Snapshot", "schedule_values", "channel_kl"]
+
+logger = logging.getLogger(__name__)
+
+#: Preset parameter sets. ``paper``: exact sizes, optimiser and BEPS schedule of the paper
+#: (meant for a GPU). ``fast``: a compact model of the same family for a 2-core CPU.
+PRESETS: dict[str, dict] = {
+    "paper": dict(units=128, n_blocks=3, layers_per_block=2, embedding_dim=16, latent_dim=16,
+                  learning_rate=3e-5, batch_size=300, epochs=20_000, prime_epochs=6000,
+                  beta_start=0.0025, beta_step=0.0025, step_epochs=1000, lambda0=1e-5,
+                  lambda_mode="follow", kl_reduction="mean", layer_norm_axis="time"),
+    "fast": dict(units=32, n_blocks=1, layers_per_block=2, embedding_dim=16, latent_dim=16,
+                 learning_rate=1e-3, batch_size=128, epochs=60, prime_epochs=10,
+                 beta_start="auto", beta_step=0.02, step_epochs=5, lambda0=1e-5,
+                 lambda_mode="follow", kl_reduction="sum", layer_norm_axis="time"),
+}
+
+_PARAMS = ("units", "n_blocks", "layers_per_block", "embedding_dim", "latent_dim",
+           "learning_rate", "batch_size", "epochs", "prime_epochs", "beta_start", "beta_step",
+           "step_epochs", "kl_fraction", "lambda0", "lambda_mode", "lambda_step",
+           "kl_reduction", "layer_norm_axis", "snapshot_every", "kl_threshold", "mse_tolerance",
+           "random_state")
+
+_DEFAULTS = dict(kl_fraction=0.6, lambda_step=0.0, snapshot_every=0, kl_threshold=0.1,
+                 mse_tolerance=2.0, random_state=0)
+
+
+def schedule_values(epoch: int, prime_epochs: int, beta_start: float, beta_step: float,
+                    step_epochs: int, lambda0: float, lambda_mode: str = "follow",
+                    lambda_step: float = 0.0) -> tuple[float, float]:
+    """Beta and lambda at a (0-based) epoch.
+
+    Examples
+    --------
+    >>> schedule_values(5, 10, 0.01, 0.005, 4, 1e-5)
+    (0.0, 0.0)
+    >>> b, l = schedule_values(17, 10, 0.01, 0.005, 4, 1e-5)
+    >>> round(b, 6), round(l, 12)
+    (0.015, 1.0351e-05)
+    """
+    if epoch < prime_epochs:
+        return 0.0, 0.0
+    k = (epoch - prime_epochs) // max(step_epochs, 1)
+    beta = beta_start + beta_step * k
+    lam = lambda0 * 10.0 ** beta if lambda_mode == "follow" else lambda0 + lambda_step * k
+    return float(beta), float(lam)
+
+
+def channel_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """Mean KL divergence of each latent channel from N(0, 1) over samples (nats).
+
+    Examples
+    --------
+    >>> channel_kl(np.zeros((4, 2)), np.zeros((4, 2)))
+    array([0., 0.])
+    """
+    kl = 0.5 * (np.square(mu) + np.exp(logvar) - 1.0 - logvar)
+    return kl.mean(axis=0)
+
+
+@dataclass
+class Snapshot:
+    """State of the model at one point of the schedule."""
+
+    epoch: int
+    beta: float
+    lam: float
+    losses: dict
+    mu: np.ndarray
+    logvar: np.ndarray
+    weights: dict = field(repr=False)
+
+    def channel_kl(self) -> np.ndarray:
+        """KL of each latent channel (nats)."""
+        return channel_kl(self.mu, self.logvar)
+
+    def n_active(self, kl_threshold: float) -> int:
+        """Number of channels with KL >= ``kl_threshold``."""
+        return int((self.channel_kl() >= kl_threshold).sum())
+
+
+class BetaVAE(BaseEstimator):
+    """LSTM beta-VAE for hysteresis loops / spectra (scikit-learn conventions).
+
+    Parameters
+    ----------
+    preset : {'fast', 'paper'} or None
+        Defaults for every size and schedule parameter left as None (see :data:`PRESETS`).
+    units, n_blocks, layers_per_block, embedding_dim, latent_dim : int
+        Network sizes (paper: 128, 3, 2, 16, 16).
+    learning_rate : float
+        Adam learning rate.
+    batch_size, epochs : int
+        Mini-batch size and total epochs.
+    prime_epochs, step_epochs : int
+        Epochs with beta = lambda = 0; epochs per beta step.
+    beta_start : float or 'auto'
+        First beta after priming; ``'auto'`` makes the KL term ``kl_fraction`` of the loss.
+    beta_step : float
+        Beta increment per step.
+    kl_fraction : float
+        Target share of the KL term for ``beta_start='auto'`` (paper: 0.6).
+    lambda0 : float
+        L1 strength scale: lambda = ``lambda0 * 10**beta`` (``lambda_mode='follow'``).
+    lambda_mode : {'follow', 'step'}
+        Lambda follows beta (reference) or rises by ``lambda_step`` per step from ``lambda0``.
+    lambda_step : float
+        Lambda increment per step for ``lambda_mode='step'``.
+    kl_reduction : {'mean', 'sum'}
+        KL averaged over batch and latent units (reference code) or summed over units.
+    layer_norm_axis : {'time', 'features'}
+        Axis of the layer normalisation (reference: time).
+    snapshot_every : int
+        Also snapshot every N epochs (0: only at schedule steps and the last epoch).
+    kl_threshold : float
+        Channel activity threshold (nats) for :meth:`n_active` and :meth:`select`.
+    mse_tolerance : float
+        Automatic selection keeps MSE <= ``mse_tolerance`` x the primed model's MSE.
+    random_state : int
+        Seed of weights, shuffling and sampling; CPU runs repeat exactly.
+
+    Attributes
+    ----------
+    history_ : dict
+        Per-epoch ``loss``, ``mse``, ``l1``, ``kl``, ``beta``, ``lambda`` (and ``val_*``).
+    snapshots_ : list of Snapshot
+    selected_ : int
+        Index of the snapshot whose weights are loaded.
+    fit_time_ : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> X = np.sin(np.linspace(0, 6, 20))[None, :] * np.linspace(-1, 1, 64)[:, None]
+    >>> vae = BetaVAE(preset="fast", units=4, embedding_dim=4, latent_dim=3, epochs=2,
+    ...               prime_epochs=1, step_epochs=1, beta_start=0.01, batch_size=32)
+    >>> vae = vae.fit(X, progress=False)  # doctest: +SKIP
+    >>> vae.transform(X).shape  # doctest: +SKIP
+    (64, 3)
+    """
+
+    def __init__(self, preset: str | None = "fast", units=None, n_blocks=None,
+                 layers_per_block=None, embedding_dim=None, latent_dim=None, learning_rate=None,
+                 batch_size=None, epochs=None, prime_epochs=None, beta_start=None,
+                 beta_step=None, step_epochs=None, kl_fraction=None, lambda0=None,
+                 lambda_mode=None, lambda_step=None, kl_reduction=None, layer_norm_axis=None,
+                 snapshot_every=None, kl_threshold=None, mse_tolerance=None, random_state=None):
+        self.preset = preset
+        self.units = units
+        self.n_blocks = n_blocks
+        self.layers_per_block = layers_per_block
+        self.embedding_dim = embedding_dim
+        self.latent_dim = latent_dim
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.epochs = epochs
+        self.prime_epochs = prime_epochs
+        self.beta_start = beta_start
+        self.beta_step = beta_step
+        self.step_epochs = step_epochs
+        self.kl_fraction = kl_fraction
+        self.lambda0 = lambda0
+        self.lambda_mode = lambda_mode
+        self.lambda_step = lambda_step
+        self.kl_reduction = kl_reduction
+        self.layer_norm_axis = layer_norm_axis
+        self.snapshot_every = snapshot_every
+        self.kl_threshold = kl_threshold
+        self.mse_tolerance = mse_tolerance
+        self.random_state = random_state
+
+    # ---- parameters -------------------------------------------------------------------
+    def resolved_params(self) -> dict:
+        """Every training parameter after applying the preset (plain values)."""
+        if self.preset is not None and self.preset not in PRESETS:
+            raise ParameterError(f"unknown preset {self.preset!r}; choose one of "
+                                 f"{sorted(PRESETS)} or None")
+        base = dict(_DEFAULTS)
+        base.update(PRESETS.get(self.preset, {}) if self.preset else {})
+        out = {}
+        for name in _PARAMS:
+            val = getattr(self, name)
+            out[name] = base.get(name) if val is None else val
+        missing = [k for k, v in out.items() if v is None]
+        if missing:
+            raise ParameterError(f"parameters {missing} have no value: set them or use a preset")
+        _validate(out)
+        return out
+
+    # ---- training ---------------------------------------------------------------------
+    def fit(self, X: np.ndarray, X_val: np.ndarray | None = None, progress: bool = True,
+            on_epoch_end: Callable[[int, BetaVAE], None] | None = None,
+            initial_state: Mapping | None = None) -> BetaVAE:
+        """Train with the regularisation schedule, snapshotting as it goes.
+
+        The epochs run one at a time with a data order drawn from
+        ``(random_state, epoch)``, so a run resumed from :meth:`training_state` ends
+        in exactly the state of an uninterrupted run (on CPU).
+
+        Parameters
+        ----------
+        X : numpy.ndarray
+            (n, T) or (n, T, C) training spectra (already scaled).
+        X_val : numpy.ndarray, optional
+            Validation spectra; their losses are logged as ``val_*``.
+        progress : bool
+            Show a tqdm bar (epoch, loss terms, beta).
+        on_epoch_end : callable, optional
+            Called as ``on_epoch_end(epoch, self)`` after every epoch (checkpointing).
+        initial_state : mapping, optional
+            Resume from :meth:`training_state`.
+
+        Returns
+        -------
+        self
+        """
+        import keras
+
+        from .vae_network import BetaVAEModel, NetworkConfig
+
+        p = self.resolved_params()
+        self._squeeze = np.ndim(X) == 2
+        X = _as_3d(X, "X")
+        val = None
+        if X_val is not None:
+            X_val = _as_3d(X_val, "X_val")
+            if X_val.shape[1:] != X.shape[1:]:
+                raise ParameterError(f"X_val has steps x channels {X_val.shape[1:]}, X has "
+                                     f"{X.shape[1:]}")
+            val = (X_val, X_val)
+        seed = int(p["random_state"])
+        keras.utils.set_random_seed(seed)
+        cfg = NetworkConfig(n_steps=X.shape[1], n_channels=X.shape[2], units=p["units"],
+                            n_blocks=p["n_blocks"], layers_per_block=p["layers_per_block"],
+                            embedding_dim=p["embedding_dim"], latent_dim=p["latent_dim"],
+                            layer_norm_axis=p["layer_norm_axis"],
+                            kl_reduction=p["kl_reduction"])
+        model = BetaVAEModel(cfg, seed=seed)
+        model.compile(optimizer=keras.optimizers.Adam(p["learning_rate"]))
+        model(X[:1])  # build the weights
+        self.model_, self.config_ = model, cfg
+        self.input_shape_ = X.shape[1:]
+        self.n_features_in_ = X.shape[1] * X.shape[2]
+        self.history_ = {k: [] for k in ("loss", "mse", "l1", "kl", "beta", "lambda")}
+        self.snapshots_: list[Snapshot] = []
+        self.beta_start_ = None if p["beta_start"] == "auto" else float(p["beta_start"])
+        start = 0 if initial_state is None else self._restore_state(initial_state)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=p["epochs"], initial=start, desc="beta-VAE", unit="epoch",
+                       leave=False)
+        t0 = time.perf_counter()
+        try:
+            for epoch in range(start, int(p["epochs"])):
+                beta, lam = self._schedule(epoch, p)
+                model.beta.assign(beta)
+                model.lam.assign(lam)
+                order = np.random.default_rng([seed, epoch]).permutation(len(X))
+                hist = model.fit(X[order], X[order], batch_size=int(p["batch_size"]), epochs=1,
+                                 shuffle=False, verbose=0, validation_data=val)
+                logs = {k: float(v[-1]) for k, v in hist.history.items()}
+                for k, v in logs.items():
+                    self.history_.setdefault(k, []).append(v)
+                self.history_["beta"].append(beta)
+                self.history_["lambda"].append(lam)
+                if self._snapshot_due(epoch, p):
+                    self._take_snapshot(epoch, beta, lam, logs, X)
+                if bar is not None:
+                    bar.set_postfix(mse=f"{logs['mse']:.4f}", kl=f"{logs['kl']:.3g}",
+                                    beta=f"{beta:.3g}", refresh=False)
+                    bar.update(1)
+                if on_epoch_end is not None:
+                    on_epoch_end(epoch, self)
+        finally:
+            if bar is not None:
+                bar.close()
+        self.fit_time_ = time.perf_counter() - t0
+        self.selected_ = len(self.snapshots_) - 1
+        return self
+
+    def _schedule(self, epoch: int, p: dict) -> tuple[float, float]:
+        if epoch >= p["prime_epochs"] and self.beta_start_ is None:
+            # 'auto': from the training losses of the last primed epoch, so that the KL term
+            # is kl_fraction of the loss when it switches on
+            h, f = self.history_, p["kl_fraction"]
+            if not h["mse"]:
+                raise ParameterError("beta_start='auto' needs prime_epochs >= 1")
+            self.beta_start_ = float(f * h["mse"][-1] / ((1 - f) * max(h["kl"][-1], 1e-12)))
+            logger.info("auto beta_start = %.4g (KL = %.0f%% of the loss)", self.beta_start_,
+                        100 * f)
+        return schedule_values(epoch, p["prime_epochs"], self.beta_start_ or 0.0,
+                               p["beta_step"], p["step_epochs"], p["lambda0"],
+                               p["lambda_mode"], p["lambda_step"])
+
+    @staticmethod
+    def _snapshot_due(epoch: int, p: dict) -> bool:
+        if epoch == p["epochs"] - 1 or epoch + 1 == p["prime_epochs"]:
+            return True
+        if p["snapshot_every"] and (epoch + 1) % p["snapshot_every"] == 0:
+            return True
+        return epoch >= p["prime_epochs"] and \
+            (epoch + 1 - p["prime_epochs"]) % p["step_epochs"] == 0
+
+    def _take_snapshot(self, epoch: int, beta: float, lam: float, logs: dict,
+                       X: np.ndarray) -> None:
+        mu, logvar, _ = self.model_.encoder.predict(X, batch_size=1024, verbose=0)
+        self.snapshots_.append(Snapshot(
+            epoch=int(epoch), beta=float(beta), lam=float(lam),
+            losses={k: float(logs[k]) for k in ("loss", "mse", "l1", "kl")},
+            mu=np.asarray(mu, np.float32), logvar=np.asarray(logvar, np.float32),
+            weights=self.model_.get_weight_arrays()))
+
+    # ---- inference --------------------------------------------------------------------
+    def encode(self, X: np.ndarray, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """Latent means and log-variances, (n, latent_dim) each."""
+        self._check_fitted()
+        X = self._check_input(X)
+        mu, logvar, _ = self.model_.encoder.predict(X, batch_size=batch_size, verbose=0)
+        return np.asarray(mu, float), np.asarray(logvar, float)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Latent means (the embedding), (n, latent_dim)."""
+        return self.encode(X)[0]
+
+    def decode(self, Z: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Spectra generated from latent vectors: (n, T, C) (or (n, T) for one channel)."""
+        self._check_fitted()
+        Z = np.asarray(Z, dtype="float32")
+        if Z.ndim != 2 or Z.shape[1] != self.config_.latent_dim:
+            raise ParameterError(f"Z must be (n, {self.config_.latent_dim}), got {Z.shape}")
+        out, _ = self.model_.decoder.predict(Z, batch_size=batch_size, verbose=0)
+        out = np.asarray(out, float)
+        return out[..., 0] if self._squeeze else out
+
+    inverse_transform = decode
+
+    def reconstruct(self, X: np.ndarray) -> np.ndarray:
+        """``decode(transform(X))`` (deterministic, from the latent means)."""
+        return self.decode(self.transform(X))
+
+    def score_mse(self, X: np.ndarray) -> float:
+        """Mean squared reconstruction error."""
+        X = np.asarray(X, float)
+        return float(np.mean((self.reconstruct(X) - X) ** 2))
+
+    # ---- model selection --------------------------------------------------------------
+    def channel_activity(self, snapshot: int | None = None) -> dict:
+        """KL per channel (nats) and variance of the latent means across samples."""
+        snap = self._snapshot(snapshot)
+        return {"kl": snap.channel_kl(), "variance": snap.mu.var(axis=0)}
+
+    def n_active(self, snapshot: int | None = None) -> int:
+        """Active channels (KL >= ``kl_threshold``) at a snapshot (default: selected)."""
+        return self._snapshot(snapshot).n_active(self.resolved_params()["kl_threshold"])
+
+    def select(self, n_active: int | None = None) -> int:
+        """Load the weights of a snapshot chosen by its number of active channels.
+
+        Parameters
+        ----------
+        n_active : int, optional
+            The latest snapshot with exactly this many active channels. Without it,
+            the latest snapshot whose MSE is at most ``mse_tolerance`` x the MSE of the
+            last primed snapshot (beta = 0): the most regularised model that still
+            reconstructs well.
+
+        Returns
+        -------
+        int
+            Index of the selected snapshot (also ``selected_``).
+        """
+        self._check_fitted()
+        p = self.resolved_params()
+        snaps = self.snapshots_
+        if not snaps:
+            raise ParameterError("no snapshots recorded; train for at least one epoch")
+        counts = [s.n_active(p["kl_threshold"]) for s in snaps]
+        if n_active is not None:
+            idx = [i for i, c in enumerate(counts) if c == n_active]
+            if not idx:
+                raise ParameterError(f"no snapshot has exactly {n_active} active channels; "
+                                     f"snapshots have {sorted(set(counts))}")
+            choice = idx[-1]
+        else:
+            primed = [s for s in snaps if s.beta == 0.0]
+            ref = (primed[-1] if primed else snaps[0]).losses["mse"]
+            ok = [i for i, s in enumerate(snaps) if s.losses["mse"] <= p["mse_tolerance"] * ref]
+            choice = ok[-1] if ok else 0
+        self.model_.set_weight_arrays(snaps[choice].weights)
+        self.selected_ = choice
+        logger.info("selected snapshot %d: epoch %d, beta %.4g, %d active channels", choice,
+                    snaps[choice].epoch, snaps[choice].beta, counts[choice])
+        return choice
+
+    # ---- persistence (plain arrays + JSON; no pickle, no code) -----------------------------
+    def get_config(self) -> dict:
+        """JSON-serialisable description: resolved parameters and network sizes."""
+        self._check_fitted()
+        return {"params": self.resolved_params(), "network": self.config_.to_dict(),
+                "input_shape": list(self.input_shape_), "squeeze": bool(self._squeeze)}
+
+    def training_state(self) -> dict:
+        """Everything needed to continue training: epoch, weights, optimiser, history, snapshots."""
+        self._check_fitted()
+        opt = self.model_.optimizer
+        return {"epoch": len(self.history_["loss"]), "weights": self.model_.get_weight_arrays(),
+                "optimizer": [np.asarray(v.numpy()) for v in opt.variables],
+                "seed_state": np.asarray(self.model_.seed_gen.state.numpy()),
+                "history": {k: list(v) for k, v in self.history_.items()},
+                "snapshots": list(self.snapshots_), "beta_start": self.beta_start_}
+
+    def _restore_state(self, state: Mapping) -> int:
+        model = self.model_
+        model.set_weight_arrays(state["weights"])
+        opt = model.optimizer
+        opt.build(model.trainable_variables)
+        values = list(state.get("optimizer") or [])
+        if values:
+            if len(values) != len(opt.variables):
+                raise ParameterError(f"stored optimiser state has {len(values)} variables, the "
+                                     f"model needs {len(opt.variables)}")
+            for var, val in zip(opt.variables, values, strict=True):
+                var.assign(val)
+        if state.get("seed_state") is not None:
+            model.seed_gen.state.assign(np.asarray(state["seed_state"]))
+        self.history_ = {k: list(v) for k, v in state["history"].items()}
+        self.snapshots_ = list(state.get("snapshots") or [])
+        if state.get("beta_start") is not None:
+            self.beta_start_ = float(state["beta_start"])
+        return int(state["epoch"])
+
+    @classmethod
+    def from_config(cls, config: Mapping, weights: Mapping) -> BetaVAE:
+        """Rebuild a trained model from :meth:`get_config` and weight arrays."""
+        from .vae_network import BetaVAEModel, NetworkConfig
+
+        params = dict(config["params"])
+        obj = cls(preset=None, **params)
+        obj.resolved_params()  # validates the stored values
+        cfg = NetworkConfig(**config["network"])
+        model = BetaVAEModel(cfg, seed=int(params["random_state"]))
+        import keras
+
+        model.compile(optimizer=keras.optimizers.Adam(params["learning_rate"]))
+        model(np.zeros((1, cfg.n_steps, cfg.n_channels), "float32"))
+        model.set_weight_arrays(weights)
+        obj.model_, obj.config_ = model, cfg
+        obj.input_shape_ = tuple(config["input_shape"])
+        obj.n_features_in_ = int(np.prod(obj.input_shape_))
+        obj._squeeze = bool(config["squeeze"])
+        obj.history_, obj.snapshots_, obj.selected_ = {}, [], -1
+        return obj
+
+    def config_json(self) -> str:
+        """:meth:`get_config` as a JSON string."""
+        return json.dumps(self.get_config())
+
+    # ---- helpers -----------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise ParameterError("this BetaVAE is not fitted yet: call fit() first")
+
+    def _check_input(self, X: np.ndarray) -> np.ndarray:
+        X3 = _as_3d(X, "X")
+        if X3.shape[1:] != tuple(self.input_shape_):
+            raise ParameterError(f"X has (steps, channels) = {X3.shape[1:]}, the model was "
+                                 f"trained on {tuple(self.input_shape_)}")
+        return X3
+
+    def _snapshot(self, index: int | None) -> Snapshot:
+        self._check_fitted()
+        if not self.snapshots_:
+            raise ParameterError("no snapshots recorded")
+        i = self.selected_ if index is None else index
+        try:
+            return self.snapshots_[i]
+        except IndexError:
+            raise ParameterError(f"snapshot {i} does not exist (0..{len(self.snapshots_) - 1})"
+                                 ) from None
+
+    @property
+    def _squeeze(self) -> bool:
+        return getattr(self, "_squeeze_flag", False)
+
+    @_squeeze.setter
+    def _squeeze(self, value: bool) -> None:
+        self._squeeze_flag = value
+
+
+def _as_3d(X: np.ndarray, name: str) -> np.ndarray:
+    X = np.asarray(X, dtype="float32")
+    if X.ndim == 2:
+        X = X[..., None]
+    if X.ndim != 3 or X.shape[0] == 0 or X.shape[1] < 2:
+        raise ParameterError(f"{name} must be (n, steps) or (n, steps, channels) with n >= 1 "
+                             f"and steps >= 2, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise ParameterError(f"{name} contains {int((~np.isfinite(X)).sum())} non-finite values")
+    return X
+
+
+def _validate(p: dict) -> None:
+    ints = ("units", "n_blocks", "layers_per_block", "embedding_dim", "latent_dim",
+            "batch_size", "step_epochs")
+    for k in ints:
+        if isinstance(p[k], bool) or not isinstance(p[k], (int, np.integer)) or p[k] < 1:
+            raise ParameterError(f"{k} must be a positive integer, got {p[k]!r}")
+    for k in ("epochs", "prime_epochs", "snapshot_every"):
+        if isinstance(p[k], bool) or not isinstance(p[k], (int, np.integer)) or p[k] < 0:
+            raise ParameterError(f"{k} must be a non-negative integer, got {p[k]!r}")
+    if p["epochs"] < 1:
+        raise ParameterError(f"epochs must be >= 1, got {p['epochs']!r}")
+    for k in ("learning_rate", "mse_tolerance"):
+        if not (isinstance(p[k], (int, float)) and math.isfinite(p[k]) and p[k] > 0):
+            raise ParameterError(f"{k} must be a positive number, got {p[k]!r}")
+    for k in ("beta_step", "lambda0", "lambda_step", "kl_threshold"):
+        if not (isinstance(p[k], (int, float)) and math.isfinite(p[k]) and p[k] >= 0):
+            raise ParameterError(f"{k} must be a number >= 0, got {p[k]!r}")
+    if p["beta_start"] != "auto" and not (isinstance(p["beta_start"], (int, float))
+                                          and p["beta_start"] >= 0):
+        raise ParameterError(f"beta_start must be 'auto' or a number >= 0, got "
+                             f"{p['beta_start']!r}")
+    if not 0 < p["kl_fraction"] < 1:
+        raise ParameterError(f"kl_fraction must be in (0, 1), got {p['kl_fraction']!r}")
+    choices = {"lambda_mode": ("follow", "step"), "kl_reduction": ("mean", "sum"),
+               "layer_norm_axis": ("time", "features")}
+    for k, allowed in choices.items():
+        if p[k] not in allowed:
+            raise ParameterError(f"{k} must be one of {allowed}, got {p[k]!r}")

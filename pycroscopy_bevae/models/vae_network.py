@@ -1,0 +1,174 @@
+"""The LSTM beta-VAE network (Keras 3 on TensorFlow).
+
+Import this module only when a network is built: it imports TensorFlow/Keras.
+
+Architecture (paper + reference implementation, every size configurable)::
+
+    encoder: (T, C) -> n_blocks x [layers_per_block x (BiLSTM(units) -> ReLU)
+                                   + skip (Dense projection when widths differ)
+                                   -> LayerNorm -> ReLU]
+             -> BiLSTM(units) final states (2 units) -> BatchNorm -> ReLU
+             -> Dense(embedding_dim) + ReLU            (L1 on these activations)
+             -> Dense(latent_dim) mean, Dense(latent_dim) log-variance
+    decoder: z -> Dense(embedding_dim) + ReLU        (L1 on these activations)
+             -> RepeatVector(T) -> BiLSTM(units) -> ReLU -> n_blocks residual blocks
+             -> Dense(C) linear, per time step
+
+The LSTMs keep the defaults (tanh / sigmoid, no recurrent dropout, no unroll) so
+TensorFlow can use the fused cuDNN kernel on a GPU.
+
+Loss = MSE + lambda * L1(embedding activations) + beta * KL(N(mu, sigma) || N(0, 1));
+``beta`` and ``lambda`` are non-trainable variables that a callback changes
+during training without rebuilding or recompiling the model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
+
+__all__ = ["NetworkConfig", "build_encoder", "build_decoder", "BetaVAEModel"]
+
+
+@dataclass
+class NetworkConfig:
+    """Sizes of the network. Plain values only (stored as JSON with the weights)."""
+
+    n_steps: int
+    n_channels: int = 1
+    units: int = 128
+    n_blocks: int = 3
+    layers_per_block: int = 2
+    embedding_dim: int = 16
+    latent_dim: int = 16
+    layer_norm_axis: str = "time"  # "time" (reference code) or "features"
+    kl_reduction: str = "mean"  # "mean" (reference code) or "sum" (per sample)
+
+    def to_dict(self) -> dict:
+        """Plain-dict form."""
+        return asdict(self)
+
+
+def _residual_blocks(h, cfg: NetworkConfig, prefix: str):
+    axis = 1 if cfg.layer_norm_axis == "time" else -1
+    for b in range(cfg.n_blocks):
+        skip = h
+        for j in range(cfg.layers_per_block):
+            h = layers.Bidirectional(
+                layers.LSTM(cfg.units, return_sequences=True, name=f"{prefix}_b{b}_lstm{j}"),
+                name=f"{prefix}_block{b}_bilstm{j}")(h)
+            h = layers.ReLU(name=f"{prefix}_block{b}_relu{j}")(h)
+        if skip.shape[-1] != h.shape[-1]:
+            skip = layers.Dense(h.shape[-1], name=f"{prefix}_block{b}_skip")(skip)
+        h = layers.Add(name=f"{prefix}_block{b}_add")([h, skip])
+        h = layers.LayerNormalization(axis=axis, name=f"{prefix}_block{b}_norm")(h)
+        h = layers.ReLU(name=f"{prefix}_block{b}_out")(h)
+    return h
+
+
+def build_encoder(cfg: NetworkConfig) -> keras.Model:
+    """Encoder: (T, C) -> (z_mean, z_log_var, embedding activations)."""
+    x = keras.Input((cfg.n_steps, cfg.n_channels), name="spectra")
+    h = _residual_blocks(x, cfg, "enc")
+    h = layers.Bidirectional(layers.LSTM(cfg.units, name="enc_last_lstm"), name="enc_last")(h)
+    h = layers.BatchNormalization(name="enc_bn")(h)
+    h = layers.ReLU(name="enc_bn_relu")(h)
+    emb = layers.Dense(cfg.embedding_dim, activation="relu", name="enc_embedding")(h)
+    mu = layers.Dense(cfg.latent_dim, name="z_mean")(emb)
+    logvar = layers.Dense(cfg.latent_dim, name="z_log_var")(emb)
+    return keras.Model(x, [mu, logvar, emb], name="encoder")
+
+
+def build_decoder(cfg: NetworkConfig) -> keras.Model:
+    """Decoder: z -> (reconstruction (T, C), embedding activations)."""
+    z = keras.Input((cfg.latent_dim,), name="z")
+    emb = layers.Dense(cfg.embedding_dim, activation="relu", name="dec_embedding")(z)
+    h = layers.RepeatVector(cfg.n_steps, name="dec_repeat")(emb)
+    h = layers.Bidirectional(layers.LSTM(cfg.units, return_sequences=True,
+                                         name="dec_first_lstm"), name="dec_first")(h)
+    h = layers.ReLU(name="dec_first_relu")(h)
+    h = _residual_blocks(h, cfg, "dec")
+    out = layers.Dense(cfg.n_channels, name="reconstruction")(h)
+    return keras.Model(z, [out, emb], name="decoder")
+
+
+class BetaVAEModel(keras.Model):
+    """Encoder + decoder trained with MSE + lambda L1 + beta KL (beta, lambda variable)."""
+
+    def __init__(self, cfg: NetworkConfig, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.cfg = cfg
+        self.encoder = build_encoder(cfg)
+        self.decoder = build_decoder(cfg)
+        self.beta = tf.Variable(0.0, trainable=False, dtype="float32", name="beta")
+        self.lam = tf.Variable(0.0, trainable=False, dtype="float32", name="lambda")
+        self.seed_gen = keras.random.SeedGenerator(seed)
+        self.trackers = {k: keras.metrics.Mean(name=k) for k in ("loss", "mse", "l1", "kl")}
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def call(self, x, training=False):
+        mu, _, _ = self.encoder(x, training=training)
+        recon, _ = self.decoder(mu, training=training)
+        return recon
+
+    def _terms(self, x, training: bool, sample: bool):
+        mu, logvar, a_enc = self.encoder(x, training=training)
+        if sample:
+            eps = keras.random.normal(ops.shape(mu), seed=self.seed_gen)
+            z = mu + ops.exp(0.5 * logvar) * eps
+        else:
+            z = mu
+        recon, a_dec = self.decoder(z, training=training)
+        mse = ops.mean(ops.square(x - recon))
+        l1 = ops.mean(ops.sum(ops.abs(a_enc), axis=-1)) + ops.mean(ops.sum(ops.abs(a_dec),
+                                                                             axis=-1))
+        kl_el = -0.5 * (1.0 + logvar - ops.square(mu) - ops.exp(logvar))
+        kl = ops.mean(kl_el) if self.cfg.kl_reduction == "mean" else \
+            ops.mean(ops.sum(kl_el, axis=-1))
+        loss = mse + self.lam * l1 + self.beta * kl
+        return loss, mse, l1, kl
+
+    def _record(self, loss, mse, l1, kl) -> dict:
+        for name, val in zip(("loss", "mse", "l1", "kl"), (loss, mse, l1, kl), strict=True):
+            self.trackers[name].update_state(val)
+        return {k: m.result() for k, m in self.trackers.items()}
+
+    def train_step(self, data):
+        x = data[0] if isinstance(data, tuple) else data
+        with tf.GradientTape() as tape:
+            loss, mse, l1, kl = self._terms(x, training=True, sample=True)
+        grads = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
+        return self._record(loss, mse, l1, kl)
+
+    def test_step(self, data):
+        x = data[0] if isinstance(data, tuple) else data
+        return self._record(*self._terms(x, training=False, sample=False))
+
+    # ---- weights as plain arrays (no pickle, no code) ------------------------------------
+    def get_weight_arrays(self) -> dict[str, np.ndarray]:
+        """All weights by unique path name (encoder and decoder, incl. BatchNorm statistics)."""
+        return {w.path: np.asarray(w.numpy()) for w in self._weights_list()}
+
+    def set_weight_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Assign weights saved by :meth:`get_weight_arrays`; names and shapes must match."""
+        weights = self._weights_list()
+        missing = [w.path for w in weights if w.path not in arrays]
+        if missing:
+            raise KeyError(f"stored weights lack {missing[:3]} ({len(missing)} in all)")
+        for w in weights:
+            value = np.asarray(arrays[w.path])
+            if tuple(value.shape) != tuple(w.shape):
+                raise ValueError(f"weight {w.path} has shape {value.shape}, expected "
+                                 f"{tuple(w.shape)}")
+            w.assign(value)
+
+    def _weights_list(self) -> list:
+        return list(self.encoder.weights) + list(self.decoder.weights)
