@@ -1,4 +1,5 @@
-"""Pure numerical code (numpy in, numpy out): loop projection, dictionary learning."""
+"""Pure numerical code (numpy in, numpy out): loop projection, dictionary learning, and the
+beta-VAE (TensorFlow is imported only when a network is built)."""
 
 from .projection import ProjectionResult, project_loops, rotation_angles
 
@@ -6,3 +7,6 @@ __all__ = ["ProjectionResult", "project_loops", "rotation_angles"]
 from .dictionary import AlphaSearch, DictionaryLearner, alpha_grid_search  # noqa: E402
 
 __all__ += ["AlphaSearch", "DictionaryLearner", "alpha_grid_search"]
+from .vae import PRESETS, BetaVAE, Snapshot, channel_kl, schedule_values  # noqa: E402
+
+__all__ += ["PRESETS", "BetaVAE", "Snapshot", "channel_kl", "schedule_values"]

@@ -4,6 +4,7 @@ from .base import BevaeProcess, GlobalFitProcess
 from .dictionary import DictionaryLearningProcess
 from .loop_projection import LoopProjector
 from .sources import LoopSources
+from .vae import BetaVAEProcess, load_beta_vae
 
 __all__ = ["BevaeProcess", "GlobalFitProcess", "DictionaryLearningProcess", "LoopProjector",
-           "LoopSources"]
+           "LoopSources", "BetaVAEProcess", "load_beta_vae"]

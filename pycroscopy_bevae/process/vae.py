@@ -1,0 +1,408 @@
+"""``BetaVAEProcess``: train the LSTM beta-VAE on loops and write everything to HDF5."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import h5py
+import numpy as np
+
+from ..exceptions import BEPSFormatError, ParameterError
+from ..io.usid import linked_ancillaries, make_dims, write_attrs, write_main
+from ..models.vae import _PARAMS, BetaVAE, Snapshot
+from ..preprocessing import MultiScaler, stack_channels
+from .base import GlobalFitProcess
+from .sources import LoopSources
+
+__all__ = ["BetaVAEProcess", "load_beta_vae"]
+
+logger = logging.getLogger(__name__)
+
+_PROCESS_KWARGS = ("h5_target_group", "verbose", "max_mem_mb", "cores", "mem_multiplier",
+                   "lazy")
+
+
+class BetaVAEProcess(GlobalFitProcess):
+    """Train an LSTM beta-VAE on (multi-modal) loops, as a ``pyUSID.processing.Process``.
+
+    The selected loops of every modality are scaled and stacked as channels of one
+    sequence (positions x steps x modalities; piezoresponse and resonance give
+    ``(96, 2)``), a :class:`~pycroscopy_bevae.models.BetaVAE` is trained with the
+    regularisation schedule, the snapshot with the requested number of active latent
+    channels is selected, and the results are written to
+    ``<first source>-Beta_VAE_NNN``:
+
+    ========================  ==========================================================
+    ``Embedding``             positions x latent: latent means of the selected model
+    ``Log_Variance``          positions x latent
+    ``Reconstruction``        positions x (modality, step), scaled units
+    ``Reconstruction_Error``  positions x 1, mean squared error (scaled units)
+    ``Training_History``      epoch x (loss, mse, l1, kl, beta, lambda, ...)
+    ``Embedding_Snapshots``   snapshot x positions x latent (epochs, betas in attributes)
+    ``Scaler_Mean/Std``       modality x step
+    ``Model/``                JSON config, selected weights, every snapshot's weights
+    ========================  ==========================================================
+
+    Training checkpoints (weights, optimiser state, epoch, schedule position) are saved
+    to ``Checkpoint/`` every ``checkpoint_every`` epochs; an interrupted run continued
+    with the same parameters picks up where it stopped and ends in the same state as an
+    uninterrupted one (CPU). Nothing is unpickled or executed when loading.
+
+    Parameters
+    ----------
+    h5_main : h5py.Dataset, sequence of h5py.Dataset, or h5py.Group
+        Loop dataset(s) (e.g. a ``Fit-Loop_Projection_NNN`` group: Piezoresponse + Resonance).
+        All modalities need the same number of steps.
+    cycle, field : see :class:`~pycroscopy_bevae.DictionaryLearningProcess`
+    scaling : {'global', 'step', 'none'}
+        Scaling of each modality.
+    preset : {'fast', 'paper'}
+        Model and schedule defaults (see :data:`pycroscopy_bevae.models.vae.PRESETS`).
+    n_active : int, optional
+        Select the latest snapshot with this many active channels (closest count if none
+        matches exactly); default the automatic rule of :meth:`BetaVAE.select`.
+    checkpoint_every : int
+        Epochs between training checkpoints (and at every snapshot).
+    progress : bool
+        tqdm progress bar.
+    **kwargs
+        Any :class:`~pycroscopy_bevae.models.BetaVAE` parameter (``epochs``, ``units``,
+        ``beta_step``, ``random_state``...) and ``pyUSID.processing.Process`` options
+        (``h5_target_group``, ``verbose``).
+
+    Examples
+    --------
+    >>> import tempfile, os, h5py  # doctest: +SKIP
+    >>> from pycroscopy_bevae import LoopProjector, write_synthetic_beps
+    >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(8, 8))
+    >>> with h5py.File(path, "r+") as f:
+    ...     proj = LoopProjector(f, progress=False).compute()
+    ...     grp = BetaVAEProcess(proj, epochs=4, prime_epochs=2, step_epochs=1).compute()
+    ...     print(grp["Embedding"].shape)
+    (64, 16)
+    """
+
+    result_names = ("Embedding", "Log_Variance", "Reconstruction", "Reconstruction_Error")
+
+    def __init__(self, h5_main, cycle: int | None = None, field: str = "off",
+                 scaling: str = "global", preset: str = "fast", n_active: int | None = None,
+                 checkpoint_every: int = 10, progress: bool = True, **kwargs) -> None:
+        proc_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _PROCESS_KWARGS}
+        unknown = [k for k in kwargs if k not in _PARAMS]
+        if unknown:
+            raise ParameterError(f"unknown parameter(s) {unknown}; BetaVAE parameters are "
+                                 f"{list(_PARAMS)}")
+        self.sources = LoopSources.from_input(h5_main, cycle=cycle, field=field)
+        if len(set(self.sources.steps)) != 1:
+            raise BEPSFormatError(
+                f"modalities {self.sources.names} have {self.sources.steps} steps; channel "
+                "stacking for the beta-VAE needs the same number of steps in each")
+        MultiScaler(scaling)  # validates
+        self.vae = BetaVAE(preset=preset, **kwargs)
+        resolved = self.vae.resolved_params()  # validates every parameter before any write
+        if n_active is not None and (isinstance(n_active, bool) or not
+                                     isinstance(n_active, (int, np.integer)) or n_active < 0):
+            raise ParameterError(f"n_active must be a non-negative integer, got {n_active!r}")
+        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) \
+                or checkpoint_every < 1:
+            raise ParameterError(f"checkpoint_every must be a positive integer, got "
+                                 f"{checkpoint_every!r}")
+        self.scaling = scaling
+        self.n_active = n_active
+        self.checkpoint_every = checkpoint_every
+        self.progress = progress
+        parms = self.sources.parms()
+        parms.update({"scaling": scaling, "preset": str(preset), "stacking": "channels"})
+        parms.update(resolved)
+        self._init_process(self.sources.datasets[0], "Beta_VAE", parms, **proc_kwargs)
+
+    # ---- data --------------------------------------------------------------------------
+    def _scaled_input(self, positions=None) -> tuple[np.ndarray, MultiScaler]:
+        mods = self.sources.read(positions)
+        scaler = MultiScaler(self.scaling).fit(mods)
+        return stack_channels(scaler.transform(mods)), scaler
+
+    def test(self, n_positions: int = 200, seed: int = 0, epochs: int = 2) -> dict:
+        """Train briefly on a random subset without writing anything.
+
+        Returns
+        -------
+        dict
+            ``positions``, ``embedding``, ``reconstruction`` (scaled), ``mse`` per position,
+            ``history`` and the fitted ``model``.
+        """
+        from sklearn.base import clone
+
+        n = self.h5_main.shape[0]
+        if n_positions < 1:
+            raise ParameterError(f"n_positions must be >= 1, got {n_positions}")
+        rng = np.random.default_rng(seed)
+        pos = np.sort(rng.choice(n, size=min(n, n_positions), replace=False))
+        X, _ = self._scaled_input(pos)
+        vae = clone(self.vae).set_params(epochs=epochs)
+        vae.fit(X, progress=self.progress)
+        recon = vae.reconstruct(X)
+        return {"positions": pos, "embedding": vae.transform(X), "reconstruction": recon,
+                "mse": np.mean((recon - X) ** 2, axis=(1, 2)), "history": vae.history_,
+                "model": vae}
+
+    # ---- compute -----------------------------------------------------------------------
+    def _fit_and_write(self) -> None:
+        X, scaler = self._scaled_input()
+        grp = self._open_results_group(clear=False)
+        for key in ("Checkpoint_new",):  # a checkpoint cut short by a crash
+            if key in grp:
+                del grp[key]
+        state = _read_checkpoint(grp)
+        if state is not None:
+            logger.info("resuming beta-VAE training at epoch %d from %s", state["epoch"],
+                        grp.name)
+        else:
+            for key in list(grp.keys()):  # a partial group without a usable checkpoint
+                if key != self._status_dset_name:
+                    del grp[key]
+        saved = {"n": len(state["snapshots"]) if state else 0}
+
+        def checkpoint(epoch: int, est: BetaVAE) -> None:
+            new_snaps = est.snapshots_[saved["n"]:]
+            for i, snap in enumerate(new_snaps, start=saved["n"]):
+                _write_snapshot(grp, i, snap)
+            saved["n"] = len(est.snapshots_)
+            if new_snaps or (epoch + 1) % self.checkpoint_every == 0:
+                _write_checkpoint(grp, est)
+            self._after_epoch(epoch, est)
+
+        vae = self.vae
+        vae.fit(X, progress=self.progress, on_epoch_end=checkpoint, initial_state=state)
+        if self.n_active is not None:
+            counts = np.array([s.n_active(vae.resolved_params()["kl_threshold"])
+                               for s in vae.snapshots_])
+            best = np.flatnonzero(np.abs(counts - self.n_active) ==
+                                  np.abs(counts - self.n_active).min())[-1]
+            if counts[best] != self.n_active:
+                logger.warning("no snapshot has exactly %d active channels; using %d (snapshot "
+                               "%d)", self.n_active, counts[best], best)
+            vae.select(n_active=int(counts[best]))
+        else:
+            vae.select()
+        self._write_results(grp, vae, scaler, X)
+        if "Checkpoint" in grp:
+            del grp["Checkpoint"]
+
+    def _after_epoch(self, epoch: int, est: BetaVAE) -> None:
+        """Hook called after each epoch's checkpointing (subclasses: monitoring, tests)."""
+
+    def _write_results(self, grp: h5py.Group, vae: BetaVAE, scaler: MultiScaler,
+                       X: np.ndarray) -> None:
+        src = self.sources
+        mu, logvar = vae.encode(X)
+        recon = vae.decode(mu)
+        recon = recon[..., None] if recon.ndim == 2 else recon
+        sq = (recon - X) ** 2
+        err = sq.mean(axis=(1, 2))
+        pos, _ = linked_ancillaries(grp, src.datasets[0])
+        latent = make_dims([("Latent", "", np.arange(mu.shape[1]))])
+        emb = write_main(grp, mu, "Embedding", "Latent mean", "a.u.", pos, latent)
+        lat = {"inds": grp.file[emb.attrs["Spectroscopic_Indices"]],
+               "vals": grp.file[emb.attrs["Spectroscopic_Values"]]}
+        write_main(grp, logvar, "Log_Variance", "Latent log-variance", "a.u.", pos, lat)
+        feat = make_dims([("Modality", "", np.arange(len(src.names))),
+                          (src.axis_name, src.axis_units, src.axis_values)])
+        flat = np.moveaxis(recon, 2, 1).reshape(len(recon), -1)  # modality-major features
+        write_main(grp, flat, "Reconstruction", "Reconstruction", "scaled", pos, feat,
+                   aux_spec_prefix="Feature_")
+        write_main(grp, err[:, None], "Reconstruction_Error", "Mean squared error",
+                   "scaled^2", pos, make_dims([("Error", "", [0])]), aux_spec_prefix="Error_")
+        hist_cols = list(vae.history_)
+        hist = np.array([vae.history_[k] for k in hist_cols], dtype=float).T
+        h = grp.create_dataset("Training_History", data=hist)
+        write_attrs(h, {"columns": hist_cols, "rows": "epoch (0-based)"})
+        p = vae.resolved_params()
+        snaps = vae.snapshots_
+        es = grp.create_dataset("Embedding_Snapshots", data=np.stack([s.mu for s in snaps]))
+        write_attrs(es, {"epochs": [s.epoch for s in snaps], "betas": [s.beta for s in snaps],
+                         "lambdas": [s.lam for s in snaps],
+                         "mse": [s.losses["mse"] for s in snaps],
+                         "n_active": [s.n_active(p["kl_threshold"]) for s in snaps],
+                         "dims": "snapshot x position x latent"})
+        grp.create_dataset("Scaler_Mean", data=scaler.mean_)
+        grp.create_dataset("Scaler_Std", data=scaler.std_)
+        model = grp.require_group("Model")
+        model.attrs["config"] = vae.config_json()
+        model.attrs["selected_snapshot"] = int(vae.selected_)
+        if "Weights" in model:
+            del model["Weights"]
+        _write_arrays(model.create_group("Weights"), snaps[vae.selected_].weights)
+        per_mod = {f"mse_{name}": float(sq[..., i].mean()) for i, name in enumerate(src.names)}
+        active = np.flatnonzero(snaps[vae.selected_].channel_kl() >= p["kl_threshold"])
+        for i, d in enumerate(src.datasets):
+            grp.attrs[f"source_{i:03d}"] = d.ref
+        grp.attrs["num_source_dsets"] = len(src.datasets)
+        sel = snaps[vae.selected_]
+        write_attrs(grp, {
+            "mse": float(err.mean()), **per_mod, "fit_time_s": float(vae.fit_time_),
+            "epochs_trained": len(vae.history_["loss"]), "modality_names": src.names,
+            "Active_Channels": active.astype(int), "n_active_channels": int(active.size),
+            "selected_snapshot": int(vae.selected_), "selected_epoch": int(sel.epoch),
+            "selected_beta": float(sel.beta), "selection_request": "auto" if self.n_active is
+            None else int(self.n_active), "beta_start_used": float(vae.beta_start_ or 0.0),
+        })
+        logger.info("beta-VAE: MSE %.4f, %d active channels (snapshot %d, epoch %d, beta %.4g)",
+                    err.mean(), active.size, vae.selected_, sel.epoch, sel.beta)
+
+    # ---- re-using a trained model ------------------------------------------------------
+    def reselect(self, n_active: int | None = None, snapshot: int | None = None) -> dict:
+        """Apply another snapshot of the trained model to the data (nothing is written).
+
+        Returns
+        -------
+        dict
+            ``embedding``, ``log_variance``, ``reconstruction`` (scaled, positions x steps x
+            modalities), ``mse`` per position, ``snapshot`` index.
+        """
+        if self.h5_results_grp is None:
+            raise ParameterError("no results yet: call compute() first")
+        vae, _ = load_beta_vae(self.h5_results_grp, n_active=n_active, snapshot=snapshot)
+        X, _ = self._scaled_input()
+        mu, logvar = vae.encode(X)
+        recon = vae.decode(mu)
+        recon = recon[..., None] if recon.ndim == 2 else recon
+        return {"embedding": mu, "log_variance": logvar, "reconstruction": recon,
+                "mse": np.mean((recon - X) ** 2, axis=(1, 2)), "snapshot": vae.selected_}
+
+
+def load_beta_vae(grp: h5py.Group, n_active: int | None = None,
+                  snapshot: int | None = None) -> tuple[BetaVAE, MultiScaler]:
+    """Rebuild a trained beta-VAE and its scaler from a ``*-Beta_VAE_NNN`` group.
+
+    Only JSON text and numeric arrays are read (no pickle, no code): the network is
+    rebuilt from the stored sizes and the weights are assigned by name and shape.
+
+    Parameters
+    ----------
+    grp : h5py.Group
+        A results group written by :class:`BetaVAEProcess`.
+    n_active : int, optional
+        Load the latest snapshot with this many active channels instead of the selected one.
+    snapshot : int, optional
+        Load this snapshot index.
+
+    Returns
+    -------
+    (BetaVAE, MultiScaler)
+    """
+    where = f"group '{grp.name}' in file '{grp.file.filename}'"
+    if "Model" not in grp or "config" not in grp["Model"].attrs:
+        raise BEPSFormatError(f"{where} holds no trained beta-VAE (Model/ with a config)")
+    try:
+        config = json.loads(_text(grp["Model"].attrs["config"]))
+    except (ValueError, TypeError) as exc:
+        raise BEPSFormatError(f"{where}: model config is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict) or not {"params", "network", "input_shape",
+                                            "squeeze"} <= set(config):
+        raise BEPSFormatError(f"{where}: model config lacks params/network/input_shape")
+    snaps = _read_snapshots(grp)
+    try:
+        vae = BetaVAE.from_config(config, _read_arrays(grp["Model/Weights"]))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BEPSFormatError(f"{where}: stored weights do not fit the stored config: "
+                              f"{exc}") from exc
+    vae.snapshots_ = snaps
+    vae.selected_ = int(grp["Model"].attrs.get("selected_snapshot", len(snaps) - 1))
+    if snapshot is not None:
+        if not 0 <= snapshot < len(snaps):
+            raise ParameterError(f"snapshot must be in 0..{len(snaps) - 1}, got {snapshot}")
+        vae.model_.set_weight_arrays(snaps[snapshot].weights)
+        vae.selected_ = snapshot
+    elif n_active is not None:
+        vae.select(n_active=n_active)
+    hist = grp["Training_History"]
+    vae.history_ = {c: hist[:, i].tolist() for i, c in enumerate(
+        _text(x) for x in hist.attrs["columns"])}
+    scaler = MultiScaler.from_arrays(_text(grp.attrs["scaling"]), grp["Scaler_Mean"][()],
+                                     grp["Scaler_Std"][()])
+    return vae, scaler
+
+
+# ---- HDF5 helpers: arrays by name, snapshots, checkpoints --------------------------------
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _write_arrays(g: h5py.Group, arrays: dict) -> None:
+    for name, arr in arrays.items():
+        g.create_dataset(name, data=np.asarray(arr))
+
+
+def _read_arrays(g: h5py.Group) -> dict:
+    out = {}
+
+    def _visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            if obj.dtype.kind not in "fiub":
+                raise BEPSFormatError(f"weight '{obj.name}' has non-numeric type {obj.dtype}")
+            out[name] = obj[()]
+
+    g.visititems(_visit)
+    return out
+
+
+def _write_snapshot(grp: h5py.Group, index: int, snap: Snapshot) -> None:
+    snaps = grp.require_group("Model").require_group("Snapshots")
+    name = f"{index:04d}"
+    if name in snaps:
+        del snaps[name]
+    g = snaps.create_group(name)
+    _write_arrays(g.create_group("Weights"), snap.weights)
+    g.create_dataset("mu", data=snap.mu)
+    g.create_dataset("logvar", data=snap.logvar)
+    write_attrs(g, {"epoch": snap.epoch, "beta": snap.beta, "lambda": snap.lam,
+                    **{f"loss_{k}": v for k, v in snap.losses.items()}})
+
+
+def _read_snapshots(grp: h5py.Group) -> list[Snapshot]:
+    if "Model/Snapshots" not in grp:
+        return []
+    out = []
+    for name in sorted(grp["Model/Snapshots"]):
+        g = grp["Model/Snapshots"][name]
+        a = g.attrs
+        out.append(Snapshot(epoch=int(a["epoch"]), beta=float(a["beta"]), lam=float(a["lambda"]),
+                            losses={k[5:]: float(a[k]) for k in a if k.startswith("loss_")},
+                            mu=g["mu"][()], logvar=g["logvar"][()],
+                            weights=_read_arrays(g["Weights"])))
+    return out
+
+
+def _write_checkpoint(grp: h5py.Group, est: BetaVAE) -> None:
+    """Write the training state to Checkpoint_new, then swap it in for Checkpoint."""
+    st = est.training_state()
+    g = grp.create_group("Checkpoint_new")
+    _write_arrays(g.create_group("Weights"), st["weights"])
+    opt = g.create_group("Optimizer")
+    for i, v in enumerate(st["optimizer"]):
+        opt.create_dataset(f"{i:04d}", data=v)
+    g.create_dataset("seed_state", data=st["seed_state"])
+    hist = g.create_group("History")
+    for k, v in st["history"].items():
+        hist.create_dataset(k, data=np.asarray(v, dtype=float))
+    write_attrs(g, {"epoch": int(st["epoch"]), "n_snapshots": len(st["snapshots"]),
+                    "beta_start": "None" if st["beta_start"] is None else float(st["beta_start"])})
+    if "Checkpoint" in grp:
+        del grp["Checkpoint"]
+    grp.move("Checkpoint_new", "Checkpoint")
+    grp.file.flush()
+
+
+def _read_checkpoint(grp: h5py.Group) -> dict | None:
+    if "Checkpoint" not in grp:
+        return None
+    g = grp["Checkpoint"]
+    snaps = _read_snapshots(grp)[: int(g.attrs["n_snapshots"])]
+    bs = g.attrs["beta_start"]
+    return {"epoch": int(g.attrs["epoch"]), "weights": _read_arrays(g["Weights"]),
+            "optimizer": [g["Optimizer"][k][()] for k in sorted(g["Optimizer"])],
+            "seed_state": g["seed_state"][()],
+            "history": {k: g["History"][k][()].tolist() for k in g["History"]},
+            "snapshots": snaps, "beta_start": None if _text(bs) == "None" else float(bs)}
