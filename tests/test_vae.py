@@ -1,0 +1,150 @@
+"""The beta-VAE estimator: schedule arithmetic, loss terms, snapshots, selection, resume.
+
+Networks here are tiny (4 LSTM units, a few epochs) so each fit takes seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pycroscopy_bevae import ParameterError
+from pycroscopy_bevae.datasets import toy_training_set
+from pycroscopy_bevae.models import PRESETS, BetaVAE, Snapshot, channel_kl, schedule_values
+from pycroscopy_bevae.preprocessing import LoopScaler
+
+TINY = dict(preset="fast", units=4, embedding_dim=4, latent_dim=3, epochs=4, prime_epochs=2,
+            step_epochs=1, beta_start=0.01, beta_step=0.02, batch_size=50, random_state=1)
+
+
+@pytest.fixture(scope="module")
+def toy_x():
+    s = toy_training_set(200, seed=0, n_steps=12)
+    return LoopScaler("step").fit_transform(s.spectra)
+
+
+@pytest.fixture(scope="module")
+def trained(toy_x):
+    return BetaVAE(**TINY).fit(toy_x, progress=False)
+
+
+def test_schedule_arithmetic():
+    kw = dict(prime_epochs=10, beta_start=0.01, beta_step=0.005, step_epochs=4, lambda0=1e-5)
+    assert schedule_values(9, **kw) == (0.0, 0.0)
+    assert schedule_values(10, **kw)[0] == pytest.approx(0.01)
+    assert schedule_values(13, **kw)[0] == pytest.approx(0.01)
+    assert schedule_values(14, **kw)[0] == pytest.approx(0.015)
+    b, lam = schedule_values(22, **kw)  # third step after priming: 0.01 + 3 * 0.005
+    assert b == pytest.approx(0.025) and lam == pytest.approx(1e-5 * 10**0.025)
+    b, lam = schedule_values(22, lambda_mode="step", lambda_step=1e-4, **kw)
+    assert lam == pytest.approx(1e-5 + 3 * 1e-4)
+
+
+def test_channel_kl_and_snapshot_activity():
+    mu = np.array([[1.0, 0.0, 3.0], [-1.0, 0.0, -3.0]])
+    logvar = np.zeros_like(mu)
+    np.testing.assert_allclose(channel_kl(mu, logvar), [0.5, 0.0, 4.5])
+    snap = Snapshot(epoch=0, beta=0.0, lam=0.0, losses={}, mu=mu, logvar=logvar, weights={})
+    assert snap.n_active(0.1) == 2 and snap.n_active(1.0) == 1
+
+
+def test_presets_and_parameter_validation():
+    p = BetaVAE(preset="paper").resolved_params()
+    assert (p["units"], p["n_blocks"], p["layers_per_block"], p["latent_dim"]) == (128, 3, 2, 16)
+    assert (p["learning_rate"], p["batch_size"]) == (3e-5, 300)
+    assert (p["prime_epochs"], p["beta_step"], p["step_epochs"], p["epochs"]) == \
+        (6000, 0.0025, 1000, 20000)
+    assert BetaVAE(preset="fast", units=7).resolved_params()["units"] == 7
+    assert set(PRESETS) == {"paper", "fast"}
+    with pytest.raises(ParameterError, match="unknown preset 'huge'"):
+        BetaVAE(preset="huge").resolved_params()
+    with pytest.raises(ParameterError, match="epochs must be a non-negative integer"):
+        BetaVAE(epochs=-3).resolved_params()
+    with pytest.raises(ParameterError, match="kl_reduction must be one of"):
+        BetaVAE(kl_reduction="max").resolved_params()
+    with pytest.raises(ParameterError, match="beta_start must be 'auto'"):
+        BetaVAE(beta_start="soon").resolved_params()
+    with pytest.raises(ParameterError, match="have no value"):
+        BetaVAE(preset=None).resolved_params()
+    with pytest.raises(ParameterError, match="not fitted"):
+        BetaVAE().transform(np.zeros((2, 5)))
+    with pytest.raises(ParameterError, match="non-finite"):
+        BetaVAE(**TINY).fit(np.full((4, 6), np.nan), progress=False)
+
+
+def test_shapes_history_and_loss_terms(trained, toy_x):
+    vae = trained
+    mu, logvar = vae.encode(toy_x)
+    assert mu.shape == logvar.shape == (200, 3)
+    np.testing.assert_array_equal(vae.transform(toy_x), mu)
+    assert vae.decode(mu).shape == (200, 12)  # 2-D input gives 2-D output
+    assert vae.reconstruct(toy_x).shape == toy_x.shape
+    h = vae.history_
+    assert all(len(h[k]) == 4 for k in ("loss", "mse", "l1", "kl", "beta", "lambda"))
+    np.testing.assert_allclose(h["beta"], [0, 0, 0.01, 0.03], atol=1e-12)
+    np.testing.assert_allclose(h["lambda"], [0, 0, 1e-5 * 10**0.01, 1e-5 * 10**0.03])
+    # the logged loss is exactly its three terms (beta and lambda are constant in an epoch)
+    total = np.array(h["mse"]) + np.array(h["lambda"]) * h["l1"] + np.array(h["beta"]) * h["kl"]
+    np.testing.assert_allclose(h["loss"], total, rtol=1e-5)
+    # snapshots: end of priming (epoch 1), end of each one-epoch step (2, 3)
+    assert [s.epoch for s in vae.snapshots_] == [1, 2, 3]
+    assert [s.beta for s in vae.snapshots_] == pytest.approx([0.0, 0.01, 0.03])
+    assert vae.snapshots_[-1].mu.shape == (200, 3)
+    with pytest.raises(ParameterError, match=r"\(steps, channels\)"):
+        vae.transform(np.zeros((3, 10)))
+
+
+def test_selection(trained, toy_x):
+    vae = trained
+    counts = [s.n_active(vae.resolved_params()["kl_threshold"]) for s in vae.snapshots_]
+    k = counts[1]
+    idx = vae.select(n_active=k)
+    assert idx == max(i for i, c in enumerate(counts) if c == k)
+    np.testing.assert_allclose(vae.transform(toy_x), vae.snapshots_[idx].mu, atol=1e-5)
+    with pytest.raises(ParameterError, match="no snapshot has exactly 99"):
+        vae.select(n_active=99)
+    auto = vae.select()
+    ref = vae.snapshots_[0].losses["mse"]  # last primed snapshot
+    ok = [i for i, s in enumerate(vae.snapshots_) if s.losses["mse"] <= 2.0 * ref]
+    assert auto == ok[-1]
+    act = vae.channel_activity(0)
+    assert act["kl"].shape == act["variance"].shape == (3,)
+
+
+def test_config_round_trip(trained, toy_x):
+    again = BetaVAE.from_config(trained.get_config(), trained.model_.get_weight_arrays())
+    np.testing.assert_allclose(again.transform(toy_x), trained.transform(toy_x), atol=1e-6)
+    import json
+
+    assert json.loads(trained.config_json())["network"]["latent_dim"] == 3
+
+
+def test_resume_is_exact_and_runs_repeat(trained, toy_x):
+    class Stop(Exception):
+        pass
+
+    state = {}
+
+    def stop_after_2(epoch, est):
+        if epoch == 2:
+            state.update(est.training_state())
+            raise Stop
+
+    with pytest.raises(Stop):
+        BetaVAE(**TINY).fit(toy_x, progress=False, on_epoch_end=stop_after_2)
+    assert state["epoch"] == 3 and len(state["snapshots"]) == 2
+    resumed = BetaVAE(**TINY).fit(toy_x, progress=False, initial_state=state)
+    ref = trained
+    ref.model_.set_weight_arrays(ref.snapshots_[-1].weights)
+    a, b = ref.model_.get_weight_arrays(), resumed.model_.get_weight_arrays()
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) == 0.0
+    assert resumed.history_["loss"] == ref.history_["loss"]
+
+
+def test_auto_beta_makes_kl_the_requested_share(toy_x):
+    vae = BetaVAE(**{**TINY, "beta_start": "auto", "kl_fraction": 0.6, "epochs": 3})
+    vae.fit(toy_x, progress=False)
+    h = vae.history_
+    mse, kl = h["mse"][1], h["kl"][1]  # last primed epoch
+    assert vae.beta_start_ == pytest.approx(0.6 * mse / (0.4 * kl))
+    assert h["beta"][2] == pytest.approx(vae.beta_start_)
