@@ -387,6 +387,7 @@ def _write_checkpoint(grp: h5py.Group, est: BetaVAE) -> None:
     hist = g.create_group("History")
     for k, v in st["history"].items():
         hist.create_dataset(k, data=np.asarray(v, dtype=float))
+    write_attrs(hist, {"columns": list(st["history"])})  # HDF5 lists members sorted
     write_attrs(g, {"epoch": int(st["epoch"]), "n_snapshots": len(st["snapshots"]),
                     "beta_start": "None" if st["beta_start"] is None else float(st["beta_start"])})
     if "Checkpoint" in grp:
@@ -404,5 +405,6 @@ def _read_checkpoint(grp: h5py.Group) -> dict | None:
     return {"epoch": int(g.attrs["epoch"]), "weights": _read_arrays(g["Weights"]),
             "optimizer": [g["Optimizer"][k][()] for k in sorted(g["Optimizer"])],
             "seed_state": g["seed_state"][()],
-            "history": {k: g["History"][k][()].tolist() for k in g["History"]},
+            "history": {_text(k): g["History"][_text(k)][()].tolist()
+                        for k in g["History"].attrs["columns"]},
             "snapshots": snaps, "beta_start": None if _text(bs) == "None" else float(bs)}

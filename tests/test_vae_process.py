@@ -1,0 +1,154 @@
+"""BetaVAEProcess on real HDF5 files: results, duplicates, resume, safe loading."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+from pyUSID.io.hdf_utils import check_if_main
+
+from pycroscopy_bevae import (
+    BEPSFormatError,
+    BetaVAEProcess,
+    LoopProjector,
+    ParameterError,
+    load_beta_vae,
+)
+from pycroscopy_bevae.datasets import write_synthetic_beps
+from tests.conftest import file_digest
+
+PROJ = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit-Loop_Projection_000"
+TINY = dict(units=4, embedding_dim=4, latent_dim=3, epochs=4, prime_epochs=2, step_epochs=1,
+            beta_start=0.01, batch_size=32, random_state=0, progress=False, checkpoint_every=1)
+
+
+@pytest.fixture(scope="module")
+def _projected_master(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vae") / "small.h5"
+    write_synthetic_beps(path, shape=(8, 8), seed=5)
+    with h5py.File(path, "r+") as f:
+        LoopProjector(f, progress=False).compute()
+    return path
+
+
+@pytest.fixture()
+def projected(_projected_master, tmp_path):
+    dst = tmp_path / "small.h5"
+    shutil.copy(_projected_master, dst)
+    return dst
+
+
+@pytest.fixture(scope="module")
+def reference_run(_projected_master, tmp_path_factory):
+    """An uninterrupted run, kept for comparisons."""
+    path = tmp_path_factory.mktemp("ref") / "ref.h5"
+    shutil.copy(_projected_master, path)
+    with h5py.File(path, "r+") as f:
+        grp = BetaVAEProcess(f[PROJ], **TINY).compute()
+        return {k: grp[k][()] for k in ("Embedding", "Log_Variance", "Reconstruction",
+                                        "Training_History", "Embedding_Snapshots")} | {
+            "path": path, "group": grp.name}
+
+
+def test_results_layout(reference_run):
+    with h5py.File(reference_run["path"], "r") as f:
+        grp = f[reference_run["group"]]
+        assert grp.name.endswith("Piezoresponse-Beta_VAE_000")
+        for name in ("Embedding", "Log_Variance", "Reconstruction", "Reconstruction_Error"):
+            assert check_if_main(grp[name]), name
+        assert grp["Embedding"].shape == (64, 3)
+        assert grp["Reconstruction"].shape == (64, 192)  # 2 modalities x 96 steps
+        assert grp["Training_History"].shape[0] == 4
+        cols = [c.decode() if isinstance(c, bytes) else c
+                for c in grp["Training_History"].attrs["columns"]]
+        assert cols[:6] == ["loss", "mse", "l1", "kl", "beta", "lambda"]
+        snaps = grp["Embedding_Snapshots"]
+        assert snaps.shape == (3, 64, 3) and list(snaps.attrs["epochs"]) == [1, 2, 3]
+        a = grp.attrs
+        assert a["epochs"] == 4 and a["units"] == 4 and a["preset"] == "fast"
+        assert a["scaling"] == "global" and a["stacking"] == "channels"
+        assert 0 <= a["selected_snapshot"] < 3
+        assert a["n_active_channels"] == len(a["Active_Channels"])
+        assert a["mse"] == pytest.approx(grp["Reconstruction_Error"][()].mean())
+        assert "Checkpoint" not in grp  # removed once training is complete
+        cfg = json.loads(grp["Model"].attrs["config"])
+        assert cfg["network"]["n_channels"] == 2 and cfg["network"]["n_steps"] == 96
+        assert len(grp["Model/Snapshots"]) == 3
+        # loading rebuilds the selected model exactly
+        vae, scaler = load_beta_vae(grp)
+        piezo = f[PROJ]["Piezoresponse"][:, 193::2]  # last cycle, off-field
+        assert piezo.shape == (64, 96)
+        reso = f[PROJ]["Resonance"][:, 193::2]
+        X = np.stack(scaler.transform([piezo, reso]), axis=-1)
+        np.testing.assert_allclose(vae.transform(X), grp["Embedding"][()], atol=1e-5)
+
+
+def test_duplicate_and_reselect(projected, reference_run):
+    with h5py.File(projected, "r+") as f:
+        first = BetaVAEProcess(f[PROJ], **TINY).compute().name
+    before = file_digest(projected)
+    with h5py.File(projected, "r+") as f:
+        proc = BetaVAEProcess(f[PROJ], **TINY)
+        assert proc.compute().name == first
+        out = proc.reselect(snapshot=0)
+        assert out["snapshot"] == 0 and out["embedding"].shape == (64, 3)
+        np.testing.assert_allclose(out["embedding"], reference_run["Embedding_Snapshots"][0],
+                                   atol=1e-5)
+    assert file_digest(projected) == before
+
+
+class _Interrupt(BetaVAEProcess):
+    def _after_epoch(self, epoch, est):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+
+def test_resume_after_interruption_matches_uninterrupted(projected, reference_run):
+    with h5py.File(projected, "r+") as f:
+        with pytest.raises(KeyboardInterrupt):
+            _Interrupt(f[PROJ], **TINY).compute()
+        grp = f[PROJ + "/Piezoresponse-Beta_VAE_000"]
+        assert grp["Checkpoint"].attrs["epoch"] == 3 and not grp["completed_positions"][()].any()
+    with h5py.File(projected, "r+") as f:
+        proc = BetaVAEProcess(f[PROJ], **TINY)
+        assert len(proc.partial_h5_groups) == 1
+        grp = proc.compute()
+        assert grp.name.endswith("Beta_VAE_000")
+        for k in ("Embedding", "Log_Variance", "Reconstruction", "Training_History",
+                  "Embedding_Snapshots"):
+            np.testing.assert_array_equal(grp[k][()], reference_run[k], err_msg=k)
+
+
+def test_bad_parameters_write_nothing(projected):
+    before = file_digest(projected)
+    with h5py.File(projected, "r+") as f:
+        with pytest.raises(ParameterError, match="unknown parameter"):
+            BetaVAEProcess(f[PROJ], epoch=3)
+        with pytest.raises(ParameterError, match="epochs must be"):
+            BetaVAEProcess(f[PROJ], epochs=-1)
+        with pytest.raises(ParameterError, match="unknown preset"):
+            BetaVAEProcess(f[PROJ], preset="gigantic")
+        with pytest.raises(ParameterError, match="n_active must be"):
+            BetaVAEProcess(f[PROJ], n_active=-2)
+        with pytest.raises(ParameterError, match="cycle=4 is out of range"):
+            BetaVAEProcess(f[PROJ], cycle=4)
+    assert file_digest(projected) == before
+
+
+def test_crafted_model_cannot_execute_code(reference_run, tmp_path):
+    path = tmp_path / "crafted.h5"
+    shutil.copy(reference_run["path"], path)
+    with h5py.File(path, "r+") as f:
+        grp = f[reference_run["group"]]
+        cfg = json.loads(grp["Model"].attrs["config"])
+        cfg["network"]["activation"] = "__import__('os').system('touch pwned')"
+        grp["Model"].attrs["config"] = json.dumps(cfg)
+        with pytest.raises(BEPSFormatError, match="do not fit the stored config"):
+            load_beta_vae(grp)
+        grp["Model"].attrs["config"] = "cos(1) if True else {"
+        with pytest.raises(BEPSFormatError, match="not valid JSON"):
+            load_beta_vae(grp)
+    assert not (tmp_path / "pwned").exists()
