@@ -73,14 +73,18 @@ class BetaVAEProcess(GlobalFitProcess):
 
     Examples
     --------
-    >>> import tempfile, os, h5py  # doctest: +SKIP
+    A tiny network for a few epochs (real runs use the presets' sizes and schedules):
+
+    >>> import tempfile, os, h5py
     >>> from pycroscopy_bevae import LoopProjector, write_synthetic_beps
-    >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(8, 8))
+    >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(6, 6))
     >>> with h5py.File(path, "r+") as f:
     ...     proj = LoopProjector(f, progress=False).compute()
-    ...     grp = BetaVAEProcess(proj, epochs=4, prime_epochs=2, step_epochs=1).compute()
-    ...     print(grp["Embedding"].shape)
-    (64, 16)
+    ...     grp = BetaVAEProcess(proj, units=4, embedding_dim=4, latent_dim=3, epochs=3,
+    ...                          prime_epochs=2, step_epochs=1, beta_start=0.01,
+    ...                          progress=False).compute()
+    ...     print(grp["Embedding"].shape, grp["Reconstruction"].shape)
+    (36, 3) (36, 192)
     """
 
     result_names = ("Embedding", "Log_Variance", "Reconstruction", "Reconstruction_Error")
