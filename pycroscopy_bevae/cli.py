@@ -1,4 +1,5 @@
-"""Shell entry point: ``pycroscopy-bevae demo | info | project | dictionary | convert-pzt``.
+"""Shell entry point: ``pycroscopy-bevae demo | info | project | dictionary | train |
+convert-pzt``.
 
 Errors from bad input print one line (no traceback) and exit with status 2.
 """
@@ -83,6 +84,30 @@ def build_parser() -> argparse.ArgumentParser:
     dic.add_argument("--override", action="store_true",
                      help="recompute even if identical results exist (writes a new group)")
 
+    train = sub.add_parser("train", formatter_class=fmt,
+                           help="train the LSTM beta-VAE on projected loops",
+                           description="Run BetaVAEProcess on the loops of FILE (by default "
+                                       "Piezoresponse + Resonance of the latest loop "
+                                       "projection, as two channels) and write "
+                                       "<source>-Beta_VAE_NNN into the same file. "
+                                       "Interrupted runs resume from their last checkpoint.")
+    train.add_argument("file", help="USID HDF5 file with projected loops")
+    train.add_argument("--source", action="append", metavar="DATASET",
+                       help="HDF5 path of a loop dataset (repeat for several channels)")
+    train.add_argument("--cycle", type=int, default=None, help="cycle, 0-based (default: last)")
+    train.add_argument("--field", choices=("off", "on", "both"), default="off")
+    train.add_argument("--scaling", choices=("global", "step", "none"), default="global")
+    train.add_argument("--preset", choices=("fast", "paper"), default="fast")
+    train.add_argument("--epochs", type=int, default=None, help="total epochs (preset default)")
+    train.add_argument("--n-active", type=int, default=None,
+                       help="select the model with this many active latent channels "
+                            "(default: automatic rule)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="any other BetaVAE parameter, e.g. --param beta_step=0.005")
+    train.add_argument("--override", action="store_true",
+                       help="retrain even if identical results exist (writes a new group)")
+
     conv = sub.add_parser("convert-pzt", formatter_class=fmt,
                           help="convert the PZT benchmark arrays into a USID file",
                           description="Write pizoresponse.npy / resonance.npy / voltage.npy "
@@ -109,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         commands = {"demo": _demo, "info": _info, "project": _project, "dictionary": _dictionary,
-                    "convert-pzt": _convert_pzt}
+                    "train": _train, "convert-pzt": _convert_pzt}
         return commands[args.command](args)
     except BevaeError as exc:
         print(f"pycroscopy-bevae {args.command}: error: {exc}", file=sys.stderr)
@@ -240,23 +265,15 @@ def _latest_projection(f) -> str:
 def _dictionary(args: argparse.Namespace) -> int:
     import h5py
 
-    from .exceptions import BEPSFormatError
     from .io import open_h5
     from .process import DictionaryLearningProcess
 
     with open_h5(args.file):
         pass
     with h5py.File(args.file, "r+") as f:
-        if args.source:
-            missing = [s for s in args.source if s not in f]
-            if missing:
-                raise BEPSFormatError(f"'{args.file}' has no dataset {missing[0]!r}")
-            src = [f[s] for s in args.source]
-        else:
-            src = f[_latest_projection(f)]
         t0 = time.perf_counter()
         proc = DictionaryLearningProcess(
-            src, cycle=args.cycle, field=args.field, scaling=args.scaling,
+            _loop_sources(f, args.source), cycle=args.cycle, field=args.field, scaling=args.scaling,
             n_components=args.n_components, alpha=args.alpha, transform_algorithm=args.transform,
             method=args.method, max_iter=args.max_iter, random_state=args.seed)
         existed = bool(proc.duplicate_h5_groups) and not args.override
@@ -293,6 +310,62 @@ def _dictionary_figures(grp, proc, folder: str) -> None:
     fig.savefig(os.path.join(folder, "dl_error_map.png"), dpi=100)
     plt.close("all")
     print(f"figures: {folder}")
+
+
+def _loop_sources(f, sources):
+    from .exceptions import BEPSFormatError
+
+    if not sources:
+        return f[_latest_projection(f)]
+    missing = [s for s in sources if s not in f]
+    if missing:
+        raise BEPSFormatError(f"'{f.filename}' has no dataset {missing[0]!r}")
+    return [f[s] for s in sources]
+
+
+def _parse_params(items: Sequence[str]) -> dict:
+    import ast
+
+    from .exceptions import ParameterError
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise ParameterError(f"--param expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value
+    return out
+
+
+def _train(args: argparse.Namespace) -> int:
+    import h5py
+
+    from .io import open_h5
+    from .process import BetaVAEProcess
+
+    with open_h5(args.file):
+        pass
+    params = _parse_params(args.param)
+    if args.epochs is not None:
+        params["epochs"] = args.epochs
+    with h5py.File(args.file, "r+") as f:
+        t0 = time.perf_counter()
+        proc = BetaVAEProcess(_loop_sources(f, args.source), cycle=args.cycle, field=args.field,
+                              scaling=args.scaling, preset=args.preset, n_active=args.n_active,
+                              random_state=args.seed, **params)
+        existed = bool(proc.duplicate_h5_groups) and not args.override
+        grp = proc.compute(override=args.override)
+        a = grp.attrs
+        per_mod = ", ".join(f"{n} {a['mse_' + n]:.4f}" for n in proc.sources.names)
+        state = "existing results with identical parameters" if existed else "written"
+        print(f"{grp.name}: {state} ({time.perf_counter() - t0:.0f} s); MSE {a['mse']:.4f} "
+              f"({per_mod}), scaled units; {a['n_active_channels']} active latent channels "
+              f"(snapshot {a['selected_snapshot']}, epoch {a['selected_epoch']}, beta "
+              f"{a['selected_beta']:.4g})")
+    return 0
 
 
 def _convert_pzt(args: argparse.Namespace) -> int:

@@ -71,3 +71,18 @@ def test_dictionary_command(beps_file, tmp_path, capsys):
     assert "Resonance-Dictionary_Learning_000: written" in capsys.readouterr().out
     assert main(["dictionary", str(beps_file), "--source", "/nope"]) == 2
     assert "no dataset '/nope'" in capsys.readouterr().err
+
+
+def test_train_command(beps_file, capsys):
+    assert main(["project", str(beps_file)]) == 0
+    capsys.readouterr()
+    tiny = ["--param", "units=4", "--param", "embedding_dim=4", "--param", "latent_dim=3",
+            "--param", "prime_epochs=1", "--param", "step_epochs=1", "--param",
+            "beta_start=0.01", "--epochs", "2"]
+    assert main(["train", str(beps_file), *tiny]) == 0
+    out = capsys.readouterr().out
+    assert "Piezoresponse-Beta_VAE_000: written" in out and "active latent channels" in out
+    assert main(["train", str(beps_file), "--param", "bogus=1"]) == 2
+    assert "unknown parameter(s) ['bogus']" in capsys.readouterr().err
+    assert main(["train", str(beps_file), "--param", "units"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
