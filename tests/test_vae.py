@@ -104,9 +104,13 @@ def test_selection(trained, toy_x):
     with pytest.raises(ParameterError, match="no snapshot has exactly 99"):
         vae.select(n_active=99)
     auto = vae.select()
-    ref = vae.snapshots_[0].losses["mse"]  # last primed snapshot
-    ok = [i for i, s in enumerate(vae.snapshots_) if s.losses["mse"] <= 2.0 * ref]
+    ref = vae.snapshots_[0].losses["recon_mse"]  # last primed snapshot
+    ok = [i for i, s in enumerate(vae.snapshots_) if s.losses["recon_mse"] <= 2.0 * ref]
     assert auto == ok[-1]
+    # recon_mse is the deterministic error of the snapshot's weights on the training data
+    vae.model_.set_weight_arrays(vae.snapshots_[1].weights)
+    assert vae.snapshots_[1].losses["recon_mse"] == pytest.approx(vae.score_mse(toy_x),
+                                                                  rel=1e-4)
     act = vae.channel_activity(0)
     assert act["kl"].shape == act["variance"].shape == (3,)
 

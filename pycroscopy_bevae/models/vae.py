@@ -18,7 +18,8 @@ when its mean KL divergence from the prior over the training data is at least
 ``kl_threshold`` nats (an inactive channel has collapsed to the prior: its means are ~0
 and its maps are noise). :meth:`BetaVAE.select` restores the latest snapshot with the
 requested number of active channels; without a number, the latest snapshot whose
-reconstruction MSE is within ``mse_tolerance`` times the primed model's MSE.
+reconstruction MSE (decoded from the latent means) is within ``mse_tolerance`` times
+the primed model's.
 """
 
 from __future__ import annotations
@@ -343,9 +344,14 @@ class BetaVAE(BaseEstimator):
     def _take_snapshot(self, epoch: int, beta: float, lam: float, logs: dict,
                        X: np.ndarray) -> None:
         mu, logvar, _ = self.model_.encoder.predict(X, batch_size=1024, verbose=0)
+        recon, _ = self.model_.decoder.predict(mu, batch_size=1024, verbose=0)
+        losses = {k: float(logs[k]) for k in ("loss", "mse", "l1", "kl")}
+        # deterministic reconstruction error (from the latent means), used for selection:
+        # the training MSE above includes the sampling noise, which grows with beta
+        losses["recon_mse"] = float(np.mean((np.asarray(recon) - X) ** 2))
         self.snapshots_.append(Snapshot(
             epoch=int(epoch), beta=float(beta), lam=float(lam),
-            losses={k: float(logs[k]) for k in ("loss", "mse", "l1", "kl")},
+            losses=losses,
             mu=np.asarray(mu, np.float32), logvar=np.asarray(logvar, np.float32),
             weights=self.model_.get_weight_arrays()))
 
@@ -399,9 +405,9 @@ class BetaVAE(BaseEstimator):
         ----------
         n_active : int, optional
             The latest snapshot with exactly this many active channels. Without it,
-            the latest snapshot whose MSE is at most ``mse_tolerance`` x the MSE of the
-            last primed snapshot (beta = 0): the most regularised model that still
-            reconstructs well.
+            the latest snapshot whose reconstruction MSE (decoded from the latent means,
+            on the training data) is at most ``mse_tolerance`` x that of the last primed
+            snapshot (beta = 0): the most regularised model that still reconstructs well.
 
         Returns
         -------
@@ -422,8 +428,8 @@ class BetaVAE(BaseEstimator):
             choice = idx[-1]
         else:
             primed = [s for s in snaps if s.beta == 0.0]
-            ref = (primed[-1] if primed else snaps[0]).losses["mse"]
-            ok = [i for i, s in enumerate(snaps) if s.losses["mse"] <= p["mse_tolerance"] * ref]
+            ref = _recon_mse(primed[-1] if primed else snaps[0])
+            ok = [i for i, s in enumerate(snaps) if _recon_mse(s) <= p["mse_tolerance"] * ref]
             choice = ok[-1] if ok else 0
         self.model_.set_weight_arrays(snaps[choice].weights)
         self.selected_ = choice
@@ -524,6 +530,11 @@ class BetaVAE(BaseEstimator):
     @_squeeze.setter
     def _squeeze(self, value: bool) -> None:
         self._squeeze_flag = value
+
+
+def _recon_mse(snap: Snapshot) -> float:
+    """Deterministic reconstruction MSE of a snapshot (training MSE for old snapshots)."""
+    return snap.losses.get("recon_mse", snap.losses["mse"])
 
 
 def _as_3d(X: np.ndarray, name: str) -> np.ndarray:

@@ -228,6 +228,7 @@ class BetaVAEProcess(GlobalFitProcess):
         write_attrs(es, {"epochs": [s.epoch for s in snaps], "betas": [s.beta for s in snaps],
                          "lambdas": [s.lam for s in snaps],
                          "mse": [s.losses["mse"] for s in snaps],
+                         "recon_mse": [s.losses.get("recon_mse", np.nan) for s in snaps],
                          "n_active": [s.n_active(p["kl_threshold"]) for s in snaps],
                          "dims": "snapshot x position x latent"})
         grp.create_dataset("Scaler_Mean", data=scaler.mean_)
