@@ -168,13 +168,15 @@ class BetaVAE(BaseEstimator):
 
     Examples
     --------
+    A tiny network for two epochs (real runs use a preset's sizes and schedule):
+
     >>> import numpy as np
     >>> X = np.sin(np.linspace(0, 6, 20))[None, :] * np.linspace(-1, 1, 64)[:, None]
     >>> vae = BetaVAE(preset="fast", units=4, embedding_dim=4, latent_dim=3, epochs=2,
     ...               prime_epochs=1, step_epochs=1, beta_start=0.01, batch_size=32)
-    >>> vae = vae.fit(X, progress=False)  # doctest: +SKIP
-    >>> vae.transform(X).shape  # doctest: +SKIP
-    (64, 3)
+    >>> vae = vae.fit(X, progress=False)
+    >>> vae.transform(X).shape, vae.reconstruct(X).shape, [s.epoch for s in vae.snapshots_]
+    ((64, 3), (64, 20), [0, 1])
     """
 
     def __init__(self, preset: str | None = "fast", units=None, n_blocks=None,
@@ -375,7 +377,7 @@ class BetaVAE(BaseEstimator):
             raise ParameterError(f"Z must be (n, {self.config_.latent_dim}), got {Z.shape}")
         out, _ = self.model_.decoder.predict(Z, batch_size=batch_size, verbose=0)
         out = np.asarray(out, float)
-        return out[..., 0] if self._squeeze else out
+        return out[..., 0] if getattr(self, "_squeeze", False) else out
 
     inverse_transform = decode
 
@@ -442,7 +444,8 @@ class BetaVAE(BaseEstimator):
         """JSON-serialisable description: resolved parameters and network sizes."""
         self._check_fitted()
         return {"params": self.resolved_params(), "network": self.config_.to_dict(),
-                "input_shape": list(self.input_shape_), "squeeze": bool(self._squeeze)}
+                "input_shape": list(self.input_shape_),
+                "squeeze": bool(getattr(self, "_squeeze", False))}
 
     def training_state(self) -> dict:
         """Everything needed to continue training: epoch, weights, optimiser, history, snapshots."""
@@ -522,14 +525,6 @@ class BetaVAE(BaseEstimator):
         except IndexError:
             raise ParameterError(f"snapshot {i} does not exist (0..{len(self.snapshots_) - 1})"
                                  ) from None
-
-    @property
-    def _squeeze(self) -> bool:
-        return getattr(self, "_squeeze_flag", False)
-
-    @_squeeze.setter
-    def _squeeze(self, value: bool) -> None:
-        self._squeeze_flag = value
 
 
 def _recon_mse(snap: Snapshot) -> float:

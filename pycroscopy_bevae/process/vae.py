@@ -155,9 +155,8 @@ class BetaVAEProcess(GlobalFitProcess):
     def _fit_and_write(self) -> None:
         X, scaler = self._scaled_input()
         grp = self._open_results_group(clear=False)
-        for key in ("Checkpoint_new",):  # a checkpoint cut short by a crash
-            if key in grp:
-                del grp[key]
+        if "Checkpoint_new" in grp:  # a checkpoint cut short by a crash
+            del grp["Checkpoint_new"]
         state = _read_checkpoint(grp)
         if state is not None:
             logger.info("resuming beta-VAE training at epoch %d from %s", state["epoch"],
