@@ -77,9 +77,10 @@ def run_toy(args, params):
         print(f"  selected (n_active={k}): snapshot {idx}, epoch {s.epoch}, beta {s.beta:.4f}, "
               f"{act.sum()} active, gamut MSE {vae.score_mse(Xg):.4f} (paper beta-VAE 0.104), "
               f"RGB R2 from active channels {knn_r2(s.mu[:, act], train.rgb):.3f}")
-    dl = DictionaryLearner(n_components=3, alpha=0.57, random_state=0).fit(X)
-    print(f"  dictionary learning n=3 alpha=0.57 on the same scaled data: gamut MSE "
-          f"{dl.score_mse(Xg):.4f} ({dl.fit_time_:.0f} s)")
+    if not args.skip_dl:
+        dl = DictionaryLearner(n_components=3, alpha=0.57, random_state=0).fit(X)
+        print(f"  dictionary learning n=3 alpha=0.57 on the same scaled data: gamut MSE "
+              f"{dl.score_mse(Xg):.4f} ({dl.fit_time_:.0f} s)")
 
 
 def run_pzt(args, params):
@@ -103,6 +104,8 @@ def run_pzt(args, params):
     print(f"  selected (auto): snapshot {idx}, epoch {s.epoch}, {n_act} active, MSE "
           f"{np.mean((recon - X) ** 2):.4f} (piezo {np.mean((recon - X)[..., 0] ** 2):.4f}, "
           f"resonance {np.mean((recon - X)[..., 1] ** 2):.4f})")
+    if args.skip_dl:
+        return
     flat = np.hstack([p, r])
     dl = DictionaryLearner(n_components=max(n_act, 1), alpha=1.0, random_state=0).fit(flat)
     print(f"  dictionary learning with {max(n_act, 1)} components, same data: MSE "
@@ -114,6 +117,8 @@ def main():
     ap.add_argument("--toy", action="store_true")
     ap.add_argument("--pzt", action="store_true")
     ap.add_argument("--preset", default="fast")
+    ap.add_argument("--skip-dl", action="store_true",
+                    help="skip the dictionary-learning comparison (minutes on the toy)")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="override BetaVAE parameters, e.g. epochs=40 beta_step=0.005")
     args = ap.parse_args()

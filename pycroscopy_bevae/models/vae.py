@@ -48,7 +48,7 @@ PRESETS: dict[str, dict] = {
                   beta_start=0.0025, beta_step=0.0025, step_epochs=1000, lambda0=1e-5,
                   lambda_mode="follow", kl_reduction="mean", layer_norm_axis="time"),
     "fast": dict(units=32, n_blocks=1, layers_per_block=2, embedding_dim=16, latent_dim=16,
-                 learning_rate=1e-3, batch_size=256, epochs=60, prime_epochs=25,
+                 learning_rate=1e-3, batch_size=256, epochs=90, prime_epochs=25,
                  beta_start=0.002, beta_step=0.002, step_epochs=5, lambda0=1e-5,
                  lambda_mode="follow", kl_reduction="sum", layer_norm_axis="time"),
 }
