@@ -65,12 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "default Piezoresponse + Resonance of the latest "
                                      "loop projection) and write "
                                      "<source>-Dictionary_Learning_NNN into the same file.")
-    dic.add_argument("file", help="USID HDF5 file with projected loops")
-    dic.add_argument("--source", action="append", metavar="DATASET",
-                     help="HDF5 path of a loop dataset (repeat for several modalities)")
-    dic.add_argument("--cycle", type=int, default=None, help="cycle, 0-based (default: last)")
-    dic.add_argument("--field", choices=("off", "on", "both"), default="off")
-    dic.add_argument("--scaling", choices=("global", "step", "none"), default="global")
+    _add_loop_arguments(dic, "modalities")
     dic.add_argument("--n-components", type=int, default=5)
     dic.add_argument("--alpha", type=float, default=1.0, help="sparsity (lambda)")
     dic.add_argument("--transform", default="omp",
@@ -91,12 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "projection, as two channels) and write "
                                        "<source>-Beta_VAE_NNN into the same file. "
                                        "Interrupted runs resume from their last checkpoint.")
-    train.add_argument("file", help="USID HDF5 file with projected loops")
-    train.add_argument("--source", action="append", metavar="DATASET",
-                       help="HDF5 path of a loop dataset (repeat for several channels)")
-    train.add_argument("--cycle", type=int, default=None, help="cycle, 0-based (default: last)")
-    train.add_argument("--field", choices=("off", "on", "both"), default="off")
-    train.add_argument("--scaling", choices=("global", "step", "none"), default="global")
+    _add_loop_arguments(train, "channels")
     train.add_argument("--preset", choices=("fast", "paper"), default="fast")
     train.add_argument("--epochs", type=int, default=None, help="total epochs (preset default)")
     train.add_argument("--n-active", type=int, default=None,
@@ -119,6 +109,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="keep the z-scored values instead of approximate physical units")
     conv.add_argument("--overwrite", action="store_true")
     return parser
+
+
+def _add_loop_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """Input selection shared by the learning subcommands."""
+    parser.add_argument("file", help="USID HDF5 file with projected loops")
+    parser.add_argument("--source", action="append", metavar="DATASET",
+                        help=f"HDF5 path of a loop dataset (repeat for several {what})")
+    parser.add_argument("--cycle", type=int, default=None,
+                        help="cycle, 0-based (default: last)")
+    parser.add_argument("--field", choices=("off", "on", "both"), default="off")
+    parser.add_argument("--scaling", choices=("global", "step", "none"), default="global")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
