@@ -131,3 +131,20 @@ def test_generator_refuses_bad_parameters(tmp_path):
     path = write_synthetic_beps(tmp_path / "s.h5", shape=(2, 2))
     with pytest.raises(ParameterError, match="exists"):
         write_synthetic_beps(path, shape=(2, 2))
+
+
+def test_new_files_appear_only_when_complete(tmp_path):
+    from pycroscopy_bevae.io.usid import new_h5_file
+
+    target = tmp_path / "out.h5"
+    target.write_bytes(b"previous content")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with new_h5_file(str(target)) as f:
+            f.create_dataset("x", data=[1, 2, 3])
+            raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"previous content"  # untouched
+    assert not (tmp_path / "out.h5.partial").exists()  # no debris
+    with new_h5_file(str(target)) as f:
+        f.create_dataset("x", data=[1, 2, 3])
+    with h5py.File(target, "r") as f:
+        assert f["x"][()].tolist() == [1, 2, 3]

@@ -29,7 +29,7 @@ import numpy as np
 from .._version import __version__
 from ..exceptions import ParameterError
 from ..io.beps import SHO_FIELDS
-from ..io.usid import make_dims, write_attrs, write_main
+from ..io.usid import check_new_file, make_dims, new_h5_file, write_attrs, write_main
 
 __all__ = ["MECHANISMS", "SyntheticBEPS", "make_synthetic_beps", "write_synthetic_beps",
            "triangle_waveform"]
@@ -317,8 +317,7 @@ def write_synthetic_beps(
     path = os.fspath(path)
     if dtype not in ("float32", "float64"):
         raise ParameterError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    if os.path.exists(path) and not overwrite:
-        raise ParameterError(f"file '{path}' exists; pass overwrite=True to replace it")
+    check_new_file(path, overwrite)
     shape = _check_shape(shape)
     if raw_data and shape[0] * shape[1] > _MAX_RAW_POSITIONS:
         raise ParameterError(
@@ -340,8 +339,7 @@ def write_synthetic_beps(
     for name, arr in zip(SHO_FIELDS, (s.amplitude, s.frequency, s.quality, s.phase, s.r2),
                          strict=True):
         sho[name] = arr.reshape(n_pos, n_spec)
-    tmp = path + ".partial"
-    with h5py.File(tmp, "w") as f:
+    with new_h5_file(path) as f:
         write_attrs(f, {"data_type": "BEPSData", "translator": "pycroscopy_bevae.synthetic",
                         "synthetic": True, "seed": int(seed), "generator_version": __version__})
         meas = f.create_group("Measurement_000")
@@ -364,7 +362,6 @@ def write_synthetic_beps(
         fit = write_main(grp, sho, "Fit", "SHO model", "compound", pos_dims, spec_dims)
         grp.create_dataset("completed_positions", data=np.ones(n_pos, dtype=np.uint8))
         _write_truth(f, s, n_pos, n_spec, fit)
-    os.replace(tmp, path)
     return path
 
 

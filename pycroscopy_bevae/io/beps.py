@@ -561,15 +561,16 @@ def select_loops(
     )
 
 
-def _read_columns(dset: h5py.Dataset, cols: np.ndarray) -> np.ndarray:
-    """Read the given sorted columns of a 2-D dataset efficiently."""
+def _read_columns(dset: h5py.Dataset, cols: np.ndarray, rows=None) -> np.ndarray:
+    """Read the given sorted columns (of the given sorted rows) of a 2-D dataset efficiently."""
+    rsel = slice(None) if rows is None else np.asarray(rows).tolist()
     lo, hi = int(cols[0]), int(cols[-1]) + 1
     if hi - lo == cols.size:
-        return dset[:, lo:hi]
+        return dset[rsel, lo:hi]
     step = int(cols[1] - cols[0]) if cols.size > 1 else 1
     if step > 0 and np.array_equal(cols, np.arange(lo, hi, step)[: cols.size]):
-        return dset[:, lo:hi:step]
-    return dset[:, lo:hi][:, cols - lo]
+        return dset[rsel, lo:hi:step]
+    return dset[rsel, lo:hi][:, cols - lo]
 
 
 def _position_grid(

@@ -11,13 +11,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from .._version import __version__
 from ..exceptions import BEPSFormatError, MissingFileError, ParameterError
 from ..preprocessing import clean_loops
-from .usid import make_dims, write_attrs, write_main
+from .usid import check_new_file, make_dims, new_h5_file, write_attrs, write_main
 
 __all__ = ["PZTArrays", "load_pzt_arrays", "read_loopdata_mat", "reference_clean",
            "write_projected_loops", "convert_pzt_benchmark", "PZT_UNITS"]
@@ -170,8 +169,7 @@ def write_projected_loops(
         The path written.
     """
     path = os.fspath(path)
-    if os.path.exists(path) and not overwrite:
-        raise ParameterError(f"file '{path}' exists; pass overwrite=True to replace it")
+    check_new_file(path, overwrite)
     p = np.asarray(piezoresponse, dtype=float)
     dc = np.asarray(dc, dtype=float).reshape(-1)
     rows, cols = (int(s) for s in grid_shape)
@@ -186,8 +184,7 @@ def write_projected_loops(
     pos = make_dims([("Y", "m", np.arange(rows)), ("X", "m", np.arange(cols))])
     spec = make_dims([("Cycle", "", [cycle]), ("DC_Offset", "V", dc),
                       ("Field", "", [0 if field == "off" else 1])])
-    tmp = path + ".partial"
-    with h5py.File(tmp, "w") as f:
+    with new_h5_file(path) as f:
         write_attrs(f, {"data_type": "BEPSData", "translator": "pycroscopy_bevae.io.pzt",
                         "converter_version": __version__})
         meas = f.create_group("Measurement_000")
@@ -203,7 +200,6 @@ def write_projected_loops(
                    "vals": f[d.attrs["Spectroscopic_Values"]]}
             write_main(grp, np.asarray(resonance, dtype=float), "Resonance",
                        "Resonance Frequency", units[1], anc, spc)
-    os.replace(tmp, path)
     return path
 
 

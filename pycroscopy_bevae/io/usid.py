@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -17,9 +18,35 @@ import h5py
 import numpy as np
 
 __all__ = ["quiet_pyusid", "write_main", "write_attrs", "make_dims", "package_versions",
-           "linked_ancillaries"]
+           "linked_ancillaries", "check_new_file", "new_h5_file"]
 
 logger = logging.getLogger(__name__)
+
+
+def check_new_file(path: str, overwrite: bool) -> None:
+    """Refuse to replace an existing file unless ``overwrite`` (call before any work)."""
+    from ..exceptions import ParameterError
+
+    if os.path.exists(path) and not overwrite:
+        raise ParameterError(f"file '{path}' exists; pass overwrite=True to replace it")
+
+
+@contextlib.contextmanager
+def new_h5_file(path: str) -> Iterator[h5py.File]:
+    """Write a new HDF5 file next to ``path`` and move it into place only when complete.
+
+    An interrupted or failed write never leaves a half-written file at ``path``
+    (nor replaces an existing one); the temporary ``<path>.partial`` is removed on error.
+    """
+    tmp = path + ".partial"
+    try:
+        with h5py.File(tmp, "w") as f:
+            yield f
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    os.replace(tmp, path)
 
 
 @contextlib.contextmanager

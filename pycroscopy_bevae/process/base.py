@@ -119,6 +119,28 @@ class GlobalFitProcess(BevaeProcess):
             self._write_source_dset_provenance()
         return grp
 
+    def _write_shared_results(self, grp: h5py.Group, pos: dict, err, scalers) -> None:
+        """What every learning process writes: per-position error, the scaler values
+        (modality x step, NaN-padded), and object references to every source."""
+        import numpy as np
+
+        from ..io.usid import make_dims, write_main
+
+        write_main(grp, np.asarray(err)[:, None], "Reconstruction_Error", "Mean squared error",
+                   "scaled^2", pos, make_dims([("Error", "", [0])]), aux_spec_prefix="Error_")
+        width = max(s.mean_.size for s in scalers)
+        for name, attr in (("Scaler_Mean", "mean_"), ("Scaler_Std", "std_")):
+            values = np.full((len(scalers), width), np.nan)
+            for i, s in enumerate(scalers):
+                values[i, : getattr(s, attr).size] = getattr(s, attr)
+            d = grp.create_dataset(name, data=values)
+            write_attrs(d, {"modalities": self.sources.names, "description":
+                            "x_scaled = (x - Scaler_Mean) / Scaler_Std per modality and step "
+                            "(NaN-padded when modalities differ in length)"})
+        for i, d in enumerate(self.sources.datasets):
+            grp.attrs[f"source_{i:03d}"] = d.ref
+        grp.attrs["num_source_dsets"] = len(self.sources.datasets)
+
     def _mark_complete(self) -> None:
         grp = self.h5_results_grp
         grp[self._status_dset_name][...] = 1

@@ -166,24 +166,13 @@ tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
         k = learner.components_.shape[0]
         comp_dim = make_dims([("Component", "", np.arange(k))])
         write_main(grp, codes, "Coefficients", "Coefficient", "a.u.", pos, comp_dim)
-        feat_dims = self._feature_dims()
         dic = write_main(grp, learner.components_, "Dictionary", "Dictionary atom", "scaled",
-                         comp_dim, feat_dims, aux_spec_prefix="Feature_",
+                         comp_dim, src.feature_dims(), aux_spec_prefix="Feature_",
                          aux_pos_prefix="Component_")
         feat = {"inds": grp.file[dic.attrs["Spectroscopic_Indices"]],
                 "vals": grp.file[dic.attrs["Spectroscopic_Values"]]}
         write_main(grp, recon, "Reconstruction", "Reconstruction", "scaled", pos, feat)
-        write_main(grp, err[:, None], "Reconstruction_Error", "Mean squared error", "scaled^2",
-                   pos, make_dims([("Error", "", [0])]), aux_spec_prefix="Error_")
-        grp.create_dataset("Scaler_Mean", data=self._padded(learner.scaler_.scalers_, "mean_"))
-        grp.create_dataset("Scaler_Std", data=self._padded(learner.scaler_.scalers_, "std_"))
-        for name in ("Scaler_Mean", "Scaler_Std"):
-            write_attrs(grp[name], {"modalities": src.names, "description":
-                                    "x_scaled = (x - Scaler_Mean) / Scaler_Std per modality "
-                                    "and step (NaN-padded when modalities differ in length)"})
-        for i, d in enumerate(src.datasets):
-            grp.attrs[f"source_{i:03d}"] = d.ref
-        grp.attrs["num_source_dsets"] = len(src.datasets)
+        self._write_shared_results(grp, pos, err, learner.scaler_.scalers_)
         write_attrs(grp, {
             "mse": float(err.mean()), **per_mod, "fit_time_s": float(learner.fit_time_),
             "n_iter": int(learner.n_iter_), "modality_names": src.names,
@@ -195,19 +184,3 @@ tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
         logger.info("dictionary learning: MSE %.4f (%s) in %.1f s", err.mean(),
                     ", ".join(f"{k[4:]} {v:.4f}" for k, v in per_mod.items()),
                     learner.fit_time_)
-
-    def _feature_dims(self) -> list:
-        src = self.sources
-        if len(set(src.steps)) == 1:
-            return make_dims([("Modality", "", np.arange(len(src.names))),
-                              (src.axis_name, src.axis_units, src.axis_values)])
-        return make_dims([("Feature", "", np.arange(sum(src.steps)))])
-
-    @staticmethod
-    def _padded(scalers, attr: str) -> np.ndarray:
-        width = max(getattr(s, attr).size for s in scalers)
-        out = np.full((len(scalers), width), np.nan)
-        for i, s in enumerate(scalers):
-            vals = getattr(s, attr)
-            out[i, : vals.size] = vals
-        return out

@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError, ParameterError
-from ..io.beps import describe_loops
+from ..io.beps import _read_columns, describe_loops
+from ..io.usid import make_dims
 
 __all__ = ["LoopSources", "resolve_sources"]
 
@@ -139,10 +140,7 @@ class LoopSources:
         """
         out = []
         for d, cols in zip(self.datasets, self.columns, strict=True):
-            lo, hi = int(cols[0]), int(cols[-1]) + 1
-            rows = slice(None) if positions is None else np.asarray(positions)
-            block = np.asarray(d[:, lo:hi] if positions is None else d[rows.tolist(), lo:hi],
-                               dtype=float)[:, cols - lo]
+            block = np.asarray(_read_columns(d, cols, positions), dtype=float)
             bad = ~np.isfinite(block)
             if bad.any():
                 raise BEPSFormatError(
@@ -158,6 +156,14 @@ class LoopSources:
     def steps(self) -> list[int]:
         """Number of steps of each modality."""
         return [len(c) for c in self.columns]
+
+    def feature_dims(self) -> list:
+        """Spectroscopic dimensions of stacked features: (Modality, step axis) when every
+        modality has the same steps, else one flat ``Feature`` index."""
+        if len(set(self.steps)) == 1:
+            return make_dims([("Modality", "", np.arange(len(self.names))),
+                              (self.axis_name, self.axis_units, self.axis_values)])
+        return make_dims([("Feature", "", np.arange(sum(self.steps)))])
 
     def parms(self) -> dict:
         """Parameters that identify the input, for duplicate detection."""

@@ -210,13 +210,10 @@ class BetaVAEProcess(GlobalFitProcess):
         lat = {"inds": grp.file[emb.attrs["Spectroscopic_Indices"]],
                "vals": grp.file[emb.attrs["Spectroscopic_Values"]]}
         write_main(grp, logvar, "Log_Variance", "Latent log-variance", "a.u.", pos, lat)
-        feat = make_dims([("Modality", "", np.arange(len(src.names))),
-                          (src.axis_name, src.axis_units, src.axis_values)])
         flat = np.moveaxis(recon, 2, 1).reshape(len(recon), -1)  # modality-major features
-        write_main(grp, flat, "Reconstruction", "Reconstruction", "scaled", pos, feat,
-                   aux_spec_prefix="Feature_")
-        write_main(grp, err[:, None], "Reconstruction_Error", "Mean squared error",
-                   "scaled^2", pos, make_dims([("Error", "", [0])]), aux_spec_prefix="Error_")
+        write_main(grp, flat, "Reconstruction", "Reconstruction", "scaled", pos,
+                   src.feature_dims(), aux_spec_prefix="Feature_")
+        self._write_shared_results(grp, pos, err, scaler.scalers_)
         hist_cols = list(vae.history_)
         hist = np.array([vae.history_[k] for k in hist_cols], dtype=float).T
         h = grp.create_dataset("Training_History", data=hist)
@@ -230,8 +227,6 @@ class BetaVAEProcess(GlobalFitProcess):
                          "recon_mse": [s.losses.get("recon_mse", np.nan) for s in snaps],
                          "n_active": [s.n_active(p["kl_threshold"]) for s in snaps],
                          "dims": "snapshot x position x latent"})
-        grp.create_dataset("Scaler_Mean", data=scaler.mean_)
-        grp.create_dataset("Scaler_Std", data=scaler.std_)
         model = grp.require_group("Model")
         model.attrs["config"] = vae.config_json()
         model.attrs["selected_snapshot"] = int(vae.selected_)
@@ -240,9 +235,6 @@ class BetaVAEProcess(GlobalFitProcess):
         _write_arrays(model.create_group("Weights"), snaps[vae.selected_].weights)
         per_mod = {f"mse_{name}": float(sq[..., i].mean()) for i, name in enumerate(src.names)}
         active = np.flatnonzero(snaps[vae.selected_].channel_kl() >= p["kl_threshold"])
-        for i, d in enumerate(src.datasets):
-            grp.attrs[f"source_{i:03d}"] = d.ref
-        grp.attrs["num_source_dsets"] = len(src.datasets)
         sel = snaps[vae.selected_]
         write_attrs(grp, {
             "mse": float(err.mean()), **per_mod, "fit_time_s": float(vae.fit_time_),
