@@ -98,7 +98,7 @@ def toy_training_set(n: int = 10_000, seed: int = 0, n_steps: int = 25) -> ToySe
 
 
 def toy_gamut_set(n_per_channel: int = 16, n_steps: int = 25) -> ToySet:
-    """Colours on a regular ``n_per_channel``^3 grid spanning the whole RGB gamut.
+    """Colours on a regular grid of ``n_per_channel**3`` points spanning the whole RGB gamut.
 
     Examples
     --------
