@@ -35,12 +35,35 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = sub.add_parser("demo", formatter_class=fmt,
-                          help="run the analysis on a built-in synthetic BEPS map",
+                          help="the full analysis on built-in data (synthetic BEPS + toy)",
                           description="Write a synthetic BEPS map with known ground truth, "
-                                      "project its loops and save a summary figure.")
+                                      "project its loops, fit dictionary learning and the "
+                                      "beta-VAE (fast preset), write the comparison report, "
+                                      "and run the toy benchmark.")
     demo.add_argument("--out", default="demo_output", help="output folder")
-    demo.add_argument("--size", type=int, default=60, help="grid is SIZE x SIZE positions")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the synthetic data")
+    demo.add_argument("--size", type=int, default=40, help="grid is SIZE x SIZE positions")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the data and the models")
+    demo.add_argument("--epochs", type=int, default=None,
+                      help="beta-VAE epochs (default: the fast preset's)")
+    demo.add_argument("--n-components", type=int, default=5,
+                      help="dictionary-learning components")
+    demo.add_argument("--toy-spectra", type=int, default=3000,
+                      help="training spectra of the toy benchmark (0: skip it)")
+    demo.add_argument("--quick", action="store_true",
+                      help="smoke test: 10 x 10 map, 3 epochs, tiny toy set (minutes -> "
+                           "seconds; the numbers mean nothing)")
+
+    rep = sub.add_parser("report", formatter_class=fmt,
+                         help="figures and a summary page for the results in a file",
+                         description="Find the loop projection, dictionary-learning and "
+                                     "beta-VAE results in FILE (opened read-only) and write "
+                                     "all validation figures, animations and report.html / "
+                                     "report.md with the comparison table.")
+    rep.add_argument("file", help="USID HDF5 file with results")
+    rep.add_argument("--out", default=None, help="output folder (default: <file>_report)")
+    rep.add_argument("--no-animations", action="store_true", help="skip the GIF animations")
+    rep.add_argument("--seed", type=int, default=0,
+                     help="seed of the k-means / folds of the ground-truth agreement")
 
     info = sub.add_parser("info", formatter_class=fmt,
                           help="describe the BEPS data and results in a file")
@@ -135,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         commands = {"demo": _demo, "info": _info, "project": _project, "dictionary": _dictionary,
-                    "train": _train, "convert-pzt": _convert_pzt}
+                    "train": _train, "report": _report, "convert-pzt": _convert_pzt}
         return commands[args.command](args)
     except BevaeError as exc:
         print(f"pycroscopy-bevae {args.command}: error: {exc}", file=sys.stderr)
@@ -147,53 +170,78 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     import h5py
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import numpy as np
+    from .datasets import write_synthetic_beps
+    from .process import BetaVAEProcess, DictionaryLearningProcess, LoopProjector
+    from .report import make_report
+    from .toy_benchmark import run_toy_benchmark
 
-    from .analysis import angle_difference, rowwise_correlation
-    from .datasets import MECHANISMS, write_synthetic_beps
-    from .io import describe_loops
-    from .process import LoopProjector
-    from .viz import plot_projection_summary
-
+    size, epochs, toy = args.size, args.epochs, args.toy_spectra
+    tiny: dict = {}
+    if args.quick:
+        size, epochs, toy = 10, 3, min(toy, 300)
+        tiny = {"prime_epochs": 1, "step_epochs": 1}
+    steps = 5 + bool(toy)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "synthetic_beps.h5")
+    t_all = time.perf_counter()
     t0 = time.perf_counter()
-    write_synthetic_beps(path, shape=(args.size, args.size), seed=args.seed, overwrite=True)
-    t_gen = time.perf_counter() - t0
-    print(f"[1/2] synthetic BEPS map {args.size} x {args.size} (seed {args.seed}) -> {path} "
-          f"({t_gen:.1f} s)")
+    write_synthetic_beps(path, shape=(size, size), seed=args.seed, overwrite=True)
+    print(f"[1/{steps}] synthetic BEPS map {size} x {size} (seed {args.seed}) -> {path} "
+          f"({time.perf_counter() - t0:.1f} s)", flush=True)
     with h5py.File(path, "r+") as f:
         t0 = time.perf_counter()
-        grp = LoopProjector(f).compute()
-        t_proj = time.perf_counter() - t0
-        layout = describe_loops(grp["Piezoresponse"])
-        cols = layout.columns(cycle=-1, field="off")
-        piezo = grp["Piezoresponse"][:, cols]
-        reso = grp["Resonance"][:, cols]
-        angle = grp["Rotation_Angle"][:, 0]
-        truth = f["Ground_Truth/Piezoresponse"][:, cols]
-        true_angle = f["Ground_Truth/Rotation_Angle"][()]
-        mech = f["Ground_Truth/Mechanism"][()]
-        n_rej = int(grp.attrs["n_rejected_fits"])
-        corr = rowwise_correlation(piezo, truth)
-        ang_err = np.abs(angle_difference(angle, true_angle))
-        print(f"[2/2] loop projection -> {grp.name} ({t_proj:.2f} s, {n_rej} rejected fits "
-              "interpolated)")
-        print(f"      vs ground truth: median loop correlation {np.median(corr):.4f} "
-              f"(min {np.min(corr):.4f}); median |rotation error| {np.median(ang_err) * 1e3:.2f} "
-              "mrad")
-        flat = mech.ravel()
-        picks = [int(np.flatnonzero(flat == k)[len(np.flatnonzero(flat == k)) // 2])
-                 for k in range(len(MECHANISMS)) if np.any(flat == k)]
-        fig, _ = plot_projection_summary(layout.dc_values[cols], piezo, reso, angle,
-                                         layout.grid_shape, picks, truth_piezoresponse=truth,
-                                         mechanism=mech, mechanism_names=MECHANISMS)
-    fig_path = os.path.join(args.out, "projection.png")
-    fig.savefig(fig_path, dpi=110)
-    print(f"Done. Figure: {fig_path}  Results file: {path}")
+        proj = LoopProjector(f).compute()
+        print(f"[2/{steps}] loop projection -> {proj.name} ({time.perf_counter() - t0:.1f} s, "
+              f"{int(proj.attrs['n_rejected_fits'])} rejected fits interpolated)", flush=True)
+        dl = DictionaryLearningProcess(proj, n_components=args.n_components,
+                                       random_state=args.seed).compute()
+        print(f"[3/{steps}] dictionary learning ({args.n_components} components) -> "
+              f"{dl.name} ({dl.attrs['fit_time_s']:.1f} s): MSE {dl.attrs['mse']:.4f}",
+              flush=True)
+        params = dict(tiny, **({"epochs": epochs} if epochs is not None else {}))
+        vae = BetaVAEProcess(proj, preset="fast", random_state=args.seed, **params).compute()
+        print(f"[4/{steps}] beta-VAE (fast preset) -> {vae.name} ({vae.attrs['fit_time_s']:.0f} "
+              f"s): MSE {vae.attrs['mse']:.4f}, {vae.attrs['n_active_channels']} active latent "
+              "channels", flush=True)
+    t0 = time.perf_counter()
+    rep = make_report(path, os.path.join(args.out, "report"), seed=args.seed)
+    print(f"[5/{steps}] report with {len(rep.figures)} figures ({time.perf_counter() - t0:.0f} "
+          "s)", flush=True)
+    _print_table(rep.rows, ("model", "channels (active / total)", "MSE (scaled)",
+                            "training (s)", "mechanism ARI", "loop-parameter R^2"))
+    if toy:
+        bench = run_toy_benchmark(os.path.join(args.out, "toy"), n_spectra=toy, epochs=epochs,
+                                  n_gamut=4 if args.quick else 12, seed=args.seed, **tiny)
+        print(f"[6/{steps}] toy benchmark ({toy} spectra) -> {bench.markdown}", flush=True)
+        _print_table(bench.rows, ("model", "active channels", "gamut MSE", "paper MSE",
+                                  "RGB R^2", "training (s)"))
+    print(f"Done in {time.perf_counter() - t_all:.0f} s. Report: {rep.html}  Results file: "
+          f"{path}")
+    return 0
+
+
+def _print_table(rows: list, cols: Sequence[str]) -> None:
+    def fmt(v):
+        return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    cells = [[fmt(r[c]) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    print("      " + "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)))
+    for row in cells:
+        print("      " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .io import open_h5
+    from .report import make_report
+
+    with open_h5(args.file):  # existence and HDF5-ness, with clear errors
+        pass
+    rep = make_report(args.file, args.out, animations=not args.no_animations, seed=args.seed)
+    _print_table(rep.rows, ("model", "results group", "channels (active / total)",
+                            "MSE (scaled)", "training (s)"))
+    print(f"report: {rep.html} ({len(rep.figures)} figures; also {rep.markdown})")
     return 0
 
 

@@ -345,8 +345,8 @@ class BetaVAE(BaseEstimator):
 
     def _take_snapshot(self, epoch: int, beta: float, lam: float, logs: dict,
                        X: np.ndarray) -> None:
-        mu, logvar, _ = self.model_.encoder.predict(X, batch_size=1024, verbose=0)
-        recon, _ = self.model_.decoder.predict(mu, batch_size=1024, verbose=0)
+        mu, logvar, _ = self._run("encoder", X)
+        recon, _ = self._run("decoder", mu)
         losses = {k: float(logs[k]) for k in ("loss", "mse", "l1", "kl")}
         # deterministic reconstruction error (from the latent means), used for selection:
         # the training MSE above includes the sampling noise, which grows with beta
@@ -358,11 +358,26 @@ class BetaVAE(BaseEstimator):
             weights=self.model_.get_weight_arrays()))
 
     # ---- inference --------------------------------------------------------------------
+    def _run(self, part: str, X: np.ndarray, batch_size: int = 1024) -> list[np.ndarray]:
+        """Apply the encoder or decoder in batches through one compiled function per part
+        (``reduce_retracing``: any batch length reuses it, unlike repeated ``predict``)."""
+        import tensorflow as tf
+
+        cache = self.__dict__.setdefault("_compiled", {})
+        key = (part, id(self.model_))
+        if key not in cache:
+            net = getattr(self.model_, part)
+            cache[key] = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
+        fn = cache[key]
+        X = np.asarray(X, dtype="float32")
+        outs = [fn(tf.constant(X[i:i + batch_size])) for i in range(0, len(X), batch_size)]
+        return [np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(len(outs[0]))]
+
     def encode(self, X: np.ndarray, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """Latent means and log-variances, (n, latent_dim) each."""
         self._check_fitted()
         X = self._check_input(X)
-        mu, logvar, _ = self.model_.encoder.predict(X, batch_size=batch_size, verbose=0)
+        mu, logvar, _ = self._run("encoder", X, batch_size)
         return np.asarray(mu, float), np.asarray(logvar, float)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
@@ -375,7 +390,7 @@ class BetaVAE(BaseEstimator):
         Z = np.asarray(Z, dtype="float32")
         if Z.ndim != 2 or Z.shape[1] != self.config_.latent_dim:
             raise ParameterError(f"Z must be (n, {self.config_.latent_dim}), got {Z.shape}")
-        out, _ = self.model_.decoder.predict(Z, batch_size=batch_size, verbose=0)
+        out, _ = self._run("decoder", Z, batch_size)
         out = np.asarray(out, float)
         return out[..., 0] if getattr(self, "_squeeze", False) else out
 

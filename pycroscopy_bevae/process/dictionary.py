@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 
@@ -151,8 +152,10 @@ tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
         src = self.sources
         X = stack_features(src.read())
         learner = self.learner.fit(X)
+        t0 = time.perf_counter()
         codes = learner.transform(X)
         recon = learner.inverse_transform(codes, scaled=True)
+        t_infer = time.perf_counter() - t0
         Xs = learner._scale(X)
         sq = (recon - Xs) ** 2
         err = sq.mean(axis=1)
@@ -175,7 +178,8 @@ tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
         self._write_shared_results(grp, pos, err, learner.scaler_.scalers_)
         write_attrs(grp, {
             "mse": float(err.mean()), **per_mod, "fit_time_s": float(learner.fit_time_),
-            "n_iter": int(learner.n_iter_), "modality_names": src.names,
+            "inference_time_s": float(t_infer), "n_iter": int(learner.n_iter_),
+            "modality_names": src.names,
             "codes_used": ("codes from the fit (scikit-learn fit_transform)"
                            if learner.transform_algorithm == "fit"
                            else f"scikit-learn transform with {learner.transform_algorithm}"),

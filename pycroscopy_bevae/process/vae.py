@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 import h5py
 import numpy as np
@@ -199,8 +200,10 @@ class BetaVAEProcess(GlobalFitProcess):
     def _write_results(self, grp: h5py.Group, vae: BetaVAE, scaler: MultiScaler,
                        X: np.ndarray) -> None:
         src = self.sources
+        t0 = time.perf_counter()
         mu, logvar = vae.encode(X)
         recon = vae.decode(mu)
+        t_infer = time.perf_counter() - t0
         recon = recon[..., None] if recon.ndim == 2 else recon
         sq = (recon - X) ** 2
         err = sq.mean(axis=(1, 2))
@@ -238,6 +241,7 @@ class BetaVAEProcess(GlobalFitProcess):
         sel = snaps[vae.selected_]
         write_attrs(grp, {
             "mse": float(err.mean()), **per_mod, "fit_time_s": float(vae.fit_time_),
+            "inference_time_s": float(t_infer),
             "epochs_trained": len(vae.history_["loss"]), "modality_names": src.names,
             "Active_Channels": active.astype(int), "n_active_channels": int(active.size),
             "selected_snapshot": int(vae.selected_), "selected_epoch": int(sel.epoch),

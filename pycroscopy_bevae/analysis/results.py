@@ -1,0 +1,247 @@
+"""Read the results groups the processes write back into arrays for validation and figures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import h5py
+import numpy as np
+
+from ..exceptions import BEPSFormatError
+from ..preprocessing import MultiScaler, unstack_features
+from .validation import active_channels
+
+__all__ = ["ModelResult", "find_results", "read_model_result", "read_ground_truth"]
+
+KINDS = {"Fit-Loop_Projection": "projection", "Dictionary_Learning": "dictionary",
+         "Beta_VAE": "beta_vae"}
+LABELS = {"dictionary": "dictionary learning", "beta_vae": "beta-VAE"}
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _kind(name: str) -> str | None:
+    leaf = name.rsplit("/", 1)[-1]
+    for key, kind in KINDS.items():
+        if leaf.startswith(key + "_") or f"-{key}_" in leaf:
+            return kind
+    return None
+
+
+def find_results(h5: h5py.File | h5py.Group, complete_only: bool = True) -> dict[str, list[str]]:
+    """Find the results groups of this package in a file.
+
+    Parameters
+    ----------
+    h5 : h5py.File or h5py.Group
+        Where to search (recursively).
+    complete_only : bool
+        Skip groups whose ``completed_positions`` are not all set (interrupted runs).
+
+    Returns
+    -------
+    dict
+        ``{'projection': [...], 'dictionary': [...], 'beta_vae': [...]}``: HDF5 paths in
+        file order (the last one of each kind is the latest).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from pycroscopy_bevae import LoopProjector, write_synthetic_beps
+    >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(4, 4))
+    >>> with h5py.File(path, "r+") as f:
+    ...     _ = LoopProjector(f, progress=False).compute()
+    ...     found = find_results(f)
+    >>> [p.rsplit("/", 1)[-1] for p in found["projection"]], found["beta_vae"]
+    (['Fit-Loop_Projection_000'], [])
+    """
+    found: dict[str, list[str]] = {k: [] for k in ("projection", "dictionary", "beta_vae")}
+
+    def _visit(name, obj):
+        if not isinstance(obj, h5py.Group):
+            return
+        kind = _kind(name)
+        if kind is None:
+            return
+        status = obj.get("completed_positions")
+        if complete_only and (status is None or not np.all(status[()])):
+            return
+        found[kind].append(obj.name)
+
+    h5.visititems(_visit)
+    for paths in found.values():
+        paths.sort()
+    return found
+
+
+@dataclass
+class ModelResult:
+    """One model's results on one file, in arrays (scaled units, as the model saw them).
+
+    Attributes
+    ----------
+    kind : str
+        ``'dictionary'`` or ``'beta_vae'``.
+    group : str
+        HDF5 path of the results group.
+    label : str
+        Name for legends and tables.
+    embedding : numpy.ndarray
+        (positions, channels): coefficients or latent means.
+    active : numpy.ndarray
+        Indices of the active channels (stored selection for the beta-VAE; channels
+        with spread for dictionary learning).
+    data, reconstruction : list of numpy.ndarray
+        Per modality, (positions, steps) scaled loops and their reconstruction.
+    errors : numpy.ndarray
+        (positions,) mean squared error.
+    names : list of str
+        Modality names.
+    axis_values : numpy.ndarray
+        Step axis (DC bias in V for projected loops).
+    grid_shape : tuple of int
+        Position grid (rows, cols) where known.
+    attrs : dict
+        The group's attributes (parameters, MSE, timing).
+    """
+
+    kind: str
+    group: str
+    label: str
+    embedding: np.ndarray
+    active: np.ndarray
+    data: list
+    reconstruction: list
+    errors: np.ndarray
+    names: list
+    axis_values: np.ndarray
+    grid_shape: tuple
+    attrs: dict = field(default_factory=dict)
+    _decoder: Callable | None = field(default=None, repr=False)
+
+    @property
+    def steps(self) -> list[int]:
+        """Number of steps of each modality."""
+        return [d.shape[1] for d in self.data]
+
+    def decode(self, latents: np.ndarray) -> list[np.ndarray]:
+        """Spectra generated from (n, channels) latent vectors / coefficients, per modality."""
+        flat = np.asarray(self._decoder(np.asarray(latents, dtype=float)))
+        return unstack_features(flat, self.steps)
+
+    def decode_flat(self, latents: np.ndarray) -> np.ndarray:
+        """Like :meth:`decode`, modalities concatenated (for :func:`latent_traversal`)."""
+        return np.asarray(self._decoder(np.asarray(latents, dtype=float)))
+
+
+def read_model_result(grp: h5py.Group) -> ModelResult:
+    """Read a ``*-Dictionary_Learning_NNN`` or ``*-Beta_VAE_NNN`` group into arrays.
+
+    The input loops are read again from the group's sources (object references) with
+    its cycle/field selection and scaled with the stored scaler values, so data and
+    reconstruction are in the same (scaled) units.
+
+    Raises
+    ------
+    BEPSFormatError
+        The group is not a complete result of either process.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from pycroscopy_bevae import (LoopProjector, DictionaryLearningProcess,
+    ...                               write_synthetic_beps)
+    >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(6, 6))
+    >>> with h5py.File(path, "r+") as f:
+    ...     proj = LoopProjector(f, progress=False).compute()
+    ...     grp = DictionaryLearningProcess(proj, n_components=3).compute()
+    ...     res = read_model_result(grp)
+    >>> res.embedding.shape, res.steps, res.names
+    ((36, 3), [96, 96], ['Piezoresponse', 'Resonance'])
+    """
+    from ..process.sources import LoopSources
+
+    where = f"group '{grp.name}' in file '{grp.file.filename}'"
+    kind = _kind(grp.name)
+    if kind not in LABELS:
+        raise BEPSFormatError(f"{where} is not a dictionary-learning or beta-VAE result")
+    needed = ("Reconstruction", "Reconstruction_Error", "Scaler_Mean", "Scaler_Std",
+              "Coefficients" if kind == "dictionary" else "Embedding")
+    missing = [n for n in needed if n not in grp]
+    if missing or "num_source_dsets" not in grp.attrs:
+        raise BEPSFormatError(f"{where} lacks {missing or ['num_source_dsets']}; expected a "
+                              "complete results group")
+    attrs = {k: (_text(v) if isinstance(v, bytes) else v) for k, v in grp.attrs.items()
+             if not isinstance(v, h5py.Reference)}
+    sources = [grp.file[grp.attrs[f"source_{i:03d}"]]
+               for i in range(int(grp.attrs["num_source_dsets"]))]
+    cycle = attrs.get("cycle", -1)
+    src = LoopSources.from_input(sources, cycle=int(cycle), field=_text(attrs.get("field",
+                                                                                  "off")))
+    means = [row[np.isfinite(row)] for row in grp["Scaler_Mean"][()]]
+    stds = [row[np.isfinite(row)] for row in grp["Scaler_Std"][()]]
+    scaler = MultiScaler.from_arrays(_text(attrs.get("scaling", "global")), means, stds)
+    data = scaler.transform(src.read())
+    recon = unstack_features(grp["Reconstruction"][()].astype(float), src.steps)
+    errors = grp["Reconstruction_Error"][:, 0].astype(float)
+    if kind == "dictionary":
+        embedding = grp["Coefficients"][()].astype(float)
+        atoms = grp["Dictionary"][()].astype(float)
+        active = active_channels(embedding)
+
+        def decoder(z):
+            return z @ atoms
+    else:
+        embedding = grp["Embedding"][()].astype(float)
+        active = np.asarray(attrs.get("Active_Channels", []), dtype=int).ravel()
+        decoder = _vae_decoder(grp)
+    return ModelResult(kind=kind, group=grp.name, label=LABELS[kind], embedding=embedding,
+                       active=active, data=data, reconstruction=recon, errors=errors,
+                       names=list(src.names), axis_values=np.asarray(src.axis_values),
+                       grid_shape=tuple(int(v) for v in src.grid_shape), attrs=attrs,
+                       _decoder=decoder)
+
+
+def _vae_decoder(grp: h5py.Group) -> Callable:
+    """A decoder that loads the stored model on first use (TensorFlow only when needed)."""
+    file_name, name = grp.file.filename, grp.name
+    cache: dict = {}
+
+    def decoder(z: np.ndarray) -> np.ndarray:
+        if "vae" not in cache:
+            from ..process.vae import load_beta_vae
+
+            if grp.id.valid:
+                cache["vae"] = load_beta_vae(grp)[0]
+            else:  # the file was closed since: open it again, read-only
+                with h5py.File(file_name, "r") as f:
+                    cache["vae"] = load_beta_vae(f[name])[0]
+        out = cache["vae"].decode(z)
+        out = out[..., None] if out.ndim == 2 else out
+        return np.moveaxis(out, 2, 1).reshape(len(out), -1)  # modality-major features
+
+    return decoder
+
+
+def read_ground_truth(h5: h5py.File) -> dict | None:
+    """The ``/Ground_Truth`` of a synthetic file as arrays, or None for measured data.
+
+    Returns
+    -------
+    dict or None
+        ``mechanism`` (positions,) integer labels, ``mechanism_names``,
+        ``loop_parameters`` {name: (positions,)}.
+    """
+    if "Ground_Truth" not in h5:
+        return None
+    gt = h5["Ground_Truth"]
+    out: dict = {}
+    if "Mechanism" in gt:
+        out["mechanism"] = gt["Mechanism"][()].ravel()
+        out["mechanism_names"] = [_text(v) for v in gt["Mechanism"].attrs.get("labels", [])]
+    if "Loop_Parameters" in gt:
+        out["loop_parameters"] = {k: v[()] for k, v in gt["Loop_Parameters"].items()}
+    return out
