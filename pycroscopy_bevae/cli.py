@@ -41,16 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
                                       "beta-VAE (fast preset), write the comparison report, "
                                       "and run the toy benchmark.")
     demo.add_argument("--out", default="demo_output", help="output folder")
-    demo.add_argument("--size", type=int, default=40, help="grid is SIZE x SIZE positions")
+    demo.add_argument("--size", type=int, default=32, help="grid is SIZE x SIZE positions")
     demo.add_argument("--seed", type=int, default=0, help="seed of the data and the models")
     demo.add_argument("--epochs", type=int, default=None,
                       help="beta-VAE epochs (default: the fast preset's)")
+    demo.add_argument("--batch-size", type=int, default=64,
+                      help="beta-VAE mini-batch (smaller than the fast preset's 256: the demo "
+                           "maps hold ~1,000-3,000 spectra)")
     demo.add_argument("--n-components", type=int, default=5,
                       help="dictionary-learning components")
-    demo.add_argument("--toy-spectra", type=int, default=3000,
+    demo.add_argument("--toy-spectra", type=int, default=2000,
                       help="training spectra of the toy benchmark (0: skip it)")
     demo.add_argument("--quick", action="store_true",
-                      help="smoke test: 10 x 10 map, 3 epochs, tiny toy set (minutes -> "
+                      help="smoke test: 10 x 10 map, 3 epochs, vae_kw toy set (minutes -> "
                            "seconds; the numbers mean nothing)")
 
     rep = sub.add_parser("report", formatter_class=fmt,
@@ -177,10 +180,10 @@ def _demo(args: argparse.Namespace) -> int:
     from .toy_benchmark import run_toy_benchmark
 
     size, epochs, toy = args.size, args.epochs, args.toy_spectra
-    tiny: dict = {}
+    vae_kw: dict = {"batch_size": args.batch_size}
     if args.quick:
         size, epochs, toy = 10, 3, min(toy, 300)
-        tiny = {"prime_epochs": 1, "step_epochs": 1}
+        vae_kw.update(prime_epochs=1, step_epochs=1)
     steps = 5 + bool(toy)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "synthetic_beps.h5")
@@ -199,7 +202,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"[3/{steps}] dictionary learning ({args.n_components} components) -> "
               f"{dl.name} ({dl.attrs['fit_time_s']:.1f} s): MSE {dl.attrs['mse']:.4f}",
               flush=True)
-        params = dict(tiny, **({"epochs": epochs} if epochs is not None else {}))
+        params = dict(vae_kw, **({"epochs": epochs} if epochs is not None else {}))
         vae = BetaVAEProcess(proj, preset="fast", random_state=args.seed, **params).compute()
         print(f"[4/{steps}] beta-VAE (fast preset) -> {vae.name} ({vae.attrs['fit_time_s']:.0f} "
               f"s): MSE {vae.attrs['mse']:.4f}, {vae.attrs['n_active_channels']} active latent "
@@ -212,7 +215,7 @@ def _demo(args: argparse.Namespace) -> int:
                             "training (s)", "mechanism ARI", "loop-parameter R^2"))
     if toy:
         bench = run_toy_benchmark(os.path.join(args.out, "toy"), n_spectra=toy, epochs=epochs,
-                                  n_gamut=4 if args.quick else 12, seed=args.seed, **tiny)
+                                  n_gamut=4 if args.quick else 12, seed=args.seed, **vae_kw)
         print(f"[6/{steps}] toy benchmark ({toy} spectra) -> {bench.markdown}", flush=True)
         _print_table(bench.rows, ("model", "active channels", "gamut MSE", "paper MSE",
                                   "RGB R^2", "training (s)"))
