@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--toy-spectra", type=int, default=2000,
                       help="training spectra of the toy benchmark (0: skip it)")
     demo.add_argument("--quick", action="store_true",
-                      help="smoke test: 10 x 10 map, 3 epochs, vae_kw toy set (minutes -> "
+                      help="smoke test: 10 x 10 map, 3 epochs, tiny toy set (minutes -> "
                            "seconds; the numbers mean nothing)")
 
     rep = sub.add_parser("report", formatter_class=fmt,
