@@ -7,7 +7,8 @@ class (``ValueError``, ``FileNotFoundError``) so generic handlers still work.
 
 from __future__ import annotations
 
-__all__ = ["BevaeError", "BEPSFormatError", "ParameterError", "MissingFileError"]
+__all__ = ["BevaeError", "BEPSFormatError", "ParameterError", "MissingFileError",
+           "FileInUseError", "DataQualityWarning"]
 
 
 class BevaeError(Exception):
@@ -30,3 +31,15 @@ class ParameterError(BevaeError, ValueError):
 
 class MissingFileError(BevaeError, FileNotFoundError):
     """A file given by path does not exist."""
+
+
+class FileInUseError(BevaeError, OSError):
+    """A file cannot be opened because another program holds it open for writing.
+
+    HDF5 locks a file while a program writes to it; close it there (e.g. the other
+    notebook kernel) and try again.
+    """
+
+
+class DataQualityWarning(UserWarning):
+    """The input is usable, but part of it was rejected or replaced (e.g. failed SHO fits)."""

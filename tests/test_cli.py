@@ -5,22 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import h5py
-
 from pycroscopy_bevae import __version__
 from pycroscopy_bevae.cli import main
-
-
-def test_demo_writes_file_and_figure(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--size", "14", "--seed", "2"]) == 0
-    text = capsys.readouterr().out
-    assert (out / "projection.png").stat().st_size > 10_000
-    with h5py.File(out / "synthetic_beps.h5", "r") as f:
-        grp = f["Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit-Loop_Projection_000"]
-        assert grp["Piezoresponse"].shape == (196, 384)
-    assert "median loop correlation 0.99" in text
-    assert text.strip().splitlines()[-1].startswith("Done. Figure:")
 
 
 def test_project_and_info(beps_file, capsys):

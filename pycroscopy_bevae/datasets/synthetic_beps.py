@@ -20,6 +20,7 @@ Layout (as BGlib's translator and SHO fitter write it)::
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -126,6 +127,10 @@ def make_synthetic_beps(
 ) -> SyntheticBEPS:
     """Generate the arrays of a synthetic BEPS map with ground truth.
 
+    Everything is held in memory (about 1.5 kB per position and spectroscopic
+    step); for large maps write the file directly with :func:`write_synthetic_beps`,
+    which generates the same values a block of positions at a time.
+
     Parameters
     ----------
     shape : (rows, cols)
@@ -153,112 +158,250 @@ def make_synthetic_beps(
     >>> s.amplitude.shape, s.mechanism.shape
     ((42, 2, 96, 2), (6, 7))
     """
-    shape = _check_shape(shape)
-    if n_steps < 8 or n_steps % 4:
-        raise ParameterError(f"n_steps must be a multiple of 4 and >= 8, got {n_steps}")
-    if n_cycles < 1:
-        raise ParameterError(f"n_cycles must be >= 1, got {n_cycles}")
-    if not 0 <= failed_fraction < 0.5:
-        raise ParameterError(f"failed_fraction must be in [0, 0.5), got {failed_fraction}")
-    if noise < 0:
-        raise ParameterError(f"noise must be >= 0, got {noise}")
-    rng = np.random.default_rng(seed)
-    n_pos = shape[0] * shape[1]
-    labels = _mechanism_map(shape, rng)
-    mech = labels.ravel()
+    plan = _Plan.create(shape, seed, n_steps, n_cycles, v_max, noise, failed_fraction)
+    c = plan.block(0, plan.n_pos, _sequential_draws(plan.rng))
+    return SyntheticBEPS(
+        shape=plan.shape,
+        dc=plan.dc,
+        field_values=plan.field_values,
+        n_cycles=plan.n_cycles,
+        mechanism=plan.labels,
+        amplitude=c["amplitude"],
+        phase=c["phase"],
+        frequency=c["frequency"],
+        quality=c["quality"],
+        r2=c["r2"],
+        true_piezoresponse=c["true_piezoresponse"],
+        true_resonance=c["true_resonance"],
+        true_rotation=plan.true_rotation,
+        parameters=plan.parameters(),
+        failed=c["failed"],
+    )
 
-    def smooth(scale: float = 0.12) -> np.ndarray:
-        return _smooth_field(rng, shape, scale).ravel()
 
-    # --- loop parameters per position --------------------------------------------------
-    amp = np.choose(mech, [1.0, 0.38, 0.85, 0.9]) * (1 + 0.08 * smooth())
-    width = np.choose(mech, [0.9, 3.2, 0.8, 1.0]) * (1 + 0.1 * smooth())
-    vc = np.choose(mech, [5.0, 6.5, 3.0, 5.0]) * (1 + 0.08 * smooth())
-    imprint = np.choose(mech, [0.0, 0.0, 0.0, 4.5]) + 0.3 * smooth()
-    slope = np.choose(mech, [0.004, 0.015, 0.006, 0.004]) * (1 + 0.2 * smooth())
-    offset = 0.05 * smooth(0.3)
-    vc2 = np.where(mech == 2, 10.5 * (1 + 0.05 * smooth()), np.nan)  # second step
-    f0 = 1.325e6 + np.choose(mech, [0.0, 6e3, 3e3, -2e3]) + 3e3 * smooth(0.25)
-    soften = np.choose(mech, [6e3, 2.5e3, 4e3, 6e3]) * (1 + 0.1 * smooth())
-    harden = np.where(mech == 2, 9e3 * (1 + 0.1 * smooth()), 0.0)
-    phi0 = np.angle(np.exp(1j * (1.0 + 1.6 * smooth(0.35) + 0.05 * rng.standard_normal(n_pos))))
-    perp = 0.06 * smooth(0.3)  # small response perpendicular to the switching axis
-    q0 = 180 + 25 * smooth(0.2)
+#: Position-by-step random draws, in the order the generator makes them: (method, args).
+#: Each is one stream over all (position, cycle, step, field) values in C order, so a
+#: block of positions is a contiguous piece of every stream.
+_DRAWS = (
+    ("standard_normal", ()),  # noise, real part
+    ("standard_normal", ()),  # noise, imaginary part
+    ("standard_normal", ()),  # frequency noise
+    ("standard_normal", ()),  # quality-factor noise
+    ("standard_normal", ()),  # R2 noise
+    ("random", ()),  # failed fit
+    ("random", ()),  # failed fit is NaN (else garbage)
+    ("uniform", (0.0, 3.0)),  # garbage amplitude
+    ("uniform", (-np.pi, np.pi)),  # garbage phase
+    ("uniform", (1.2e6, 1.45e6)),  # garbage frequency
+    ("uniform", (0.0, 0.3)),  # garbage R2
+)
+
+#: Default block of a chunked write: about this many (position, step) values at a time
+#: (some 30 float64 temporaries each, i.e. ~130 MB of working memory).
+_CHUNK_VALUES = 1 << 19
+
+
+def _sequential_draws(rng: np.random.Generator):
+    """Draws for a single block covering every position: straight from ``rng``."""
+    def draw(k: int, size: tuple) -> np.ndarray:
+        name, args = _DRAWS[k]
+        return getattr(rng, name)(*args, size=size)
+    return draw
+
+
+def _stream_draws(rng: np.random.Generator, n_values: int, chunk_values: int):
+    """Draws for consecutive blocks of positions, equal to the all-at-once draws.
+
+    One generator per entry of :data:`_DRAWS`, each started at the state ``rng`` has
+    when the all-at-once code would make that draw (found by drawing each stream once
+    in pieces and discarding it: a draw of n values in pieces consumes the bit
+    stream exactly as one draw of n values). Blocks must be requested in order.
+    """
+    states = []
+    for name, args in _DRAWS:
+        states.append(rng.bit_generator.state)
+        left = n_values
+        while left > 0:
+            m = min(left, chunk_values)
+            getattr(rng, name)(*args, size=m)
+            left -= m
+    gens = []
+    for state in states:
+        bg = type(rng.bit_generator)()
+        bg.state = state
+        gens.append(np.random.Generator(bg))
+
+    def draw(k: int, size: tuple) -> np.ndarray:
+        name, args = _DRAWS[k]
+        return getattr(gens[k], name)(*args, size=size)
+    return draw
+
+
+@dataclass
+class _Plan:
+    """Map-level part of the generator: the mechanism map, per-position loop parameters,
+    the waveform, and the random generator positioned for the per-value draws."""
+
+    shape: tuple[int, int]
+    n_pos: int
+    dc: np.ndarray
+    rising: np.ndarray
+    field_values: np.ndarray
+    n_cycles: int
+    labels: np.ndarray
+    mech: np.ndarray
+    loop_params: dict  # name -> (positions,)
+    phi0: np.ndarray
+    perp: np.ndarray
+    q0: np.ndarray
+    noise: float
+    failed_fraction: float
+    rng: np.random.Generator
+
     scale = 1e-4  # volts: the amplitude scale of real BE responses
 
-    # --- waveform ------------------------------------------------------------------------
-    dc = triangle_waveform(n_steps, v_max)
-    rising = np.gradient(np.concatenate([dc[-1:], dc, dc[:1]]))[1:-1] > 0
-    field_values = np.array([1, 0])  # in-field first, as BGlib's translator writes
-    cyc = np.arange(n_cycles)[None, :, None, None]
-    v = dc[None, None, :, None]
-    up = rising[None, None, :, None]
-    inf = field_values[None, None, None, :] == 1
-    p = {k: val[:, None, None, None] for k, val in dict(
-        amp=amp, width=width, vc=vc, imprint=imprint, slope=slope, offset=offset, vc2=vc2,
-        f0=f0, soften=soften, harden=harden).items()}
-    wake = np.where(cyc == 0, 1.12, 1.0)  # first cycle switches a little harder
-    c_up = p["imprint"] + p["vc"] * wake
-    c_dn = p["imprint"] - p["vc"] * wake
-    s1 = _branch_sigmoid(v, up, c_up, c_dn, p["width"])
-    two_step = (mech == 2)[:, None, None, None]
-    c2_up = p["imprint"] + np.nan_to_num(p["vc2"]) * wake
-    c2_dn = p["imprint"] - np.nan_to_num(p["vc2"]) * wake
-    s2 = _branch_sigmoid(v, up, c2_up, c2_dn, p["width"])
-    state = np.where(two_step, 0.5 * (s1 + s2), s1)
-    loop = p["offset"] + p["amp"] * state + p["slope"] * v
-    loop = loop + np.where(inf, 0.03 * v, 0.0)  # electrostatic contribution in field
-    # resonance: softening while switching, hardening in the intermediate ferroelastic state
-    c_now = np.where(up, c_up, c_dn)
-    softening = p["soften"] / np.cosh((v - c_now) / (1.5 * p["width"])) ** 2
-    intermediate = np.where(two_step, 0.5 * np.abs(s1 - s2), 0.0)
-    freq = p["f0"] - softening + p["harden"] * intermediate - np.where(inf, 8.0 * v**2, 0.0)
-    loop = np.broadcast_to(loop, (n_pos, n_cycles, n_steps, 2))
-    freq = np.broadcast_to(freq, loop.shape)
+    @classmethod
+    def create(cls, shape, seed, n_steps, n_cycles, v_max, noise, failed_fraction) -> _Plan:
+        shape = _check_shape(shape)
+        if n_steps < 8 or n_steps % 4:
+            raise ParameterError(f"n_steps must be a multiple of 4 and >= 8, got {n_steps}")
+        if n_cycles < 1:
+            raise ParameterError(f"n_cycles must be >= 1, got {n_cycles}")
+        if not 0 <= failed_fraction < 0.5:
+            raise ParameterError(f"failed_fraction must be in [0, 0.5), got {failed_fraction}")
+        if noise < 0:
+            raise ParameterError(f"noise must be >= 0, got {noise}")
+        rng = np.random.default_rng(seed)
+        n_pos = shape[0] * shape[1]
+        labels = _mechanism_map(shape, rng)
+        mech = labels.ravel()
 
-    true_p = scale * loop
-    z = scale * (loop + 1j * perp[:, None, None, None]) * np.exp(1j * phi0)[:, None, None, None]
-    z = z + scale * noise / np.sqrt(2) * (rng.standard_normal(loop.shape)
-                                          + 1j * rng.standard_normal(loop.shape))
-    amplitude = np.abs(z)
-    phase = np.angle(z)
-    frequency = freq + 250.0 * rng.standard_normal(loop.shape)
-    quality = np.broadcast_to(q0[:, None, None, None], loop.shape) * (
-        1 + 0.05 * rng.standard_normal(loop.shape))
-    rel = amplitude / scale
-    r2 = np.clip(0.985 - 0.25 * np.exp(-rel / 0.15) + 0.01 * rng.standard_normal(loop.shape),
-                 0.55, 0.999)
-    failed = rng.random(loop.shape) < failed_fraction
-    nan_fail = failed & (rng.random(loop.shape) < 0.5)
-    junk = failed & ~nan_fail
-    amplitude = np.where(junk, scale * rng.uniform(0, 3, loop.shape), amplitude)
-    phase = np.where(junk, rng.uniform(-np.pi, np.pi, loop.shape), phase)
-    frequency = np.where(junk, rng.uniform(1.2e6, 1.45e6, loop.shape), frequency)
-    r2 = np.where(junk, rng.uniform(0.0, 0.3, loop.shape), r2)
-    for arr in (amplitude, phase, frequency, quality, r2):
-        arr[nan_fail] = np.nan
-    return SyntheticBEPS(
-        shape=shape,
-        dc=dc,
-        field_values=field_values,
-        n_cycles=n_cycles,
-        mechanism=labels,
-        amplitude=amplitude,
-        phase=phase,
-        frequency=frequency,
-        quality=np.array(quality),
-        r2=r2,
-        true_piezoresponse=np.ascontiguousarray(true_p),
-        true_resonance=np.ascontiguousarray(freq),
-        true_rotation=-phi0,
-        parameters={
-            "amplitude": amp * scale, "coercive_up": vc + imprint, "coercive_down": imprint - vc,
-            "coercive_up_2": vc2 + imprint, "coercive_down_2": imprint - vc2, "width": width,
-            "imprint": imprint, "slope": slope * scale, "offset": offset * scale,
-            "resonance_base": f0, "softening": soften, "hardening": harden,
-        },
-        failed=failed,
-    )
+        def smooth(scale: float = 0.12) -> np.ndarray:
+            return _smooth_field(rng, shape, scale).ravel()
+
+        # --- loop parameters per position ----------------------------------------------
+        amp = np.choose(mech, [1.0, 0.38, 0.85, 0.9]) * (1 + 0.08 * smooth())
+        width = np.choose(mech, [0.9, 3.2, 0.8, 1.0]) * (1 + 0.1 * smooth())
+        vc = np.choose(mech, [5.0, 6.5, 3.0, 5.0]) * (1 + 0.08 * smooth())
+        imprint = np.choose(mech, [0.0, 0.0, 0.0, 4.5]) + 0.3 * smooth()
+        slope = np.choose(mech, [0.004, 0.015, 0.006, 0.004]) * (1 + 0.2 * smooth())
+        offset = 0.05 * smooth(0.3)
+        vc2 = np.where(mech == 2, 10.5 * (1 + 0.05 * smooth()), np.nan)  # second step
+        f0 = 1.325e6 + np.choose(mech, [0.0, 6e3, 3e3, -2e3]) + 3e3 * smooth(0.25)
+        soften = np.choose(mech, [6e3, 2.5e3, 4e3, 6e3]) * (1 + 0.1 * smooth())
+        harden = np.where(mech == 2, 9e3 * (1 + 0.1 * smooth()), 0.0)
+        phi0 = np.angle(np.exp(1j * (1.0 + 1.6 * smooth(0.35)
+                                     + 0.05 * rng.standard_normal(n_pos))))
+        perp = 0.06 * smooth(0.3)  # small response perpendicular to the switching axis
+        q0 = 180 + 25 * smooth(0.2)
+
+        # --- waveform --------------------------------------------------------------------
+        dc = triangle_waveform(n_steps, v_max)
+        rising = np.gradient(np.concatenate([dc[-1:], dc, dc[:1]]))[1:-1] > 0
+        field_values = np.array([1, 0])  # in-field first, as BGlib's translator writes
+        return cls(shape=shape, n_pos=n_pos, dc=dc, rising=rising, field_values=field_values,
+                   n_cycles=int(n_cycles), labels=labels, mech=mech,
+                   loop_params=dict(amp=amp, width=width, vc=vc, imprint=imprint, slope=slope,
+                                    offset=offset, vc2=vc2, f0=f0, soften=soften,
+                                    harden=harden),
+                   phi0=phi0, perp=perp, q0=q0, noise=noise,
+                   failed_fraction=failed_fraction, rng=rng)
+
+    @property
+    def n_spec(self) -> int:
+        return self.n_cycles * self.dc.size * 2
+
+    @property
+    def true_rotation(self) -> np.ndarray:
+        return -self.phi0
+
+    def parameters(self) -> dict:
+        lp, s = self.loop_params, self.scale
+        return {
+            "amplitude": lp["amp"] * s, "coercive_up": lp["vc"] + lp["imprint"],
+            "coercive_down": lp["imprint"] - lp["vc"],
+            "coercive_up_2": lp["vc2"] + lp["imprint"],
+            "coercive_down_2": lp["imprint"] - lp["vc2"], "width": lp["width"],
+            "imprint": lp["imprint"], "slope": lp["slope"] * s, "offset": lp["offset"] * s,
+            "resonance_base": lp["f0"], "softening": lp["soften"], "hardening": lp["harden"],
+        }
+
+    def block(self, start: int, stop: int, draw) -> dict:
+        """Per-value arrays of positions ``start:stop``, (positions, cycles, steps, fields).
+
+        ``draw(k, size)`` returns the next ``size`` values of random stream ``k``; the
+        streams are drawn in :data:`_DRAWS` order.
+        """
+        sl = slice(start, stop)
+        n_pos, n_cycles, n_steps = stop - start, self.n_cycles, self.dc.size
+        mech = self.mech[sl]
+        scale = self.scale
+        cyc = np.arange(n_cycles)[None, :, None, None]
+        v = self.dc[None, None, :, None]
+        up = self.rising[None, None, :, None]
+        inf = self.field_values[None, None, None, :] == 1
+        p = {k: val[sl, None, None, None] for k, val in self.loop_params.items()}
+        wake = np.where(cyc == 0, 1.12, 1.0)  # first cycle switches a little harder
+        c_up = p["imprint"] + p["vc"] * wake
+        c_dn = p["imprint"] - p["vc"] * wake
+        s1 = _branch_sigmoid(v, up, c_up, c_dn, p["width"])
+        two_step = (mech == 2)[:, None, None, None]
+        c2_up = p["imprint"] + np.nan_to_num(p["vc2"]) * wake
+        c2_dn = p["imprint"] - np.nan_to_num(p["vc2"]) * wake
+        s2 = _branch_sigmoid(v, up, c2_up, c2_dn, p["width"])
+        state = np.where(two_step, 0.5 * (s1 + s2), s1)
+        loop = p["offset"] + p["amp"] * state + p["slope"] * v
+        loop = loop + np.where(inf, 0.03 * v, 0.0)  # electrostatic contribution in field
+        # resonance: softening while switching, hardening in the intermediate ferroelastic
+        # state
+        c_now = np.where(up, c_up, c_dn)
+        softening = p["soften"] / np.cosh((v - c_now) / (1.5 * p["width"])) ** 2
+        intermediate = np.where(two_step, 0.5 * np.abs(s1 - s2), 0.0)
+        freq = p["f0"] - softening + p["harden"] * intermediate - np.where(inf, 8.0 * v**2,
+                                                                            0.0)
+        del s1, s2, state, c_now, softening, intermediate
+        loop = np.broadcast_to(loop, (n_pos, n_cycles, n_steps, 2))
+        freq = np.broadcast_to(freq, loop.shape)
+        shp = loop.shape
+
+        true_p = scale * loop
+        z = scale * (loop + 1j * self.perp[sl, None, None, None]) * \
+            np.exp(1j * self.phi0[sl])[:, None, None, None]
+        z = z + scale * self.noise / np.sqrt(2) * (draw(0, shp) + 1j * draw(1, shp))
+        amplitude = np.abs(z)
+        phase = np.angle(z)
+        del z
+        frequency = freq + 250.0 * draw(2, shp)
+        quality = np.broadcast_to(self.q0[sl, None, None, None], shp) * (
+            1 + 0.05 * draw(3, shp))
+        rel = amplitude / scale
+        r2 = np.clip(0.985 - 0.25 * np.exp(-rel / 0.15) + 0.01 * draw(4, shp), 0.55, 0.999)
+        del rel
+        failed = draw(5, shp) < self.failed_fraction
+        nan_fail = failed & (draw(6, shp) < 0.5)
+        junk = failed & ~nan_fail
+        amplitude = np.where(junk, scale * draw(7, shp), amplitude)
+        phase = np.where(junk, draw(8, shp), phase)
+        frequency = np.where(junk, draw(9, shp), frequency)
+        r2 = np.where(junk, draw(10, shp), r2)
+        for arr in (amplitude, phase, frequency, quality, r2):
+            arr[nan_fail] = np.nan
+        return {"amplitude": amplitude, "phase": phase, "frequency": frequency,
+                "quality": np.array(quality), "r2": r2,
+                "true_piezoresponse": np.ascontiguousarray(true_p),
+                "true_resonance": np.ascontiguousarray(freq), "failed": failed}
+
+    def blocks(self, chunk_positions: int):
+        """Yield ``(slice, arrays)`` for consecutive blocks of at most ``chunk_positions``."""
+        if chunk_positions >= self.n_pos:
+            yield slice(0, self.n_pos), self.block(0, self.n_pos, _sequential_draws(self.rng))
+            return
+        per_pos = self.n_spec
+        draw = _stream_draws(self.rng, self.n_pos * per_pos,
+                             max(chunk_positions * per_pos, _CHUNK_VALUES))
+        for start in range(0, self.n_pos, chunk_positions):
+            stop = min(start + chunk_positions, self.n_pos)
+            yield slice(start, stop), self.block(start, stop, draw)
 
 
 def _check_shape(shape) -> tuple[int, int]:
@@ -278,9 +421,14 @@ def write_synthetic_beps(
     raw_data: bool = False,
     dtype: str = "float32",
     overwrite: bool = False,
+    chunk_positions: int | None = None,
     **kwargs,
 ) -> str:
     """Write a synthetic BEPS measurement with ground truth as a USID HDF5 file.
+
+    The map is generated and written a block of positions at a time, so memory stays
+    bounded (a 256 x 256 map needs a few hundred MB); the values are those of
+    :func:`make_synthetic_beps` with the same arguments, whatever the block size.
 
     Parameters
     ----------
@@ -297,6 +445,9 @@ def write_synthetic_beps(
         Precision of the SHO compound (BGlib has written both).
     overwrite : bool
         Replace an existing file; otherwise an existing path raises.
+    chunk_positions : int, optional
+        Positions generated and written at a time (default: about 500,000 values,
+        1,365 positions of 384 steps). Only memory use and speed depend on it.
     **kwargs
         Passed to :func:`make_synthetic_beps` (``n_steps``, ``n_cycles``, ``v_max``,
         ``noise``, ``failed_fraction``).
@@ -313,10 +464,23 @@ def write_synthetic_beps(
     >>> with h5py.File(path, "r") as f:
     ...     print(f["Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit"].shape)
     (20, 384)
+
+    Blocks of 7 positions give the same file content:
+
+    >>> other = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(4, 5),
+    ...                              chunk_positions=7)
+    >>> with h5py.File(path, "r") as a, h5py.File(other, "r") as b:
+    ...     name = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit"
+    ...     print(a[name][()].tobytes() == b[name][()].tobytes())
+    True
     """
     path = os.fspath(path)
     if dtype not in ("float32", "float64"):
         raise ParameterError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if chunk_positions is not None and (isinstance(chunk_positions, bool) or not isinstance(
+            chunk_positions, (int, np.integer)) or chunk_positions < 1):
+        raise ParameterError(f"chunk_positions must be a positive integer, got "
+                             f"{chunk_positions!r}")
     check_new_file(path, overwrite)
     shape = _check_shape(shape)
     if raw_data and shape[0] * shape[1] > _MAX_RAW_POSITIONS:
@@ -324,68 +488,87 @@ def write_synthetic_beps(
             f"raw_data=True is only for grids of at most {_MAX_RAW_POSITIONS} positions "
             f"(got {shape[0]} x {shape[1]})"
         )
-    s = make_synthetic_beps(shape=shape, seed=seed, **kwargs)
-    n_pos = shape[0] * shape[1]
-    n_steps = s.dc.size
+    bound = inspect.signature(make_synthetic_beps).bind(shape, seed, **kwargs)
+    bound.apply_defaults()
+    plan = _Plan.create(**bound.arguments)
+    n_pos, n_spec = plan.n_pos, plan.n_spec
+    n_steps = plan.dc.size
+    if chunk_positions is None:
+        chunk_positions = max(1, _CHUNK_VALUES // n_spec)
     spacing = 2e-6 / max(shape)
     pos_dims = make_dims([("Y", "m", np.arange(shape[0]) * spacing),
                           ("X", "m", np.arange(shape[1]) * spacing)])
-    spec_dims = make_dims([("Cycle", "", np.arange(s.n_cycles)),
-                           ("DC_Offset", "V", s.dc),
-                           ("Field", "", s.field_values)])
-    n_spec = s.n_cycles * n_steps * 2
+    spec_dims = make_dims([("Cycle", "", np.arange(plan.n_cycles)),
+                           ("DC_Offset", "V", plan.dc),
+                           ("Field", "", plan.field_values)])
     fdt = np.dtype(dtype)
-    sho = np.empty((n_pos, n_spec), dtype=np.dtype([(f, fdt) for f in SHO_FIELDS]))
-    for name, arr in zip(SHO_FIELDS, (s.amplitude, s.frequency, s.quality, s.phase, s.r2),
-                         strict=True):
-        sho[name] = arr.reshape(n_pos, n_spec)
+    sho_dtype = np.dtype([(f, fdt) for f in SHO_FIELDS])
     with new_h5_file(path) as f:
         write_attrs(f, {"data_type": "BEPSData", "translator": "pycroscopy_bevae.synthetic",
                         "synthetic": True, "seed": int(seed), "generator_version": __version__})
         meas = f.create_group("Measurement_000")
         write_attrs(meas, {
             "data_type": "BEPSData", "VS_mode": "DC modulation mode",
-            "VS_steps_per_full_cycle": int(n_steps), "VS_number_of_cycles": int(s.n_cycles),
+            "VS_steps_per_full_cycle": int(n_steps), "VS_number_of_cycles": int(plan.n_cycles),
             "VS_measure_in_field_loops": "in and out-of-field",
-            "VS_amplitude_[V]": float(np.abs(s.dc).max()),
+            "VS_amplitude_[V]": float(np.abs(plan.dc).max()),
             "BE_center_frequency_[Hz]": 1.325e6, "BE_band_width_[Hz]": 6e4,
             "grid_num_rows": int(shape[0]), "grid_num_cols": int(shape[1]),
             "grid_scan_height_[m]": float(shape[0] * spacing),
             "grid_scan_width_[m]": float(shape[1] * spacing),
         })
         chan = meas.create_group("Channel_000")
-        if raw_data:
-            _write_raw(chan, s, pos_dims, n_pos, n_spec)
+        raw = _create_raw(chan, plan, pos_dims) if raw_data else None
         grp = chan.create_group("Raw_Data-SHO_Fit_000")
         write_attrs(grp, {"SHO_fit_method": "synthetic (exact parameters + noise)",
                           "SHO_guess_method": "none", "last_pixel": n_pos})
-        fit = write_main(grp, sho, "Fit", "SHO model", "compound", pos_dims, spec_dims)
+        fit = write_main(grp, (n_pos, n_spec), "Fit", "SHO model", "compound", pos_dims,
+                         spec_dims, dtype=sho_dtype)
         grp.create_dataset("completed_positions", data=np.ones(n_pos, dtype=np.uint8))
-        _write_truth(f, s, n_pos, n_spec, fit)
+        truth = _create_truth(f, plan, fit)
+        for sl, c in plan.blocks(chunk_positions):
+            m = sl.stop - sl.start
+            sho = np.empty((m, n_spec), dtype=sho_dtype)
+            for name, key in zip(SHO_FIELDS, ("amplitude", "frequency", "quality", "phase",
+                                              "r2"), strict=True):
+                sho[name] = c[key].reshape(m, n_spec)
+            fit[sl] = sho
+            truth["Piezoresponse"][sl] = c["true_piezoresponse"].reshape(m, n_spec)
+            truth["Resonance"][sl] = c["true_resonance"].reshape(m, n_spec)
+            truth["Failed_Fit"][sl] = c["failed"].reshape(m, n_spec)
+            if raw is not None:
+                raw[sl] = _raw_response(c, m, n_spec)
     return path
 
 
-def _write_raw(chan: h5py.Group, s: SyntheticBEPS, pos_dims: list, n_pos: int,
-               n_spec: int) -> None:
-    """Complex SHO responses over a frequency band around each resonance."""
+def _raw_frequencies() -> np.ndarray:
     w_rel = np.linspace(-0.025, 0.025, _RAW_BINS)
-    w0 = 1.325e6
-    w = w0 * (1 + w_rel)
-    z = s.amplitude.reshape(n_pos, n_spec) * np.exp(1j * s.phase.reshape(n_pos, n_spec))
-    wr = s.frequency.reshape(n_pos, n_spec)
-    q = s.quality.reshape(n_pos, n_spec)
+    return 1.325e6 * (1 + w_rel)
+
+
+def _create_raw(chan: h5py.Group, plan: _Plan, pos_dims: list) -> h5py.Dataset:
+    """Empty complex ``Raw_Data``: SHO responses over a frequency band around each resonance."""
+    spec = make_dims([("Cycle", "", np.arange(plan.n_cycles)), ("DC_Offset", "V", plan.dc),
+                      ("Field", "", plan.field_values), ("Frequency", "Hz", _raw_frequencies())])
+    return write_main(chan, (plan.n_pos, plan.n_spec * _RAW_BINS), "Raw_Data", "Piezoresponse",
+                      "V", pos_dims, spec, dtype=np.complex64)
+
+
+def _raw_response(c: dict, n_pos: int, n_spec: int) -> np.ndarray:
+    w = _raw_frequencies()
+    z = c["amplitude"].reshape(n_pos, n_spec) * np.exp(1j * c["phase"].reshape(n_pos, n_spec))
+    wr = c["frequency"].reshape(n_pos, n_spec)
+    q = c["quality"].reshape(n_pos, n_spec)
     ww = w[None, None, :]
     with np.errstate(invalid="ignore"):  # failed (NaN) fits stay NaN, then become 0
         resp = z[..., None] * (1j * ww * wr[..., None] / q[..., None]) / (
             wr[..., None] ** 2 - ww**2 + 1j * ww * wr[..., None] / q[..., None])
-    resp = np.nan_to_num(resp).astype(np.complex64).reshape(n_pos, n_spec * _RAW_BINS)
-    spec = make_dims([("Cycle", "", np.arange(s.n_cycles)), ("DC_Offset", "V", s.dc),
-                      ("Field", "", s.field_values), ("Frequency", "Hz", w)])
-    write_main(chan, resp, "Raw_Data", "Piezoresponse", "V", pos_dims, spec)
+    return np.nan_to_num(resp).astype(np.complex64).reshape(n_pos, n_spec * _RAW_BINS)
 
 
-def _write_truth(f: h5py.File, s: SyntheticBEPS, n_pos: int, n_spec: int,
-                 fit: h5py.Dataset) -> None:
+def _create_truth(f: h5py.File, plan: _Plan, fit: h5py.Dataset) -> h5py.Group:
+    """The ground-truth group; the per-value datasets are created empty (filled by blocks)."""
+    n_pos, n_spec = plan.n_pos, plan.n_spec
     gt = f.create_group("Ground_Truth")
     write_attrs(gt, {
         "description": "Exact values used to generate the synthetic SHO fits. Loops follow the "
@@ -394,15 +577,16 @@ def _write_truth(f: h5py.File, s: SyntheticBEPS, n_pos: int, n_spec: int,
         "convention": "A cos(phi + Rotation_Angle) recovers Piezoresponse; loops correlate "
                       "positively with the DC bias",
     })
-    mech = gt.create_dataset("Mechanism", data=s.mechanism)
+    mech = gt.create_dataset("Mechanism", data=plan.labels)
     write_attrs(mech, {"labels": list(MECHANISMS), "shape": "rows x cols (Y x X)"})
-    gt.create_dataset("Piezoresponse", data=s.true_piezoresponse.reshape(n_pos, n_spec))
+    gt.create_dataset("Piezoresponse", shape=(n_pos, n_spec), dtype=np.float64)
     gt["Piezoresponse"].attrs["units"] = "V"
-    gt.create_dataset("Resonance", data=s.true_resonance.reshape(n_pos, n_spec))
+    gt.create_dataset("Resonance", shape=(n_pos, n_spec), dtype=np.float64)
     gt["Resonance"].attrs["units"] = "Hz"
-    gt.create_dataset("Rotation_Angle", data=s.true_rotation)
+    gt.create_dataset("Rotation_Angle", data=plan.true_rotation)
     gt["Rotation_Angle"].attrs["units"] = "rad"
-    gt.create_dataset("Failed_Fit", data=s.failed.reshape(n_pos, n_spec))
+    gt.create_dataset("Failed_Fit", shape=(n_pos, n_spec), dtype=bool)
     params = gt.create_group("Loop_Parameters")
-    for name, arr in s.parameters.items():
+    for name, arr in plan.parameters().items():
         params.create_dataset(name, data=np.asarray(arr, dtype=float))
+    return gt

@@ -4,6 +4,7 @@ from .beps import (
     SHO_FIELDS,
     LoopLayout,
     LoopSelection,
+    check_fits_usable,
     describe_loops,
     find_sho_fit,
     open_h5,
@@ -12,5 +13,5 @@ from .beps import (
 )
 from .sidpy_conv import usid_to_sidpy
 
-__all__ = ["SHO_FIELDS", "LoopLayout", "LoopSelection", "describe_loops", "find_sho_fit",
-           "open_h5", "select_loops", "validate_sho_fit", "usid_to_sidpy"]
+__all__ = ["SHO_FIELDS", "LoopLayout", "LoopSelection", "check_fits_usable", "describe_loops",
+           "find_sho_fit", "open_h5", "select_loops", "validate_sho_fit", "usid_to_sidpy"]

@@ -25,7 +25,7 @@ from typing import Union
 import h5py
 import numpy as np
 
-from ..exceptions import BEPSFormatError, MissingFileError, ParameterError
+from ..exceptions import BEPSFormatError, FileInUseError, MissingFileError, ParameterError
 
 __all__ = [
     "SHO_FIELDS",
@@ -36,6 +36,7 @@ __all__ = [
     "validate_sho_fit",
     "select_loops",
     "open_h5",
+    "check_fits_usable",
 ]
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,11 @@ class open_h5:
         try:
             self._opened = h5py.File(path, "r")
         except OSError as exc:  # truncated or locked files
+            if "unable to lock file" in str(exc):
+                raise FileInUseError(
+                    f"file '{path}' is in use: another program has it open for writing "
+                    "(HDF5 file lock); expected it to be closed there first"
+                ) from exc
             raise BEPSFormatError(f"file '{path}' could not be opened as HDF5: {exc}") from exc
         return self._opened
 
@@ -338,8 +344,9 @@ def describe_loops(dset: h5py.Dataset) -> LoopLayout:
         raise BEPSFormatError(f"{where} has malformed USID ancillary datasets: {exc}") from exc
     if not is_main:
         raise BEPSFormatError(
-            f"{where} is not a USID main dataset (expected Position_/Spectroscopic_ Indices "
-            "and Values datasets linked as attributes, plus 'quantity' and 'units')"
+            f"{where} is not a USID main dataset{_not_main_reason(dset)} (expected "
+            "Position_/Spectroscopic_ Indices and Values datasets linked as attributes, "
+            "matching its shape, plus 'quantity' and 'units')"
         )
     h5_spec_inds = dset.file[dset.attrs["Spectroscopic_Indices"]]
     h5_spec_vals = dset.file[dset.attrs["Spectroscopic_Values"]]
@@ -426,6 +433,23 @@ def describe_loops(dset: h5py.Dataset) -> LoopLayout:
     )
 
 
+def _not_main_reason(dset: h5py.Dataset) -> str:
+    """pyUSID's own explanation of why ``dset`` is not a main dataset, as ``': <reason>'``."""
+    import contextlib
+    import io
+
+    from pyUSID.io.hdf_utils import check_if_main
+
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buf):
+            check_if_main(dset, verbose=True)
+    except Exception:  # the reason is a courtesy: the error is raised anyway
+        pass
+    lines = [ln.strip() for ln in buf.getvalue().splitlines() if ln.strip()]
+    return f": {lines[-1]}" if lines else ""
+
+
 def validate_sho_fit(dset: h5py.Dataset) -> LoopLayout:
     """Check that a dataset is a BGlib SHO fit usable for loop projection.
 
@@ -469,6 +493,56 @@ def validate_sho_fit(dset: h5py.Dataset) -> LoopLayout:
             "expected float32 or float64"
         )
     return describe_loops(dset)
+
+
+def check_fits_usable(dset: h5py.Dataset, r2_threshold: float = 0.0,
+                      block_values: int = 1 << 20) -> None:
+    """Check that at least one SHO fit is finite and has ``R2 Criterion >= r2_threshold``.
+
+    Reads the fit a block of rows at a time and stops at the first usable fit, so a
+    normal file costs one block.
+
+    Parameters
+    ----------
+    dset : h5py.Dataset
+        A validated SHO ``Fit`` dataset (see :func:`validate_sho_fit`).
+    r2_threshold : float
+        Fits with a lower ``R2 Criterion`` are not usable.
+    block_values : int
+        Fits read at a time.
+
+    Raises
+    ------
+    BEPSFormatError
+        If every fit has a non-finite amplitude, phase, frequency or R2.
+    ParameterError
+        If finite fits exist but ``r2_threshold`` rejects every one.
+    """
+    where = _where(dset)
+    rows = max(1, block_values // max(1, dset.shape[1]))
+    n_finite, best = 0, -np.inf
+    for start in range(0, dset.shape[0], rows):
+        block = dset[start:start + rows]
+        finite = np.ones(block.shape, dtype=bool)
+        for name in ("Amplitude [V]", "Phase [rad]", "Frequency [Hz]", "R2 Criterion"):
+            finite &= np.isfinite(block[name])
+        if finite.any():
+            r2 = block["R2 Criterion"][finite]
+            if (r2 >= r2_threshold).any():
+                return
+            n_finite += int(finite.sum())
+            best = max(best, float(r2.max()))
+    if n_finite == 0:
+        raise BEPSFormatError(
+            f"{where} has no usable SHO fit: all {dset.size} fits have non-finite (NaN or inf) "
+            "values; expected finite Amplitude, Phase, Frequency and R2 Criterion (re-run the "
+            "SHO fit)"
+        )
+    raise ParameterError(
+        f"r2_threshold={r2_threshold} rejects every SHO fit of {where}: the highest "
+        f"'R2 Criterion' of its {n_finite} finite fits is {best:.3g}; expected a threshold "
+        "at or below the R2 of the fits to keep"
+    )
 
 
 @dataclass

@@ -161,22 +161,29 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def linked_ancillaries(grp: h5py.Group, src: h5py.Dataset) -> tuple[dict, dict]:
+def linked_ancillaries(grp: h5py.Group, src: h5py.Dataset,
+                       spec: bool = True) -> tuple[dict, dict | None]:
     """Position and spectroscopic ancillaries of ``src`` usable from ``grp``.
 
     In the same file they are linked; when results go to another file
     (``h5_target_group``) they are copied next to the results first, since HDF5
-    object references cannot cross files.
+    object references cannot cross files. With ``spec=False`` only the position
+    ancillaries are resolved (and copied), leaving the names ``Spectroscopic_*`` free
+    for results with their own spectroscopic dimensions; the second item is then None.
     """
     f = src.file
     anc = {"pos": (f[src.attrs["Position_Indices"]], f[src.attrs["Position_Values"]]),
            "spec": (f[src.attrs["Spectroscopic_Indices"]], f[src.attrs["Spectroscopic_Values"]])}
+    if not spec:
+        del anc["spec"]
     if grp.file != src.file:
         for key, prefix in (("pos", "Position_"), ("spec", "Spectroscopic_")):
+            if key not in anc:
+                continue
             inds, vals = anc[key]
             if prefix + "Indices" not in grp:
                 f.copy(inds, grp, name=prefix + "Indices")
                 f.copy(vals, grp, name=prefix + "Values")
             anc[key] = (grp[prefix + "Indices"], grp[prefix + "Values"])
     return ({"inds": anc["pos"][0], "vals": anc["pos"][1]},
-            {"inds": anc["spec"][0], "vals": anc["spec"][1]})
+            {"inds": anc["spec"][0], "vals": anc["spec"][1]} if spec else None)

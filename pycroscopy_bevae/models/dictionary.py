@@ -200,6 +200,10 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
         """Sparse codes (samples, n_components) with ``transform_algorithm``."""
         self._check_fitted()
         X = self._validate(X)
+        if X.shape[1] != self.components_.shape[1]:
+            raise ParameterError(
+                f"X has {X.shape[1]} features (steps x modalities); the dictionary was fitted on "
+                f"{self.components_.shape[1]} ({' + '.join(map(str, self._sizes_))})")
         if self.transform_algorithm == "fit" and X.shape == self._train_shape() \
                 and _digest(X) == self._train_digest:
             return self.fit_codes_.copy()

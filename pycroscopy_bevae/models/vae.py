@@ -36,7 +36,8 @@ from sklearn.base import BaseEstimator
 
 from ..exceptions import ParameterError
 
-__all__ = ["BetaVAE", "PRESETS", "Snapshot", "schedule_values", "channel_kl"]
+__all__ = ["BetaVAE", "PRESETS", "Snapshot", "schedule_values", "channel_kl",
+           "IncompatibleStateError", "SpectraSource"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,48 @@ def channel_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     """
     kl = 0.5 * (np.square(mu) + np.exp(logvar) - 1.0 - logvar)
     return kl.mean(axis=0)
+
+
+class IncompatibleStateError(ParameterError):
+    """A training state given to :meth:`BetaVAE.fit` does not fit the model being trained."""
+
+
+class SpectraSource:
+    """Training spectra read on demand, for data sets that do not fit in memory.
+
+    Given one instead of an array, :meth:`BetaVAE.fit` streams every epoch's
+    mini-batches from it through ``tf.data`` (same batches, in the same order, as the
+    in-memory path: the permutation drawn from ``(random_state, epoch)``, so resuming
+    stays exact) and computes the snapshots' latent maps block by block. Only the
+    latent maps (positions x latent) are kept in memory.
+
+    Subclasses set ``shape`` = ``(n, steps, channels)`` and implement :meth:`take`.
+
+    Examples
+    --------
+    >>> class InMemory(SpectraSource):
+    ...     def __init__(self, x):
+    ...         self.x, self.shape = x, x.shape
+    ...     def take(self, indices):
+    ...         return self.x[indices]
+    >>> src = InMemory(np.zeros((10, 8, 1), "float32"))
+    >>> len(src), src.take(np.array([3, 1])).shape
+    (10, (2, 8, 1))
+    """
+
+    shape: tuple[int, int, int]
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """Spectra at ``indices`` (any order, no repeats): (len(indices), steps, channels)."""
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return int(self.shape[0])
+
+
+#: Positions per block when a snapshot is computed from a :class:`SpectraSource`
+#: (a multiple of the inference batch, so each spectrum meets the same batch as in memory).
+_STREAM_BLOCK = 16 * 1024
 
 
 @dataclass
@@ -239,8 +282,10 @@ class BetaVAE(BaseEstimator):
 
         Parameters
         ----------
-        X : numpy.ndarray
-            (n, T) or (n, T, C) training spectra (already scaled).
+        X : numpy.ndarray or SpectraSource
+            (n, T) or (n, T, C) training spectra (already scaled); a
+            :class:`SpectraSource` (n, T, C) is streamed batch by batch (``tf.data``)
+            and gives the same batches as the array it stands for.
         X_val : numpy.ndarray, optional
             Validation spectra; their losses are logged as ``val_*``.
         progress : bool
@@ -259,12 +304,13 @@ class BetaVAE(BaseEstimator):
         from .vae_network import BetaVAEModel, NetworkConfig
 
         p = self.resolved_params()
-        self._squeeze = np.ndim(X) == 2
-        X = _as_3d(X, "X")
+        streamed = isinstance(X, SpectraSource)
+        self._squeeze = not streamed and np.ndim(X) == 2
+        X = _check_source(X) if streamed else _as_3d(X, "X")
         val = None
         if X_val is not None:
             X_val = _as_3d(X_val, "X_val")
-            if X_val.shape[1:] != X.shape[1:]:
+            if X_val.shape[1:] != tuple(X.shape[1:]):
                 raise ParameterError(f"X_val has steps x channels {X_val.shape[1:]}, X has "
                                      f"{X.shape[1:]}")
             val = (X_val, X_val)
@@ -277,14 +323,20 @@ class BetaVAE(BaseEstimator):
                             kl_reduction=p["kl_reduction"])
         model = BetaVAEModel(cfg, seed=seed)
         model.compile(optimizer=keras.optimizers.Adam(p["learning_rate"]))
-        model(X[:1])  # build the weights
+        model(X.take(np.arange(1)) if streamed else X[:1])  # build the weights
         self.model_, self.config_ = model, cfg
         self.input_shape_ = X.shape[1:]
         self.n_features_in_ = X.shape[1] * X.shape[2]
         self.history_ = {k: [] for k in ("loss", "mse", "l1", "kl", "beta", "lambda")}
         self.snapshots_: list[Snapshot] = []
         self.beta_start_ = None if p["beta_start"] == "auto" else float(p["beta_start"])
-        start = 0 if initial_state is None else self._restore_state(initial_state)
+        start = 0
+        if initial_state is not None:
+            try:
+                start = self._restore_state(initial_state)
+            except (KeyError, ValueError) as exc:
+                raise IncompatibleStateError(f"initial_state does not fit this model: {exc}"
+                                             ) from exc
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -298,8 +350,12 @@ class BetaVAE(BaseEstimator):
                 model.beta.assign(beta)
                 model.lam.assign(lam)
                 order = np.random.default_rng([seed, epoch]).permutation(len(X))
-                hist = model.fit(X[order], X[order], batch_size=int(p["batch_size"]), epochs=1,
-                                 shuffle=False, verbose=0, validation_data=val)
+                # batches through tf.data for arrays too: the same batches as
+                # model.fit(X[order]), without Keras' per-epoch tensor copies of X
+                batches = _batches(X if streamed else _InMemory(X), order,
+                                   int(p["batch_size"]))
+                hist = model.fit(batches, epochs=1, shuffle=False, verbose=0,
+                                 validation_data=val)
                 logs = {k: float(v[-1]) for k, v in hist.history.items()}
                 for k, v in logs.items():
                     self.history_.setdefault(k, []).append(v)
@@ -344,18 +400,36 @@ class BetaVAE(BaseEstimator):
             (epoch + 1 - p["prime_epochs"]) % p["step_epochs"] == 0
 
     def _take_snapshot(self, epoch: int, beta: float, lam: float, logs: dict,
-                       X: np.ndarray) -> None:
-        mu, logvar, _ = self._run("encoder", X)
-        recon, _ = self._run("decoder", mu)
+                       X: np.ndarray | SpectraSource) -> None:
         losses = {k: float(logs[k]) for k in ("loss", "mse", "l1", "kl")}
         # deterministic reconstruction error (from the latent means), used for selection:
         # the training MSE above includes the sampling noise, which grows with beta
-        losses["recon_mse"] = float(np.mean((np.asarray(recon) - X) ** 2))
+        if isinstance(X, SpectraSource):
+            mu, logvar, losses["recon_mse"] = self._stream_latents(X)
+        else:
+            mu, logvar, _ = self._run("encoder", X)
+            recon, _ = self._run("decoder", mu)
+            losses["recon_mse"] = float(np.mean((np.asarray(recon) - X) ** 2))
         self.snapshots_.append(Snapshot(
             epoch=int(epoch), beta=float(beta), lam=float(lam),
             losses=losses,
             mu=np.asarray(mu, np.float32), logvar=np.asarray(logvar, np.float32),
             weights=self.model_.get_weight_arrays()))
+
+    def _stream_latents(self, src: SpectraSource) -> tuple[np.ndarray, np.ndarray, float]:
+        """Latent means, log-variances and reconstruction MSE of a source, block by block."""
+        n = len(src)
+        mus, logvars, sq_sum = [], [], 0.0
+        for start in range(0, n, _STREAM_BLOCK):
+            xb = np.asarray(src.take(np.arange(start, min(start + _STREAM_BLOCK, n))),
+                            dtype="float32")
+            mu, logvar, _ = self._run("encoder", xb)
+            recon, _ = self._run("decoder", mu)
+            sq_sum += float(np.sum(np.square(recon - xb), dtype=np.float64))
+            mus.append(mu)
+            logvars.append(logvar)
+        return np.concatenate(mus), np.concatenate(logvars), sq_sum / (n * int(np.prod(
+            src.shape[1:])))
 
     # ---- inference --------------------------------------------------------------------
     def _run(self, part: str, X: np.ndarray, batch_size: int = 1024) -> list[np.ndarray]:
@@ -367,10 +441,12 @@ class BetaVAE(BaseEstimator):
         key = (part, id(self.model_))
         if key not in cache:
             net = getattr(self.model_, part)
-            cache[key] = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
+            cache[key] = tf.function(lambda x: net(x, training=False), reduce_retracing=True,
+                                     autograph=False)
         fn = cache[key]
-        X = np.asarray(X, dtype="float32")
-        outs = [fn(tf.constant(X[i:i + batch_size])) for i in range(0, len(X), batch_size)]
+        # cast batch by batch: no float32 copy of the whole input
+        outs = [fn(tf.constant(np.asarray(X[i:i + batch_size], dtype="float32")))
+                for i in range(0, len(X), batch_size)]
         return [np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(len(outs[0]))]
 
     def encode(self, X: np.ndarray, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
@@ -545,6 +621,41 @@ class BetaVAE(BaseEstimator):
 def _recon_mse(snap: Snapshot) -> float:
     """Deterministic reconstruction MSE of a snapshot (training MSE for old snapshots)."""
     return snap.losses.get("recon_mse", snap.losses["mse"])
+
+
+def _check_source(src: SpectraSource) -> SpectraSource:
+    shape = tuple(int(s) for s in src.shape)
+    if len(shape) != 3 or shape[0] < 1 or shape[1] < 2 or shape[2] < 1:
+        raise ParameterError(f"a SpectraSource must have shape (n, steps, channels) with n >= 1 "
+                             f"and steps >= 2, got {shape}")
+    return src
+
+
+class _InMemory(SpectraSource):
+    """An array seen as a :class:`SpectraSource`."""
+
+    def __init__(self, x: np.ndarray):
+        self.x, self.shape = x, x.shape
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        return self.x[indices]
+
+
+def _batches(src: SpectraSource, order: np.ndarray, batch_size: int):
+    """``tf.data`` pipeline of the mini-batches ``src[order[i:i + batch_size]]``, in order,
+    read one batch ahead of the training step."""
+    import tensorflow as tf
+
+    def gen():
+        for i in range(0, len(order), batch_size):
+            yield np.ascontiguousarray(src.take(order[i:i + batch_size]), dtype="float32")
+
+    spec = tf.TensorSpec((None, *(int(s) for s in src.shape[1:])), tf.float32)
+    n_batches = -(-len(order) // batch_size)
+    # a known length: Keras then runs exactly n_batches steps (with an unknown one it tries
+    # one more, which advances the sampling seed and breaks equality with the array path)
+    return tf.data.Dataset.from_generator(gen, output_signature=spec).apply(
+        tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
 
 
 def _as_3d(X: np.ndarray, name: str) -> np.ndarray:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import h5py
 from pyUSID.processing import Process
 
-from ..exceptions import ParameterError
+from ..exceptions import DataQualityWarning, ParameterError
 from ..io.sidpy_conv import usid_to_sidpy
 from ..io.usid import package_versions, quiet_pyusid, write_attrs
 
-__all__ = ["BevaeProcess", "GlobalFitProcess"]
+__all__ = ["BevaeProcess", "GlobalFitProcess", "clear_group"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ class BevaeProcess(Process):
 
     #: Names of the main datasets this process writes (for :meth:`results_as_sidpy`).
     result_names: tuple[str, ...] = ()
+    #: Datasets (one row per position) a partial results group must hold to be resumed.
+    _resume_requires: tuple[str, ...] = ()
 
     def _init_process(self, h5_main: h5py.Dataset, process_name: str, parms: dict,
                       **kwargs) -> None:
@@ -37,12 +40,25 @@ class BevaeProcess(Process):
             )
         with quiet_pyusid():
             super().__init__(h5_main, process_name, parms_dict=parms, **kwargs)
+        self.partial_h5_groups = [g for g in self.partial_h5_groups if self._resumable(g)]
         if self.duplicate_h5_groups:
             logger.info("%s with identical parameters exists: %s", process_name,
                         self.duplicate_h5_groups[-1].name)
         if self.partial_h5_groups:
             logger.info("%s partially computed in %s; compute() resumes it", process_name,
                         self.partial_h5_groups[-1].name)
+
+    def _resumable(self, grp: h5py.Group) -> bool:
+        """Whether a partial results group holds what resuming needs; warns if not."""
+        n = self.h5_main.shape[0]
+        bad = [name for name in self._resume_requires if not isinstance(grp.get(name), h5py.Dataset)
+               or grp[name].ndim < 1 or grp[name].shape[0] != n]
+        if bad:
+            warnings.warn(
+                f"results group '{grp.name}' in file '{grp.file.filename}' is incomplete (no "
+                f"usable {', '.join(bad)}; left by a crash?): its data are not resumed nor "
+                "modified, a new group is written", DataQualityWarning, stacklevel=2)
+        return not bad
 
     def _write_provenance(self, extra: dict | None = None) -> None:
         """Write parameters, package versions and extra attributes to the results group."""
@@ -104,9 +120,7 @@ class GlobalFitProcess(BevaeProcess):
             grp = self.partial_h5_groups[-1]
             logger.info("reusing partially written results group %s", grp.name)
             if clear:
-                for key in list(grp.keys()):
-                    if key != self._status_dset_name:
-                        del grp[key]
+                clear_group(grp, keep=(self._status_dset_name,))
         else:
             with quiet_pyusid():
                 grp = create_results_group(self.h5_main, self.process_name,
@@ -117,6 +131,7 @@ class GlobalFitProcess(BevaeProcess):
         self._write_provenance()
         with quiet_pyusid():
             self._write_source_dset_provenance()
+        grp.file.flush()  # the (partial) group is on disk before any result is written
         return grp
 
     def _write_shared_results(self, grp: h5py.Group, pos: dict, err, scalers) -> None:
@@ -138,11 +153,19 @@ class GlobalFitProcess(BevaeProcess):
                             "x_scaled = (x - Scaler_Mean) / Scaler_Std per modality and step "
                             "(NaN-padded when modalities differ in length)"})
         for i, d in enumerate(self.sources.datasets):
-            grp.attrs[f"source_{i:03d}"] = d.ref
+            if d.file == grp.file:  # object references cannot point into another file
+                grp.attrs[f"source_{i:03d}"] = d.ref
         grp.attrs["num_source_dsets"] = len(self.sources.datasets)
 
     def _mark_complete(self) -> None:
+        """Mark every position done, only once every result is on disk.
+
+        The results are flushed first: the status flags are raw data that can reach the
+        file before metadata does, so flagging first could leave, after a hard kill, a
+        group marked complete whose datasets were never written.
+        """
         grp = self.h5_results_grp
+        grp.file.flush()
         grp[self._status_dset_name][...] = 1
         grp.attrs["last_pixel"] = self.h5_main.shape[0]
         grp.file.flush()
@@ -179,3 +202,19 @@ class GlobalFitProcess(BevaeProcess):
 
     def _write_results_chunk(self) -> None:  # pragma: no cover
         raise NotImplementedError("global-fit processes write results in _fit_and_write")
+
+
+def clear_group(grp: h5py.Group, keep: tuple[str, ...] = ()) -> None:
+    """Delete every member of ``grp`` except ``keep``, then flush the file.
+
+    The flush matters after a hard kill (SIGKILL, power loss): HDF5 reuses freed file
+    space at once, so without it, new data could overwrite objects that the metadata
+    last written to disk still points to, leaving a group that reads back garbage.
+    """
+    removed = False
+    for key in list(grp.keys()):
+        if key not in keep:
+            del grp[key]
+            removed = True
+    if removed:
+        grp.file.flush()

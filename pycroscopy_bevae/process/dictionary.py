@@ -103,6 +103,12 @@ tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
         n_feat = sum(self.sources.steps)
         self.learner._validate(np.zeros((1, n_feat)))
         self.learner._sizes(n_feat)
+        main = self.sources.datasets[0]
+        if n_components > main.shape[0]:
+            raise ParameterError(
+                f"n_components={n_components} exceeds the {main.shape[0]} position(s) of dataset "
+                f"'{main.name}' in file '{main.file.filename}'; expected at most one atom per "
+                "position")
         from ..preprocessing import LoopScaler
 
         LoopScaler(scaling)
@@ -165,7 +171,7 @@ tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
 
         grp = self._open_results_group()
         main = src.datasets[0]
-        pos, _ = linked_ancillaries(grp, main)
+        pos, _ = linked_ancillaries(grp, main, spec=False)
         k = learner.components_.shape[0]
         comp_dim = make_dims([("Component", "", np.arange(k))])
         write_main(grp, codes, "Coefficients", "Coefficient", "a.u.", pos, comp_dim)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 
 import h5py
 import numpy as np
 
-from ..exceptions import BEPSFormatError, ParameterError
+from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.usid import linked_ancillaries, make_dims, write_attrs, write_main
-from ..models.vae import _PARAMS, BetaVAE, Snapshot
+from ..models.vae import _PARAMS, BetaVAE, IncompatibleStateError, Snapshot, SpectraSource
 from ..preprocessing import MultiScaler, stack_channels
-from .base import GlobalFitProcess
+from .base import GlobalFitProcess, clear_group
 from .sources import LoopSources
 
 __all__ = ["BetaVAEProcess", "load_beta_vae"]
@@ -22,6 +23,17 @@ logger = logging.getLogger(__name__)
 
 _PROCESS_KWARGS = ("h5_target_group", "verbose", "max_mem_mb", "cores", "mem_multiplier",
                    "lazy")
+
+#: ``stream='auto'`` streams the training data from the file above this size (float32 MB
+#: of positions x steps x modalities; 256 x 256 positions of 96 x 2 steps take 48 MB). In
+#: memory, the process holds ~3x this (float64 + float32 copies) next to TensorFlow's
+#: ~1.5 GB (import + training activations of a fast-preset batch).
+_STREAM_ABOVE_MB = 64
+#: Positions read, encoded, decoded and written at a time for the results (a multiple of
+#: the inference batch, 1024, so every spectrum meets the batch it meets in one pass).
+_RESULT_BLOCK = 16 * 1024
+#: Rows per read when the scaler is fitted from the file (streaming).
+_SCALER_ROWS = 64 * 1024
 
 
 class BetaVAEProcess(GlobalFitProcess):
@@ -67,6 +79,16 @@ class BetaVAEProcess(GlobalFitProcess):
         Epochs between training checkpoints (and at every snapshot).
     progress : bool
         tqdm progress bar.
+    stream : bool or 'auto'
+        Read the training batches from the file (``tf.data``) instead of holding the
+        scaled loops in memory; snapshots and results are then computed block by block
+        too, so memory does not grow with the map beyond the latent maps. ``'auto'``
+        (default) streams when the loops would take more than 64 MB as float32
+        (more than about 87,000 positions of 96 x 2 steps; a 256 x 256 map stays in
+        memory). Streaming fits the scaler in two
+        passes over the file and feeds float32 loops, so its results equal the
+        in-memory ones to float32 precision (not bit for bit); a streamed run is
+        recorded (``stream`` attribute) and resumes exactly like an in-memory one.
     **kwargs
         Any :class:`~pycroscopy_bevae.models.BetaVAE` parameter (``epochs``, ``units``,
         ``beta_step``, ``random_state``...) and ``pyUSID.processing.Process`` options
@@ -92,7 +114,8 @@ class BetaVAEProcess(GlobalFitProcess):
 
     def __init__(self, h5_main, cycle: int | None = None, field: str = "off",
                  scaling: str = "global", preset: str = "fast", n_active: int | None = None,
-                 checkpoint_every: int = 10, progress: bool = True, **kwargs) -> None:
+                 checkpoint_every: int = 10, progress: bool = True,
+                 stream: bool | str = "auto", **kwargs) -> None:
         proc_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _PROCESS_KWARGS}
         unknown = [k for k in kwargs if k not in _PARAMS]
         if unknown:
@@ -103,6 +126,12 @@ class BetaVAEProcess(GlobalFitProcess):
             raise BEPSFormatError(
                 f"modalities {self.sources.names} have {self.sources.steps} steps; channel "
                 "stacking for the beta-VAE needs the same number of steps in each")
+        n_pos = self.sources.datasets[0].shape[0]
+        if n_pos < 2:
+            raise ParameterError(
+                f"dataset '{self.sources.datasets[0].name}' in file "
+                f"'{self.sources.datasets[0].file.filename}' has {n_pos} position; the beta-VAE "
+                "needs at least 2 positions to learn from")
         MultiScaler(scaling)  # validates
         self.vae = BetaVAE(preset=preset, **kwargs)
         resolved = self.vae.resolved_params()  # validates every parameter before any write
@@ -117,16 +146,44 @@ class BetaVAEProcess(GlobalFitProcess):
         self.n_active = n_active
         self.checkpoint_every = checkpoint_every
         self.progress = progress
+        if stream == "auto":
+            size_mb = n_pos * sum(self.sources.steps) * 4 / 2**20
+            stream = size_mb > _STREAM_ABOVE_MB
+        elif not isinstance(stream, (bool, np.bool_)):
+            raise ParameterError(f"stream must be True, False or 'auto', got {stream!r}")
+        self.stream = bool(stream)
         parms = self.sources.parms()
         parms.update({"scaling": scaling, "preset": str(preset), "stacking": "channels"})
         parms.update(resolved)
+        if self.stream:  # in-memory runs keep the parameters (and duplicates) they had
+            parms["stream"] = True
         self._init_process(self.sources.datasets[0], "Beta_VAE", parms, **proc_kwargs)
+
+    def _check_for_duplicates(self) -> tuple[list, list]:
+        """pyUSID's check, plus: streamed and in-memory results are not each other's
+        duplicates (nor resumed by each other; groups without a ``stream`` attribute are
+        in-memory ones)."""
+        dups, partial = super()._check_for_duplicates()
+
+        def same(grp: h5py.Group) -> bool:
+            return bool(grp.attrs.get("stream", False)) == self.stream
+
+        return [g for g in dups if same(g)], [g for g in partial if same(g)]
 
     # ---- data --------------------------------------------------------------------------
     def _scaled_input(self, positions=None) -> tuple[np.ndarray, MultiScaler]:
         mods = self.sources.read(positions)
         scaler = MultiScaler(self.scaling).fit(mods)
         return stack_channels(scaler.transform(mods)), scaler
+
+    def _training_data(self) -> tuple[np.ndarray | SpectraSource, MultiScaler]:
+        """Scaled loops in memory, or (``stream``) a source reading them from the file."""
+        if not self.stream:
+            return self._scaled_input()
+        scaler = _fit_scaler_in_chunks(self.sources, self.scaling)
+        logger.info("beta-VAE: streaming %d positions from '%s'", self.h5_main.shape[0],
+                    self.h5_main.file.filename)
+        return _ScaledLoops(self.sources, scaler), scaler
 
     def test(self, n_positions: int = 200, seed: int = 0, epochs: int = 2) -> dict:
         """Train briefly on a random subset without writing anything.
@@ -154,18 +211,17 @@ class BetaVAEProcess(GlobalFitProcess):
 
     # ---- compute -----------------------------------------------------------------------
     def _fit_and_write(self) -> None:
-        X, scaler = self._scaled_input()
+        X, scaler = self._training_data()
         grp = self._open_results_group(clear=False)
         if "Checkpoint_new" in grp:  # a checkpoint cut short by a crash
             del grp["Checkpoint_new"]
+            grp.file.flush()  # see clear_group: freed space must not be reused before this
         state = _read_checkpoint(grp)
         if state is not None:
             logger.info("resuming beta-VAE training at epoch %d from %s", state["epoch"],
                         grp.name)
-        else:
-            for key in list(grp.keys()):  # a partial group without a usable checkpoint
-                if key != self._status_dset_name:
-                    del grp[key]
+        else:  # a partial group without a usable checkpoint
+            clear_group(grp, keep=(self._status_dset_name,))
         saved = {"n": len(state["snapshots"]) if state else 0}
 
         def checkpoint(epoch: int, est: BetaVAE) -> None:
@@ -178,7 +234,15 @@ class BetaVAEProcess(GlobalFitProcess):
             self._after_epoch(epoch, est)
 
         vae = self.vae
-        vae.fit(X, progress=self.progress, on_epoch_end=checkpoint, initial_state=state)
+        try:
+            vae.fit(X, progress=self.progress, on_epoch_end=checkpoint, initial_state=state)
+        except IncompatibleStateError as exc:  # stored state does not fit this model: start afresh
+            warnings.warn(f"checkpoint in results group '{grp.name}' in file "
+                          f"'{grp.file.filename}' cannot be resumed ({exc}); training "
+                          "restarts from epoch 0", DataQualityWarning, stacklevel=2)
+            clear_group(grp, keep=(self._status_dset_name,))
+            saved["n"] = 0
+            vae.fit(X, progress=self.progress, on_epoch_end=checkpoint)
         if self.n_active is not None:
             counts = np.array([s.n_active(vae.resolved_params()["kl_threshold"])
                                for s in vae.snapshots_])
@@ -200,22 +264,42 @@ class BetaVAEProcess(GlobalFitProcess):
     def _write_results(self, grp: h5py.Group, vae: BetaVAE, scaler: MultiScaler,
                        X: np.ndarray) -> None:
         src = self.sources
-        t0 = time.perf_counter()
-        mu, logvar = vae.encode(X)
-        recon = vae.decode(mu)
-        t_infer = time.perf_counter() - t0
-        recon = recon[..., None] if recon.ndim == 2 else recon
-        sq = (recon - X) ** 2
-        err = sq.mean(axis=(1, 2))
-        pos, _ = linked_ancillaries(grp, src.datasets[0])
-        latent = make_dims([("Latent", "", np.arange(mu.shape[1]))])
-        emb = write_main(grp, mu, "Embedding", "Latent mean", "a.u.", pos, latent)
+        # results of an earlier attempt that stopped while writing them
+        clear_group(grp, keep=(self._status_dset_name, "Checkpoint", "Model"))
+        if "Model" in grp:
+            clear_group(grp["Model"], keep=("Snapshots",))
+        # inference in blocks of positions, each written as it is done
+        n, n_mod = len(X), len(src.names)
+        n_lat = vae.config_.latent_dim
+        pos, _ = linked_ancillaries(grp, src.datasets[0], spec=False)
+        latent = make_dims([("Latent", "", np.arange(n_lat))])
+        emb = write_main(grp, (n, n_lat), "Embedding", "Latent mean", "a.u.", pos, latent,
+                         dtype=np.float64)
         lat = {"inds": grp.file[emb.attrs["Spectroscopic_Indices"]],
                "vals": grp.file[emb.attrs["Spectroscopic_Values"]]}
-        write_main(grp, logvar, "Log_Variance", "Latent log-variance", "a.u.", pos, lat)
-        flat = np.moveaxis(recon, 2, 1).reshape(len(recon), -1)  # modality-major features
-        write_main(grp, flat, "Reconstruction", "Reconstruction", "scaled", pos,
-                   src.feature_dims(), aux_spec_prefix="Feature_")
+        h_logvar = write_main(grp, (n, n_lat), "Log_Variance", "Latent log-variance", "a.u.",
+                              pos, lat, dtype=np.float64)
+        h_recon = write_main(grp, (n, n_mod * src.steps[0]), "Reconstruction", "Reconstruction",
+                             "scaled", pos, src.feature_dims(), aux_spec_prefix="Feature_",
+                             dtype=np.float64)
+        err = np.empty(n)
+        mod_err = np.empty((n, n_mod))  # per position and modality
+        t_infer = 0.0
+        for a in range(0, n, _RESULT_BLOCK):
+            b = min(a + _RESULT_BLOCK, n)
+            # errors against the float64 scaled loops, as in memory
+            xb = X.take(np.arange(a, b), np.float64) if isinstance(X, _ScaledLoops) else X[a:b]
+            t0 = time.perf_counter()
+            mu, logvar = vae.encode(xb)
+            recon = vae.decode(mu)
+            t_infer += time.perf_counter() - t0
+            recon = recon[..., None] if recon.ndim == 2 else recon
+            sq = (recon - xb) ** 2
+            err[a:b] = sq.mean(axis=(1, 2))
+            mod_err[a:b] = sq.mean(axis=1)
+            emb[a:b] = mu
+            h_logvar[a:b] = logvar
+            h_recon[a:b] = np.moveaxis(recon, 2, 1).reshape(b - a, -1)  # modality-major
         self._write_shared_results(grp, pos, err, scaler.scalers_)
         hist_cols = list(vae.history_)
         hist = np.array([vae.history_[k] for k in hist_cols], dtype=float).T
@@ -223,7 +307,10 @@ class BetaVAEProcess(GlobalFitProcess):
         write_attrs(h, {"columns": hist_cols, "rows": "epoch (0-based)"})
         p = vae.resolved_params()
         snaps = vae.snapshots_
-        es = grp.create_dataset("Embedding_Snapshots", data=np.stack([s.mu for s in snaps]))
+        es = grp.create_dataset("Embedding_Snapshots", shape=(len(snaps), *snaps[0].mu.shape),
+                                dtype=snaps[0].mu.dtype)
+        for i, snap in enumerate(snaps):  # no stacked copy of every snapshot
+            es[i] = snap.mu
         write_attrs(es, {"epochs": [s.epoch for s in snaps], "betas": [s.beta for s in snaps],
                          "lambdas": [s.lam for s in snaps],
                          "mse": [s.losses["mse"] for s in snaps],
@@ -233,10 +320,8 @@ class BetaVAEProcess(GlobalFitProcess):
         model = grp.require_group("Model")
         model.attrs["config"] = vae.config_json()
         model.attrs["selected_snapshot"] = int(vae.selected_)
-        if "Weights" in model:
-            del model["Weights"]
         _write_arrays(model.create_group("Weights"), snaps[vae.selected_].weights)
-        per_mod = {f"mse_{name}": float(sq[..., i].mean()) for i, name in enumerate(src.names)}
+        per_mod = {f"mse_{name}": float(mod_err[:, i].mean()) for i, name in enumerate(src.names)}
         active = np.flatnonzero(snaps[vae.selected_].channel_kl() >= p["kl_threshold"])
         sel = snaps[vae.selected_]
         write_attrs(grp, {
@@ -302,7 +387,16 @@ def load_beta_vae(grp: h5py.Group, n_active: int | None = None,
     if not isinstance(config, dict) or not {"params", "network", "input_shape",
                                             "squeeze"} <= set(config):
         raise BEPSFormatError(f"{where}: model config lacks params/network/input_shape")
-    snaps = _read_snapshots(grp)
+    try:
+        snaps = _read_snapshots(grp)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BEPSFormatError(f"{where}: stored snapshots are unreadable: {exc}") from exc
+    # everything else is read and checked before the (slow) network is built
+    hist = _numeric(grp["Training_History"])
+    history = {c: hist[:, i].tolist() for i, c in enumerate(
+        _text(x) for x in grp["Training_History"].attrs["columns"])}
+    scaler = MultiScaler.from_arrays(_text(grp.attrs["scaling"]),
+                                     _numeric(grp["Scaler_Mean"]), _numeric(grp["Scaler_Std"]))
     try:
         vae = BetaVAE.from_config(config, _read_arrays(grp["Model/Weights"]))
     except (KeyError, ValueError, TypeError) as exc:
@@ -317,12 +411,55 @@ def load_beta_vae(grp: h5py.Group, n_active: int | None = None,
         vae.selected_ = snapshot
     elif n_active is not None:
         vae.select(n_active=n_active)
-    hist = grp["Training_History"]
-    vae.history_ = {c: hist[:, i].tolist() for i, c in enumerate(
-        _text(x) for x in hist.attrs["columns"])}
-    scaler = MultiScaler.from_arrays(_text(grp.attrs["scaling"]), grp["Scaler_Mean"][()],
-                                     grp["Scaler_Std"][()])
+    vae.history_ = history
     return vae, scaler
+
+
+# ---- streaming from the file ----------------------------------------------------------
+class _ScaledLoops(SpectraSource):
+    """The process's training input (scaled, channel-stacked loops) read from the file on
+    demand: ``take(i)`` equals ``_scaled_input()[0][i]`` cast to float32 for the same
+    scaler."""
+
+    def __init__(self, sources: LoopSources, scaler: MultiScaler):
+        self.sources, self.scaler = sources, scaler
+        self.shape = (sources.datasets[0].shape[0], sources.steps[0], len(sources.datasets))
+
+    def take(self, indices: np.ndarray, dtype=np.float32) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64)
+        order = np.argsort(idx, kind="stable")  # HDF5 reads rows in increasing order
+        block = stack_channels(self.scaler.transform(self.sources.read(idx[order])))
+        out = np.empty(block.shape, dtype=dtype)
+        out[order] = block
+        return out
+
+
+def _fit_scaler_in_chunks(sources: LoopSources, mode: str) -> MultiScaler:
+    """``MultiScaler(mode).fit(sources.read())`` without reading everything at once: two
+    passes (mean, then squared deviations, as numpy's std) over blocks of rows; equal to
+    the in-memory fit up to summation order (~1e-15 relative)."""
+    n, steps = sources.datasets[0].shape[0], sources.steps[0]
+    n_mod = len(sources.datasets)
+    if mode == "none":
+        return MultiScaler.from_arrays(mode, np.zeros((n_mod, steps)), np.ones((n_mod, steps)))
+    axis = 0 if mode == "step" else None
+
+    def blocks():
+        for a in range(0, n, _SCALER_ROWS):
+            yield sources.read(np.arange(a, min(a + _SCALER_ROWS, n)))
+
+    total = np.zeros((n_mod, steps))
+    for mods in blocks():
+        total += np.stack([m.sum(axis=0) for m in mods])
+    mean = total / n if axis == 0 else np.repeat(total.sum(axis=1, keepdims=True) / (n * steps),
+                                                 steps, axis=1)
+    dev = np.zeros((n_mod, steps))
+    for mods in blocks():
+        dev += np.stack([((m - mean[i]) ** 2).sum(axis=0) for i, m in enumerate(mods)])
+    var = dev / n if axis == 0 else np.repeat(dev.sum(axis=1, keepdims=True) / (n * steps),
+                                              steps, axis=1)
+    std = np.sqrt(var)
+    return MultiScaler.from_arrays(mode, mean, np.where(std > 0, std, 1.0))
 
 
 # ---- HDF5 helpers: arrays by name, snapshots, checkpoints --------------------------------
@@ -340,19 +477,26 @@ def _read_arrays(g: h5py.Group) -> dict:
 
     def _visit(name, obj):
         if isinstance(obj, h5py.Dataset):
-            if obj.dtype.kind not in "fiub":
-                raise BEPSFormatError(f"weight '{obj.name}' has non-numeric type {obj.dtype}")
-            out[name] = obj[()]
+            out[name] = _numeric(obj)
 
     g.visititems(_visit)
     return out
 
 
+def _numeric(dset: h5py.Dataset) -> np.ndarray:
+    """The values of a numeric dataset; anything else (strings, opaque bytes) is refused."""
+    if dset.dtype.kind not in "fiub":
+        raise BEPSFormatError(f"'{dset.name}' in file '{dset.file.filename}' has non-numeric "
+                              f"type {dset.dtype}; expected numbers")
+    return dset[()]
+
+
 def _write_snapshot(grp: h5py.Group, index: int, snap: Snapshot) -> None:
     snaps = grp.require_group("Model").require_group("Snapshots")
     name = f"{index:04d}"
-    if name in snaps:
+    if name in snaps:  # written after the checkpoint a run was resumed from
         del snaps[name]
+        snaps.file.flush()  # see clear_group: freed space must not be reused before this
     g = snaps.create_group(name)
     _write_arrays(g.create_group("Weights"), snap.weights)
     g.create_dataset("mu", data=snap.mu)
@@ -370,7 +514,7 @@ def _read_snapshots(grp: h5py.Group) -> list[Snapshot]:
         a = g.attrs
         out.append(Snapshot(epoch=int(a["epoch"]), beta=float(a["beta"]), lam=float(a["lambda"]),
                             losses={k[5:]: float(a[k]) for k in a if k.startswith("loss_")},
-                            mu=g["mu"][()], logvar=g["logvar"][()],
+                            mu=_numeric(g["mu"]), logvar=_numeric(g["logvar"]),
                             weights=_read_arrays(g["Weights"])))
     return out
 
@@ -397,14 +541,27 @@ def _write_checkpoint(grp: h5py.Group, est: BetaVAE) -> None:
 
 
 def _read_checkpoint(grp: h5py.Group) -> dict | None:
+    """The training state in ``grp/Checkpoint``; None (with a warning) if absent or unusable."""
     if "Checkpoint" not in grp:
         return None
-    g = grp["Checkpoint"]
-    snaps = _read_snapshots(grp)[: int(g.attrs["n_snapshots"])]
-    bs = g.attrs["beta_start"]
-    return {"epoch": int(g.attrs["epoch"]), "weights": _read_arrays(g["Weights"]),
-            "optimizer": [g["Optimizer"][k][()] for k in sorted(g["Optimizer"])],
-            "seed_state": g["seed_state"][()],
-            "history": {_text(k): g["History"][_text(k)][()].tolist()
-                        for k in g["History"].attrs["columns"]},
-            "snapshots": snaps, "beta_start": None if _text(bs) == "None" else float(bs)}
+    try:
+        g = grp["Checkpoint"]
+        n_snaps = int(g.attrs["n_snapshots"])
+        snaps = _read_snapshots(grp)[:n_snaps]
+        if len(snaps) != n_snaps:
+            raise BEPSFormatError(f"it needs {n_snaps} snapshots, {len(snaps)} are stored")
+        bs = g.attrs["beta_start"]
+        state = {"epoch": int(g.attrs["epoch"]), "weights": _read_arrays(g["Weights"]),
+                 "optimizer": [_numeric(g["Optimizer"][k]) for k in sorted(g["Optimizer"])],
+                 "seed_state": _numeric(g["seed_state"]),
+                 "history": {_text(k): _numeric(g["History"][_text(k)]).tolist()
+                             for k in g["History"].attrs["columns"]},
+                 "snapshots": snaps, "beta_start": None if _text(bs) == "None" else float(bs)}
+        if any(len(v) != state["epoch"] for v in state["history"].values()):
+            raise BEPSFormatError(f"its history does not cover its {state['epoch']} epochs")
+    except (KeyError, ValueError, TypeError, OSError) as exc:
+        warnings.warn(f"checkpoint in results group '{grp.name}' in file '{grp.file.filename}' "
+                      f"is unreadable ({exc}); training restarts from epoch 0",
+                      DataQualityWarning, stacklevel=2)
+        return None
+    return state
