@@ -15,6 +15,6 @@ def test_ruff_clean():
     ruff = shutil.which("ruff")
     if ruff is None:
         pytest.skip("ruff is not installed (pip install -e '.[test]')")
-    res = subprocess.run([ruff, "check", "pycroscopy_bevae", "tests", "benchmarks"], cwd=ROOT,
-                         capture_output=True, text=True)
+    res = subprocess.run([ruff, "check", "pycroscopy_bevae", "tests", "benchmarks", "notebooks"],
+                         cwd=ROOT, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
