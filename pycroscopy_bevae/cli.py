@@ -328,16 +328,23 @@ def _dictionary(args: argparse.Namespace) -> int:
             _loop_sources(f, args.source), cycle=args.cycle, field=args.field, scaling=args.scaling,
             n_components=args.n_components, alpha=args.alpha, transform_algorithm=args.transform,
             method=args.method, max_iter=args.max_iter, random_state=args.seed)
-        existed = bool(proc.duplicate_h5_groups) and not args.override
-        grp = proc.compute(override=args.override)
-        a = grp.attrs
-        per_mod = ", ".join(f"{n} {a['mse_' + n]:.4f}" for n in proc.sources.names)
-        state = "existing results with identical parameters" if existed else "written"
-        print(f"{grp.name}: {state} ({time.perf_counter() - t0:.1f} s); MSE {a['mse']:.4f} "
-              f"({per_mod}), scaled units")
+        grp = _compute_and_report(proc, args.override, t0, "{:.1f}")
         if args.figures:
             _dictionary_figures(grp, proc, args.figures)
     return 0
+
+
+def _compute_and_report(proc, override: bool, t0: float, time_fmt: str, extra=None):
+    """Run a learning process's compute() and print where its results are and their MSE
+    (``extra(attrs)`` appends process-specific details to the line)."""
+    existed = bool(proc.duplicate_h5_groups) and not override
+    grp = proc.compute(override=override)
+    a = grp.attrs
+    per_mod = ", ".join(f"{n} {a['mse_' + n]:.4f}" for n in proc.sources.names)
+    state = "existing results with identical parameters" if existed else "written"
+    print(f"{grp.name}: {state} ({time_fmt.format(time.perf_counter() - t0)} s); MSE "
+          f"{a['mse']:.4f} ({per_mod}), scaled units{extra(a) if extra else ''}")
+    return grp
 
 
 def _dictionary_figures(grp, proc, folder: str) -> None:
@@ -408,15 +415,10 @@ def _train(args: argparse.Namespace) -> int:
         proc = BetaVAEProcess(_loop_sources(f, args.source), cycle=args.cycle, field=args.field,
                               scaling=args.scaling, preset=args.preset, n_active=args.n_active,
                               random_state=args.seed, **params)
-        existed = bool(proc.duplicate_h5_groups) and not args.override
-        grp = proc.compute(override=args.override)
-        a = grp.attrs
-        per_mod = ", ".join(f"{n} {a['mse_' + n]:.4f}" for n in proc.sources.names)
-        state = "existing results with identical parameters" if existed else "written"
-        print(f"{grp.name}: {state} ({time.perf_counter() - t0:.0f} s); MSE {a['mse']:.4f} "
-              f"({per_mod}), scaled units; {a['n_active_channels']} active latent channels "
-              f"(snapshot {a['selected_snapshot']}, epoch {a['selected_epoch']}, beta "
-              f"{a['selected_beta']:.4g})")
+        _compute_and_report(proc, args.override, t0, "{:.0f}", lambda a: (
+            f"; {a['n_active_channels']} active latent channels (snapshot "
+            f"{a['selected_snapshot']}, epoch {a['selected_epoch']}, beta "
+            f"{a['selected_beta']:.4g})"))
     return 0
 
 

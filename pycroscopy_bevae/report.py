@@ -216,9 +216,9 @@ def make_report(path: str, out_dir: str | None = None, animations: bool = True,
         truth = read_ground_truth(f)
         if found["projection"]:
             text += _projection_figure(f, f[found["projection"][-1]], truth, out_dir, figures)
-        results = [read_model_result(f[p]) for p in found["dictionary"] + found["beta_vae"]]
-        latest = [read_model_result(f[found[k][-1]]) for k in ("dictionary", "beta_vae")
-                  if found[k]]
+        by_path = {p: read_model_result(f[p]) for p in found["dictionary"] + found["beta_vae"]}
+        results = list(by_path.values())
+        latest = [by_path[found[k][-1]] for k in ("dictionary", "beta_vae") if found[k]]
         rows = comparison_rows(results, truth, seed=seed)
         for res in latest:
             stem = res.label.replace(" ", "_").replace("-", "_")
