@@ -7,6 +7,16 @@ __all__ = ["ProjectionResult", "project_loops", "rotation_angles"]
 from .dictionary import AlphaSearch, DictionaryLearner, alpha_grid_search  # noqa: E402
 
 __all__ += ["AlphaSearch", "DictionaryLearner", "alpha_grid_search"]
-from .vae import PRESETS, BetaVAE, Snapshot, channel_kl, schedule_values  # noqa: E402
+from .vae import (  # noqa: E402
+    PRECISIONS,
+    PRESETS,
+    STRATEGIES,
+    BetaVAE,
+    Snapshot,
+    channel_kl,
+    resolve_strategy,
+    schedule_values,
+)
 
-__all__ += ["PRESETS", "BetaVAE", "Snapshot", "channel_kl", "schedule_values"]
+__all__ += ["PRECISIONS", "PRESETS", "STRATEGIES", "BetaVAE", "Snapshot", "channel_kl",
+            "resolve_strategy", "schedule_values"]

@@ -24,6 +24,7 @@ the primed model's.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -36,7 +37,8 @@ from sklearn.base import BaseEstimator
 
 from ..exceptions import ParameterError
 
-__all__ = ["BetaVAE", "PRESETS", "Snapshot", "schedule_values", "channel_kl",
+__all__ = ["BetaVAE", "PRESETS", "PRECISIONS", "STRATEGIES", "Snapshot", "schedule_values",
+           "channel_kl", "resolve_strategy",
            "IncompatibleStateError", "SpectraSource"]
 
 logger = logging.getLogger(__name__)
@@ -58,10 +60,16 @@ _PARAMS = ("units", "n_blocks", "layers_per_block", "embedding_dim", "latent_dim
            "learning_rate", "batch_size", "epochs", "prime_epochs", "beta_start", "beta_step",
            "step_epochs", "kl_fraction", "lambda0", "lambda_mode", "lambda_step",
            "kl_reduction", "layer_norm_axis", "snapshot_every", "kl_threshold", "mse_tolerance",
-           "random_state")
+           "precision", "random_state")
 
 _DEFAULTS = dict(kl_fraction=0.6, lambda_step=0.0, snapshot_every=0, kl_threshold=0.1,
-                 mse_tolerance=2.0, random_state=0)
+                 mse_tolerance=2.0, precision="float32", random_state=0)
+
+#: Accepted ``precision`` values: float32, or Keras mixed precision (float16 compute with
+#: loss scaling for GPUs; bfloat16 compute for CPUs/TPUs with native bfloat16).
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+#: Accepted ``strategy`` names (or pass a ``tf.distribute.Strategy`` instance).
+STRATEGIES = ("mirrored", "multiworker")
 
 
 def schedule_values(epoch: int, prime_epochs: int, beta_start: float, beta_step: float,
@@ -197,8 +205,21 @@ class BetaVAE(BaseEstimator):
         Channel activity threshold (nats) for :meth:`n_active` and :meth:`select`.
     mse_tolerance : float
         Automatic selection keeps MSE <= ``mse_tolerance`` x the primed model's MSE.
+    precision : {'float32', 'mixed_float16', 'mixed_bfloat16'}
+        Compute precision of the hidden layers (weights, latent outputs, reconstruction
+        and losses stay float32). ``mixed_float16`` adds dynamic loss scaling; meant for
+        GPUs with tensor cores. Inference after loading runs in float32.
     random_state : int
         Seed of weights, shuffling and sampling; CPU runs repeat exactly.
+    strategy : None, {'mirrored', 'multiworker'} or tf.distribute.Strategy
+        Train under a ``tf.distribute`` strategy: ``'mirrored'`` replicates the model on
+        every GPU of this host (``tf.distribute.MirroredStrategy``; one replica per
+        logical device), ``'multiworker'`` on every GPU of several hosts
+        (``MultiWorkerMirroredStrategy``; each host runs the same script with its
+        ``TF_CONFIG``). Each step splits the ``batch_size`` batch across the replicas
+        and sums their gradients, so a replica sees ``batch_size / replicas`` spectra;
+        with 1 replica the run is the same as without a strategy. An execution
+        setting: not stored with the model.
 
     Attributes
     ----------
@@ -227,7 +248,8 @@ class BetaVAE(BaseEstimator):
                  batch_size=None, epochs=None, prime_epochs=None, beta_start=None,
                  beta_step=None, step_epochs=None, kl_fraction=None, lambda0=None,
                  lambda_mode=None, lambda_step=None, kl_reduction=None, layer_norm_axis=None,
-                 snapshot_every=None, kl_threshold=None, mse_tolerance=None, random_state=None):
+                 snapshot_every=None, kl_threshold=None, mse_tolerance=None, precision=None,
+                 random_state=None, strategy=None):
         self.preset = preset
         self.units = units
         self.n_blocks = n_blocks
@@ -250,11 +272,16 @@ class BetaVAE(BaseEstimator):
         self.snapshot_every = snapshot_every
         self.kl_threshold = kl_threshold
         self.mse_tolerance = mse_tolerance
+        self.precision = precision
         self.random_state = random_state
+        self.strategy = strategy
 
     # ---- parameters -------------------------------------------------------------------
     def resolved_params(self) -> dict:
         """Every training parameter after applying the preset (plain values)."""
+        if isinstance(self.strategy, str) and self.strategy not in STRATEGIES:
+            raise ParameterError(f"strategy must be None, one of {STRATEGIES} or a "
+                                 f"tf.distribute.Strategy, got {self.strategy!r}")
         if self.preset is not None and self.preset not in PRESETS:
             raise ParameterError(f"unknown preset {self.preset!r}; choose one of "
                                  f"{sorted(PRESETS)} or None")
@@ -315,16 +342,23 @@ class BetaVAE(BaseEstimator):
                                      f"{X.shape[1:]}")
             val = (X_val, X_val)
         seed = int(p["random_state"])
+        strategy = resolve_strategy(self.strategy)
         keras.utils.set_random_seed(seed)
         cfg = NetworkConfig(n_steps=X.shape[1], n_channels=X.shape[2], units=p["units"],
                             n_blocks=p["n_blocks"], layers_per_block=p["layers_per_block"],
                             embedding_dim=p["embedding_dim"], latent_dim=p["latent_dim"],
                             layer_norm_axis=p["layer_norm_axis"],
                             kl_reduction=p["kl_reduction"])
-        model = BetaVAEModel(cfg, seed=seed)
-        model.compile(optimizer=keras.optimizers.Adam(p["learning_rate"]))
-        model(X.take(np.arange(1)) if streamed else X[:1])  # build the weights
+        with strategy.scope() if strategy is not None else contextlib.nullcontext():
+            # variables (weights, optimiser slots, beta, lambda) are mirrored on every replica
+            model = BetaVAEModel(cfg, seed=seed, precision=p["precision"])
+            opt = keras.optimizers.Adam(p["learning_rate"])
+            if p["precision"] == "mixed_float16":
+                opt = keras.optimizers.LossScaleOptimizer(opt)
+            model.compile(optimizer=opt)
+            model(X.take(np.arange(1)) if streamed else X[:1])  # build the weights
         self.model_, self.config_ = model, cfg
+        self.n_replicas_ = 1 if strategy is None else int(strategy.num_replicas_in_sync)
         self.input_shape_ = X.shape[1:]
         self.n_features_in_ = X.shape[1] * X.shape[2]
         self.history_ = {k: [] for k in ("loss", "mse", "l1", "kl", "beta", "lambda")}
@@ -448,6 +482,46 @@ class BetaVAE(BaseEstimator):
         outs = [fn(tf.constant(np.asarray(X[i:i + batch_size], dtype="float32")))
                 for i in range(0, len(X), batch_size)]
         return [np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(len(outs[0]))]
+
+    def lstm_implementation(self) -> str:
+        """Which LSTM kernel the training pass runs on this machine, read from the graph.
+
+        Traces the encoder and decoder in training mode and inspects the operations:
+        ``'cudnn'`` when every LSTM runs as the fused cuDNN kernel (``CudnnRNN*`` ops, a
+        GPU), ``'generic'`` when they run as a step-by-step ``While`` loop (CPU, or a
+        setting cuDNN does not support), ``'mixed'`` for both. Verifies rather than
+        assumes the GPU fast path (Keras silently falls back to the loop).
+
+        Returns
+        -------
+        str
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> X = np.sin(np.linspace(0, 6, 20))[None, :] * np.linspace(-1, 1, 32)[:, None]
+        >>> vae = BetaVAE(units=4, embedding_dim=4, latent_dim=3, epochs=1,
+        ...               prime_epochs=1).fit(X, progress=False)
+        >>> vae.lstm_implementation()  # on a CPU-only machine
+        'generic'
+        """
+        import tensorflow as tf
+
+        self._check_fitted()
+        cfg = self.config_
+        ops: set[str] = set()
+        for part, spec in (("encoder", (None, cfg.n_steps, cfg.n_channels)),
+                           ("decoder", (None, cfg.latent_dim))):
+            net = getattr(self.model_, part)
+            graph = tf.function(lambda x, net=net: net(x, training=True), autograph=False
+                                ).get_concrete_function(tf.TensorSpec(spec, tf.float32)
+                                                        ).graph.as_graph_def()
+            ops.update(n.op for n in graph.node)
+            for fn in graph.library.function:
+                ops.update(n.op for n in fn.node_def)
+        cudnn = any(op.startswith("CudnnRNN") for op in ops)
+        loop = "While" in ops or "StatelessWhile" in ops
+        return "mixed" if cudnn and loop else "cudnn" if cudnn else "generic"
 
     def encode(self, X: np.ndarray, batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
         """Latent means and log-variances, (n, latent_dim) each."""
@@ -658,6 +732,52 @@ def _batches(src: SpectraSource, order: np.ndarray, batch_size: int):
         tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
 
 
+def resolve_strategy(strategy):
+    """The ``tf.distribute.Strategy`` for a :class:`BetaVAE` ``strategy`` setting.
+
+    Parameters
+    ----------
+    strategy : None, {'mirrored', 'multiworker'} or tf.distribute.Strategy
+        ``None``: no strategy (returns None). ``'mirrored'``: ``MirroredStrategy`` over
+        the GPUs of this host (the CPU when there is none). ``'multiworker'``:
+        ``MultiWorkerMirroredStrategy`` (reads ``TF_CONFIG``). An instance is returned
+        as is.
+
+    Returns
+    -------
+    tf.distribute.Strategy or None
+
+    Raises
+    ------
+    ParameterError
+        For any other value.
+
+    Examples
+    --------
+    >>> resolve_strategy(None) is None
+    True
+    >>> resolve_strategy("mirrored").num_replicas_in_sync >= 1  # doctest: +SKIP
+    True
+    """
+    if strategy is None:
+        return None
+    if isinstance(strategy, str):
+        if strategy not in STRATEGIES:
+            raise ParameterError(f"strategy must be None, one of {STRATEGIES} or a "
+                                 f"tf.distribute.Strategy, got {strategy!r}")
+        import tensorflow as tf
+
+        if strategy == "mirrored":
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.Strategy):
+        return strategy
+    raise ParameterError(f"strategy must be None, one of {STRATEGIES} or a "
+                         f"tf.distribute.Strategy, got {type(strategy).__name__}")
+
+
 def _as_3d(X: np.ndarray, name: str) -> np.ndarray:
     X = np.asarray(X, dtype="float32")
     if X.ndim == 2:
@@ -694,7 +814,7 @@ def _validate(p: dict) -> None:
     if not 0 < p["kl_fraction"] < 1:
         raise ParameterError(f"kl_fraction must be in (0, 1), got {p['kl_fraction']!r}")
     choices = {"lambda_mode": ("follow", "step"), "kl_reduction": ("mean", "sum"),
-               "layer_norm_axis": ("time", "features")}
+               "layer_norm_axis": ("time", "features"), "precision": PRECISIONS}
     for k, allowed in choices.items():
         if p[k] not in allowed:
             raise ParameterError(f"{k} must be one of {allowed}, got {p[k]!r}")

@@ -53,57 +53,76 @@ class NetworkConfig:
         return asdict(self)
 
 
-def _residual_blocks(h, cfg: NetworkConfig, prefix: str):
+def _residual_blocks(h, cfg: NetworkConfig, prefix: str, dtype: str):
     axis = 1 if cfg.layer_norm_axis == "time" else -1
     for b in range(cfg.n_blocks):
         skip = h
         for j in range(cfg.layers_per_block):
             h = layers.Bidirectional(
-                layers.LSTM(cfg.units, return_sequences=True, name=f"{prefix}_b{b}_lstm{j}"),
-                name=f"{prefix}_block{b}_bilstm{j}")(h)
-            h = layers.ReLU(name=f"{prefix}_block{b}_relu{j}")(h)
+                layers.LSTM(cfg.units, return_sequences=True, name=f"{prefix}_b{b}_lstm{j}",
+                            dtype=dtype),
+                name=f"{prefix}_block{b}_bilstm{j}", dtype=dtype)(h)
+            h = layers.ReLU(name=f"{prefix}_block{b}_relu{j}", dtype=dtype)(h)
         if skip.shape[-1] != h.shape[-1]:
-            skip = layers.Dense(h.shape[-1], name=f"{prefix}_block{b}_skip")(skip)
-        h = layers.Add(name=f"{prefix}_block{b}_add")([h, skip])
-        h = layers.LayerNormalization(axis=axis, name=f"{prefix}_block{b}_norm")(h)
-        h = layers.ReLU(name=f"{prefix}_block{b}_out")(h)
+            skip = layers.Dense(h.shape[-1], name=f"{prefix}_block{b}_skip", dtype=dtype)(skip)
+        h = layers.Add(name=f"{prefix}_block{b}_add", dtype=dtype)([h, skip])
+        h = layers.LayerNormalization(axis=axis, name=f"{prefix}_block{b}_norm",
+                                      dtype=dtype)(h)
+        h = layers.ReLU(name=f"{prefix}_block{b}_out", dtype=dtype)(h)
     return h
 
 
-def build_encoder(cfg: NetworkConfig) -> keras.Model:
-    """Encoder: (T, C) -> (z_mean, z_log_var, embedding activations)."""
+def build_encoder(cfg: NetworkConfig, precision: str = "float32") -> keras.Model:
+    """Encoder: (T, C) -> (z_mean, z_log_var, embedding activations).
+
+    ``precision`` is the dtype policy of the hidden layers; the outputs are float32.
+    """
     x = keras.Input((cfg.n_steps, cfg.n_channels), name="spectra")
-    h = _residual_blocks(x, cfg, "enc")
-    h = layers.Bidirectional(layers.LSTM(cfg.units, name="enc_last_lstm"), name="enc_last")(h)
-    h = layers.BatchNormalization(name="enc_bn")(h)
-    h = layers.ReLU(name="enc_bn_relu")(h)
-    emb = layers.Dense(cfg.embedding_dim, activation="relu", name="enc_embedding")(h)
-    mu = layers.Dense(cfg.latent_dim, name="z_mean")(emb)
-    logvar = layers.Dense(cfg.latent_dim, name="z_log_var")(emb)
+    h = _residual_blocks(x, cfg, "enc", precision)
+    h = layers.Bidirectional(layers.LSTM(cfg.units, name="enc_last_lstm", dtype=precision),
+                             name="enc_last", dtype=precision)(h)
+    h = layers.BatchNormalization(name="enc_bn", dtype=precision)(h)
+    h = layers.ReLU(name="enc_bn_relu", dtype=precision)(h)
+    emb = layers.Dense(cfg.embedding_dim, activation="relu", name="enc_embedding",
+                       dtype="float32")(h)
+    mu = layers.Dense(cfg.latent_dim, name="z_mean", dtype="float32")(emb)
+    logvar = layers.Dense(cfg.latent_dim, name="z_log_var", dtype="float32")(emb)
     return keras.Model(x, [mu, logvar, emb], name="encoder")
 
 
-def build_decoder(cfg: NetworkConfig) -> keras.Model:
-    """Decoder: z -> (reconstruction (T, C), embedding activations)."""
+def build_decoder(cfg: NetworkConfig, precision: str = "float32") -> keras.Model:
+    """Decoder: z -> (reconstruction (T, C), embedding activations).
+
+    ``precision`` is the dtype policy of the hidden layers; the outputs are float32.
+    """
     z = keras.Input((cfg.latent_dim,), name="z")
-    emb = layers.Dense(cfg.embedding_dim, activation="relu", name="dec_embedding")(z)
-    h = layers.RepeatVector(cfg.n_steps, name="dec_repeat")(emb)
+    emb = layers.Dense(cfg.embedding_dim, activation="relu", name="dec_embedding",
+                       dtype="float32")(z)
+    h = layers.RepeatVector(cfg.n_steps, name="dec_repeat", dtype=precision)(emb)
     h = layers.Bidirectional(layers.LSTM(cfg.units, return_sequences=True,
-                                         name="dec_first_lstm"), name="dec_first")(h)
-    h = layers.ReLU(name="dec_first_relu")(h)
-    h = _residual_blocks(h, cfg, "dec")
-    out = layers.Dense(cfg.n_channels, name="reconstruction")(h)
+                                         name="dec_first_lstm", dtype=precision),
+                             name="dec_first", dtype=precision)(h)
+    h = layers.ReLU(name="dec_first_relu", dtype=precision)(h)
+    h = _residual_blocks(h, cfg, "dec", precision)
+    out = layers.Dense(cfg.n_channels, name="reconstruction", dtype="float32")(h)
     return keras.Model(z, [out, emb], name="decoder")
 
 
 class BetaVAEModel(keras.Model):
-    """Encoder + decoder trained with MSE + lambda L1 + beta KL (beta, lambda variable)."""
+    """Encoder + decoder trained with MSE + lambda L1 + beta KL (beta, lambda variable).
 
-    def __init__(self, cfg: NetworkConfig, seed: int = 0, **kwargs):
+    ``precision`` ('float32', 'mixed_float16', 'mixed_bfloat16') is the Keras dtype
+    policy of the hidden layers. Under a ``tf.distribute`` strategy each replica's loss
+    is divided by the number of replicas before the gradients are summed across them,
+    so a step equals one on the whole (global) batch.
+    """
+
+    def __init__(self, cfg: NetworkConfig, seed: int = 0, precision: str = "float32",
+                 **kwargs):
         super().__init__(**kwargs)
         self.cfg = cfg
-        self.encoder = build_encoder(cfg)
-        self.decoder = build_decoder(cfg)
+        self.encoder = build_encoder(cfg, precision)
+        self.decoder = build_decoder(cfg, precision)
         self.beta = tf.Variable(0.0, trainable=False, dtype="float32", name="beta")
         self.lam = tf.Variable(0.0, trainable=False, dtype="float32", name="lambda")
         self.seed_gen = keras.random.SeedGenerator(seed)
@@ -121,7 +140,7 @@ class BetaVAEModel(keras.Model):
     def _terms(self, x, training: bool, sample: bool):
         mu, logvar, a_enc = self.encoder(x, training=training)
         if sample:
-            eps = keras.random.normal(ops.shape(mu), seed=self.seed_gen)
+            eps = self._noise(ops.shape(mu))
             z = mu + ops.exp(0.5 * logvar) * eps
         else:
             z = mu
@@ -135,6 +154,17 @@ class BetaVAEModel(keras.Model):
         loss = mse + self.lam * l1 + self.beta * kl
         return loss, mse, l1, kl
 
+    def _noise(self, shape):
+        """Standard normal noise; under several replicas each draws its own (the replica
+        id enters the seed), without a strategy the seed generator's stream as before."""
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None or ctx.num_replicas_in_sync == 1:
+            return keras.random.normal(shape, seed=self.seed_gen)
+        seed = tf.cast(self.seed_gen.next(), tf.int64)
+        seed = seed + tf.stack([tf.constant(0, tf.int64),
+                                tf.cast(ctx.replica_id_in_sync_group, tf.int64) + 1])
+        return tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32)
+
     def _record(self, loss, mse, l1, kl) -> dict:
         for name, val in zip(("loss", "mse", "l1", "kl"), (loss, mse, l1, kl), strict=True):
             self.trackers[name].update_state(val)
@@ -144,7 +174,11 @@ class BetaVAEModel(keras.Model):
         x = data[0] if isinstance(data, tuple) else data
         with tf.GradientTape() as tape:
             loss, mse, l1, kl = self._terms(x, training=True, sample=True)
-        grads = tape.gradient(loss, self.trainable_variables)
+            # gradients are summed over replicas: scale each replica's share (no-op for 1);
+            # then the loss scaling of mixed_float16 (no-op otherwise)
+            scaled = loss / tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(scaled)
+        grads = tape.gradient(scaled, self.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables, strict=True))
         return self._record(loss, mse, l1, kl)
 

@@ -89,6 +89,10 @@ class BetaVAEProcess(GlobalFitProcess):
         passes over the file and feeds float32 loops, so its results equal the
         in-memory ones to float32 precision (not bit for bit); a streamed run is
         recorded (``stream`` attribute) and resumes exactly like an in-memory one.
+    strategy : None, {'mirrored', 'multiworker'} or tf.distribute.Strategy
+        Train under a ``tf.distribute`` strategy (several GPUs; see
+        :class:`~pycroscopy_bevae.models.BetaVAE`). Recorded as the ``strategy``
+        attribute; such a run is not a duplicate of a single-device one.
     **kwargs
         Any :class:`~pycroscopy_bevae.models.BetaVAE` parameter (``epochs``, ``units``,
         ``beta_step``, ``random_state``...) and ``pyUSID.processing.Process`` options
@@ -115,7 +119,7 @@ class BetaVAEProcess(GlobalFitProcess):
     def __init__(self, h5_main, cycle: int | None = None, field: str = "off",
                  scaling: str = "global", preset: str = "fast", n_active: int | None = None,
                  checkpoint_every: int = 10, progress: bool = True,
-                 stream: bool | str = "auto", **kwargs) -> None:
+                 stream: bool | str = "auto", strategy=None, **kwargs) -> None:
         proc_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _PROCESS_KWARGS}
         unknown = [k for k in kwargs if k not in _PARAMS]
         if unknown:
@@ -133,7 +137,7 @@ class BetaVAEProcess(GlobalFitProcess):
                 f"'{self.sources.datasets[0].file.filename}' has {n_pos} position; the beta-VAE "
                 "needs at least 2 positions to learn from")
         MultiScaler(scaling)  # validates
-        self.vae = BetaVAE(preset=preset, **kwargs)
+        self.vae = BetaVAE(preset=preset, strategy=strategy, **kwargs)
         resolved = self.vae.resolved_params()  # validates every parameter before any write
         if n_active is not None and (isinstance(n_active, bool) or not
                                      isinstance(n_active, (int, np.integer)) or n_active < 0):
@@ -155,6 +159,11 @@ class BetaVAEProcess(GlobalFitProcess):
         parms = self.sources.parms()
         parms.update({"scaling": scaling, "preset": str(preset), "stacking": "channels"})
         parms.update(resolved)
+        if parms["precision"] == "float32":  # as before the option existed: same duplicates
+            del parms["precision"]
+        if strategy is not None:  # a replicated run draws other noise: not a duplicate
+            parms["strategy"] = strategy if isinstance(strategy, str) else \
+                type(strategy).__name__
         if self.stream:  # in-memory runs keep the parameters (and duplicates) they had
             parms["stream"] = True
         self._init_process(self.sources.datasets[0], "Beta_VAE", parms, **proc_kwargs)
