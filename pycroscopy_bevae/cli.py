@@ -1,7 +1,9 @@
 """Shell entry point: ``pycroscopy-bevae demo | info | project | dictionary | train |
 convert-pzt``.
 
-Errors from bad input print one line (no traceback) and exit with status 2.
+Errors from bad input print one line (no traceback) and exit with status 2. Started
+under ``mpiexec -n N``, every subcommand spreads loop projection and beta-VAE inference
+over the N ranks (rank 0 reads and writes; see :mod:`pycroscopy_bevae.parallel`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .exceptions import BevaeError
+from .parallel import run_mpi
 
 __all__ = ["main", "build_parser"]
 
@@ -162,7 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         commands = {"demo": _demo, "info": _info, "project": _project, "dictionary": _dictionary,
                     "train": _train, "report": _report, "convert-pzt": _convert_pzt}
-        return commands[args.command](args)
+        # under mpiexec: rank 0 runs the command, the other ranks compute for it
+        status = run_mpi(commands[args.command], args)
+        return 0 if status is None else status
     except BevaeError as exc:
         print(f"pycroscopy-bevae {args.command}: error: {exc}", file=sys.stderr)
         return 2

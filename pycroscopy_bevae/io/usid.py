@@ -17,6 +17,8 @@ from collections.abc import Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
+from ..parallel import active_pool
+
 __all__ = ["quiet_pyusid", "write_main", "write_attrs", "make_dims", "package_versions",
            "linked_ancillaries", "check_new_file", "new_h5_file"]
 
@@ -59,6 +61,8 @@ def quiet_pyusid() -> Iterator[None]:
         warnings.filterwarnings("ignore", category=FutureWarning, module="pyUSID")
         warnings.filterwarnings("ignore", message="`product` is deprecated",
                                 category=DeprecationWarning)
+        if active_pool() is not None:  # run_mpi spreads the work: pyUSID's own MPI is off
+            warnings.filterwarnings("ignore", message="Code was called in MPI context")
         try:
             with contextlib.redirect_stdout(buf):
                 yield

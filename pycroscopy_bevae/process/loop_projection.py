@@ -15,6 +15,7 @@ from ..exceptions import DataQualityWarning, ParameterError
 from ..io.beps import check_fits_usable, find_sho_fit, validate_sho_fit
 from ..io.usid import linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.projection import ProjectionResult, project_loops
+from ..parallel import active_pool
 from .base import BevaeProcess
 
 __all__ = ["LoopProjector"]
@@ -128,19 +129,18 @@ class LoopProjector(BevaeProcess):
     # ---- numerics on a block of rows --------------------------------------------------
     def _project(self, block: np.ndarray) -> ProjectionResult:
         cols = self._loop_columns
-        dc = self.layout.dc_values[cols]
-        p = self.parms_dict
-        return project_loops(
-            block["Amplitude [V]"][:, cols],
-            block["Phase [rad]"][:, cols],
-            dc,
-            frequency=block["Frequency [Hz]"][:, cols],
-            r2=block["R2 Criterion"][:, cols],
-            r2_threshold=p["r2_threshold"],
-            per=p["per"],
-            sign=p["sign"],
-            fill_failed=p["fill_failed"],
-        )
+        shared = {"cols": cols, "dc": self.layout.dc_values[cols],
+                  "parms": {k: self.parms_dict[k] for k in
+                            ("r2_threshold", "per", "sign", "fill_failed")}}
+        pool = active_pool()
+        if pool is None:
+            return _project_block(block, **shared)
+        # under run_mpi: every rank projects a share of the positions
+        parts = pool.map(_project_block, block, **shared)
+        return ProjectionResult(
+            *(np.concatenate([getattr(r, f) for r in parts]) for f in
+              ("piezoresponse", "resonance", "rotation_angle", "valid")),
+            n_failed=sum(r.n_failed for r in parts))
 
     def test(self, positions=None) -> dict:
         """Project a few positions without writing anything.
@@ -267,6 +267,14 @@ class LoopProjector(BevaeProcess):
                         n_rej, total, 100 * n_rej / total)
             if n_rej:
                 _warn_rejected(grp, self.h5_main, n_rej, self.parms_dict)
+
+
+def _project_block(block: np.ndarray, cols: np.ndarray, dc: np.ndarray,
+                   parms: dict) -> ProjectionResult:
+    """Project the loops of a block of SHO-fit rows (one rank's share under MPI)."""
+    return project_loops(block["Amplitude [V]"][:, cols], block["Phase [rad]"][:, cols], dc,
+                         frequency=block["Frequency [Hz]"][:, cols],
+                         r2=block["R2 Criterion"][:, cols], **parms)
 
 
 def _warn_rejected(grp: h5py.Group, fit: h5py.Dataset, n_rej: int, parms: dict) -> None:

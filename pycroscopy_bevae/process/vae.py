@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -13,6 +14,7 @@ import numpy as np
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.usid import linked_ancillaries, make_dims, write_attrs, write_main
 from ..models.vae import _PARAMS, BetaVAE, IncompatibleStateError, Snapshot, SpectraSource
+from ..parallel import active_pool
 from ..preprocessing import MultiScaler, stack_channels
 from .base import GlobalFitProcess, clear_group
 from .sources import LoopSources
@@ -299,8 +301,7 @@ class BetaVAEProcess(GlobalFitProcess):
             # errors against the float64 scaled loops, as in memory
             xb = X.take(np.arange(a, b), np.float64) if isinstance(X, _ScaledLoops) else X[a:b]
             t0 = time.perf_counter()
-            mu, logvar = vae.encode(xb)
-            recon = vae.decode(mu)
+            mu, logvar, recon = _infer(vae, xb)
             t_infer += time.perf_counter() - t0
             recon = recon[..., None] if recon.ndim == 2 else recon
             sq = (recon - xb) ** 2
@@ -472,6 +473,39 @@ def _fit_scaler_in_chunks(sources: LoopSources, mode: str) -> MultiScaler:
 
 
 # ---- HDF5 helpers: arrays by name, snapshots, checkpoints --------------------------------
+def _infer(vae: BetaVAE, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Latent means, log-variances and reconstructions; spread over the MPI ranks under
+    :func:`~pycroscopy_bevae.parallel.run_mpi`."""
+    pool = active_pool()
+    if pool is None:
+        return _infer_block(X, vae=vae)
+    weights = vae.model_.get_weight_arrays()
+    # a token of the weights lets the workers build the model once per selected snapshot
+    token = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes()
+                                    for _, w in sorted(weights.items()))).hexdigest()
+    parts = pool.map(_infer_block, X, config=vae.config_json(), weights=weights, token=token)
+    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+
+#: Models built by MPI worker ranks, by weight token (one at a time).
+_WORKER_MODELS: dict[str, BetaVAE] = {}
+
+
+def _infer_block(X: np.ndarray, vae: BetaVAE | None = None, config: str | None = None,
+                 weights: dict | None = None, token: str | None = None):
+    """Encode and decode one block (one rank's share under MPI)."""
+    if vae is None:
+        if token not in _WORKER_MODELS:
+            _WORKER_MODELS.clear()
+            _WORKER_MODELS[token] = BetaVAE.from_config(json.loads(config), weights)
+        vae = _WORKER_MODELS[token]
+    if len(X) == 0:
+        n_lat = vae.config_.latent_dim
+        return np.empty((0, n_lat)), np.empty((0, n_lat)), np.empty((0, *X.shape[1:]))
+    mu, logvar = vae.encode(X)
+    return mu, logvar, vae.decode(mu)
+
+
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
