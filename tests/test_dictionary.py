@@ -103,6 +103,18 @@ def test_minibatch_and_alpha_search():
     mb = DictionaryLearner(n_components=4, alpha=0.1, method="minibatch", max_iter=5,
                            batch_size=32, random_state=0).fit(X)
     assert mb.components_.shape == (4, 30) and mb.fit_codes_.shape == (200, 4)
+    # the training data's codes are reused (computed once, in fit) and are exactly what
+    # scikit-learn's transform gives; new data or another coding is computed afresh
+    np.testing.assert_array_equal(mb.transform(X), mb._est.transform(mb._scale(X)))
+    assert mb.transform(X) is not mb.fit_codes_
+    X2 = X[::-1].copy()
+    np.testing.assert_array_equal(mb.transform(X2), mb.transform(X)[::-1])
+    omp = mb.transform(X)
+    mb.set_params(transform_algorithm="lasso_lars", transform_alpha=0.5)
+    lasso = mb.transform(X)
+    assert not np.allclose(lasso, omp)
+    sk = mb._est.set_params(transform_algorithm="lasso_lars", transform_alpha=0.5)
+    np.testing.assert_array_equal(lasso, sk.transform(mb._scale(X)))
     res = alpha_grid_search(X, [0.01, 0.5, 5.0], n_components=4, max_iter=30, random_state=0,
                             transform_algorithm="lasso_lars", progress=False)
     assert res.losses.shape == (3,) and res.best_alpha == res.alphas[np.argmin(res.losses)]

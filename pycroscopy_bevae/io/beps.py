@@ -636,8 +636,20 @@ def select_loops(
 
 
 def _read_columns(dset: h5py.Dataset, cols: np.ndarray, rows=None) -> np.ndarray:
-    """Read the given sorted columns (of the given sorted rows) of a 2-D dataset efficiently."""
-    rsel = slice(None) if rows is None else np.asarray(rows).tolist()
+    """Read the given sorted columns (of the given sorted rows) of a 2-D dataset efficiently.
+
+    Consecutive rows are read as one slice (a hyperslab) rather than a point list, which
+    HDF5 selects row by row (about 10x slower for blocks of thousands of rows).
+    """
+    if rows is None:
+        rsel: slice | list = slice(None)
+    else:
+        r = np.asarray(rows)
+        if r.size and r.ndim == 1 and int(r[-1]) - int(r[0]) + 1 == r.size and \
+                np.all(np.diff(r) == 1):
+            rsel = slice(int(r[0]), int(r[-1]) + 1)
+        else:
+            rsel = r.tolist()
     lo, hi = int(cols[0]), int(cols[-1]) + 1
     if hi - lo == cols.size:
         return dset[rsel, lo:hi]

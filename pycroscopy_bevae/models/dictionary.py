@@ -179,6 +179,7 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
         if self.method == "batch":
             est = DictionaryLearning(max_iter=int(self.max_iter), tol=float(self.tol), **common)
             self.fit_codes_ = est.fit_transform(Xs)
+            self._fit_codes_by = ("fit",)
         else:
             est = MiniBatchDictionaryLearning(max_iter=int(self.max_iter),
                                               batch_size=int(self.batch_size),
@@ -192,6 +193,7 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
         self._train_digest = _digest(X)
         if self.fit_codes_ is None:
             self.fit_codes_ = est.transform(Xs)
+            self._fit_codes_by = self._coding()
         logger.info("dictionary learning: %d atoms, alpha %g, %d iterations, %.1f s",
                     self.n_components, self.alpha, self.n_iter_, self.fit_time_)
         return self
@@ -204,16 +206,24 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
             raise ParameterError(
                 f"X has {X.shape[1]} features (steps x modalities); the dictionary was fitted on "
                 f"{self.components_.shape[1]} ({' + '.join(map(str, self._sizes_))})")
-        if self.transform_algorithm == "fit" and X.shape == self._train_shape() \
-                and _digest(X) == self._train_digest:
+        # the training data again: its codes are known when they were computed the way
+        # asked now (the fit's own codes, or the same coding in a mini-batch fit)
+        by = getattr(self, "_fit_codes_by", ("fit",))
+        if (by == self._coding() or (self.transform_algorithm == "fit" and by == ("fit",))) \
+                and X.shape == self._train_shape() and _digest(X) == self._train_digest:
             return self.fit_codes_.copy()
+        transform, alpha, nnz = self._coding()
+        # the coding may have been changed with set_params after the fit
+        self._est.set_params(transform_algorithm=transform, transform_alpha=alpha,
+                             transform_n_nonzero_coefs=nnz)
+        return self._est.transform(self._scale(X))
+
+    def _coding(self) -> tuple:
+        """(algorithm, alpha, n_nonzero) of :meth:`transform` ('fit' codes new data with
+        lasso_lars)."""
         transform = "lasso_lars" if self.transform_algorithm == "fit" else \
             self.transform_algorithm
-        # the coding may have been changed with set_params after the fit
-        self._est.set_params(transform_algorithm=transform,
-                             transform_alpha=self.transform_alpha,
-                             transform_n_nonzero_coefs=self.transform_n_nonzero_coefs)
-        return self._est.transform(self._scale(X))
+        return (transform, self.transform_alpha, self.transform_n_nonzero_coefs)
 
     def fit_transform(self, X: np.ndarray, y=None, **fit_params) -> np.ndarray:
         """Fit, then :meth:`transform` the training data."""
