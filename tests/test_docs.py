@@ -88,7 +88,7 @@ def _text(page: Path) -> str:
 
 def test_main_pages_exist(html):
     for page in ("index", "install", "quickstart", "method", "hdf5_layout", "target_group",
-                 "cli", "notebooks_rendered/index", "api/index"):
+                 "scaling", "cli", "notebooks_rendered/index", "api/index"):
         assert (html / f"{page}.html").is_file(), page
     assert (html / "_images" / "projection_demo.png").is_file()
     assert "projection_demo.png" in (html / "method.html").read_text(encoding="utf-8")
@@ -127,6 +127,16 @@ def test_layout_page_names_the_datasets(html):
                  "Embedding_Snapshots", "Model/"):
         assert name in text, name
     assert "h5_target_group" in _text(html / "target_group.html")
+
+
+def test_scaling_page_documents_every_lever(html):
+    text = _text(html / "scaling.html")
+    for name in ("max_mem_mb", "stream=True", "lstm_implementation", "mixed_float16",
+                 "MirroredStrategy", "MultiWorkerMirroredStrategy", "TF_CONFIG",
+                 "mpiexec", "run_mpi"):
+        assert name in text, name
+    # the parallel module has its API page
+    assert (html / "api" / "modules" / "parallel.html").is_file()
 
 
 def test_cli_page_shows_the_help_of_every_subcommand(html):

@@ -94,6 +94,9 @@ def test_projection_over_ranks_equals_serial(runs, name):
                   if k.startswith("Fit-Loop_Projection")]
         assert groups == ["Fit-Loop_Projection_000"]
         assert np.all(f[PROJ]["completed_positions"][()] == 1)
+        assert f[PROJ].attrs["mpi_ranks"] == {"two": 2, "three": 3}[name]
+    with h5py.File(runs["serial"]["path"], "r") as f:
+        assert f[PROJ].attrs["mpi_ranks"] == 1
 
 
 def test_vae_inference_over_ranks_equals_serial(runs):
@@ -103,6 +106,8 @@ def test_vae_inference_over_ranks_equals_serial(runs):
         # training runs on rank 0 exactly as serially; inference is split over the ranks
         np.testing.assert_allclose(got[k], ref[k], rtol=1e-6, atol=1e-7, err_msg=k)
     assert got["Embedding"].shape == (35, 3)
+    with h5py.File(runs["two"]["path"], "r") as f2, h5py.File(runs["serial"]["path"]) as f1:
+        assert (f2[VAE].attrs["inference_ranks"], f1[VAE].attrs["inference_ranks"]) == (2, 1)
 
 
 def test_without_a_launcher_everything_is_serial():

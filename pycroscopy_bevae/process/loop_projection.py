@@ -262,6 +262,8 @@ class LoopProjector(BevaeProcess):
         if "n_rejected_fits" not in grp.attrs:
             n_rej = int(grp["Rejected_Fits"][()].sum())
             grp.attrs["n_rejected_fits"] = n_rej
+            pool = active_pool()
+            grp.attrs["mpi_ranks"] = 1 if pool is None else pool.size
             total = self.h5_main.shape[0] * self.h5_main.shape[1]
             logger.info("loop projection: %d of %d SHO fits rejected (%.2f%%) and interpolated",
                         n_rej, total, 100 * n_rej / total)

@@ -337,6 +337,7 @@ class BetaVAEProcess(GlobalFitProcess):
         write_attrs(grp, {
             "mse": float(err.mean()), **per_mod, "fit_time_s": float(vae.fit_time_),
             "inference_time_s": float(t_infer),
+            "inference_ranks": 1 if active_pool() is None else active_pool().size,
             "epochs_trained": len(vae.history_["loss"]), "modality_names": src.names,
             "Active_Channels": active.astype(int), "n_active_channels": int(active.size),
             "selected_snapshot": int(vae.selected_), "selected_epoch": int(sel.epoch),
