@@ -29,7 +29,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -378,31 +378,30 @@ class BetaVAE(BaseEstimator):
             bar = tqdm(total=p["epochs"], initial=start, desc="beta-VAE", unit="epoch",
                        leave=False)
         t0 = time.perf_counter()
+        src = X if streamed else _InMemory(X)
+        n_epochs, batch = int(p["epochs"]), int(p["batch_size"])
+        n_batches = -(-len(X) // batch)
         try:
-            for epoch in range(start, int(p["epochs"])):
+            epoch = start
+            while epoch < n_epochs:
+                # one model.fit call per run of epochs with a constant schedule that ends at
+                # the next snapshot: Keras' per-call set-up is paid per run, not per epoch
+                # (it dominates short epochs on a GPU); the batches and results are those
+                # of one call per epoch
                 beta, lam = self._schedule(epoch, p)
+                end = self._run_end(epoch, p)
                 model.beta.assign(beta)
                 model.lam.assign(lam)
-                order = np.random.default_rng([seed, epoch]).permutation(len(X))
                 # batches through tf.data for arrays too: the same batches as
                 # model.fit(X[order]), without Keras' per-epoch tensor copies of X
-                batches = _batches(X if streamed else _InMemory(X), order,
-                                   int(p["batch_size"]))
-                hist = model.fit(batches, epochs=1, shuffle=False, verbose=0,
-                                 validation_data=val)
-                logs = {k: float(v[-1]) for k, v in hist.history.items()}
-                for k, v in logs.items():
-                    self.history_.setdefault(k, []).append(v)
-                self.history_["beta"].append(beta)
-                self.history_["lambda"].append(lam)
-                if self._snapshot_due(epoch, p):
-                    self._take_snapshot(epoch, beta, lam, logs, X)
-                if bar is not None:
-                    bar.set_postfix(mse=f"{logs['mse']:.4f}", kl=f"{logs['kl']:.3g}",
-                                    beta=f"{beta:.3g}", refresh=False)
-                    bar.update(1)
-                if on_epoch_end is not None:
-                    on_epoch_end(epoch, self)
+                orders = (np.random.default_rng([seed, e]).permutation(len(X))
+                          for e in range(epoch, end))
+                epoch_done = _EpochEnd(self, beta, lam, X, p, bar, on_epoch_end)
+                model.fit(_batches(src, orders, batch, n_batches * (end - epoch)),
+                          initial_epoch=epoch, epochs=end, steps_per_epoch=n_batches,
+                          shuffle=False, verbose=0, validation_data=val,
+                          callbacks=[epoch_done])
+                epoch = end
         finally:
             if bar is not None:
                 bar.close()
@@ -423,6 +422,32 @@ class BetaVAE(BaseEstimator):
         return schedule_values(epoch, p["prime_epochs"], self.beta_start_ or 0.0,
                                p["beta_step"], p["step_epochs"], p["lambda0"],
                                p["lambda_mode"], p["lambda_step"])
+
+    def _run_end(self, epoch: int, p: dict) -> int:
+        """One past the last epoch of the run that starts at ``epoch``: the run stops after
+        the next snapshot epoch (schedule steps end with one) or at the end."""
+        end = epoch
+        while end < p["epochs"] and not self._snapshot_due(end, p):
+            end += 1
+        return min(end + 1, int(p["epochs"]))
+
+    def _epoch_done(self, epoch: int, beta: float, lam: float, logs: dict,
+                    X: np.ndarray | SpectraSource, p: dict, bar,
+                    on_epoch_end: Callable[[int, BetaVAE], None] | None) -> None:
+        """Book-keeping after each epoch: history, snapshot, progress bar, user callback."""
+        logs = {k: float(v) for k, v in logs.items()}
+        for k, v in logs.items():
+            self.history_.setdefault(k, []).append(v)
+        self.history_["beta"].append(beta)
+        self.history_["lambda"].append(lam)
+        if self._snapshot_due(epoch, p):
+            self._take_snapshot(epoch, beta, lam, logs, X)
+        if bar is not None:
+            bar.set_postfix(mse=f"{logs['mse']:.4f}", kl=f"{logs['kl']:.3g}",
+                            beta=f"{beta:.3g}", refresh=False)
+            bar.update(1)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, self)
 
     @staticmethod
     def _snapshot_due(epoch: int, p: dict) -> bool:
@@ -715,21 +740,47 @@ class _InMemory(SpectraSource):
         return self.x[indices]
 
 
-def _batches(src: SpectraSource, order: np.ndarray, batch_size: int):
-    """``tf.data`` pipeline of the mini-batches ``src[order[i:i + batch_size]]``, in order,
-    read one batch ahead of the training step."""
+def _batches(src: SpectraSource, orders: Iterable[np.ndarray], batch_size: int,
+             n_batches: int):
+    """``tf.data`` pipeline of the mini-batches ``src[order[i:i + batch_size]]`` of each
+    epoch's ``order`` in turn (``n_batches`` in all), read one batch ahead of the
+    training step."""
     import tensorflow as tf
 
     def gen():
-        for i in range(0, len(order), batch_size):
-            yield np.ascontiguousarray(src.take(order[i:i + batch_size]), dtype="float32")
+        for order in orders:
+            for i in range(0, len(order), batch_size):
+                yield np.ascontiguousarray(src.take(order[i:i + batch_size]), dtype="float32")
 
     spec = tf.TensorSpec((None, *(int(s) for s in src.shape[1:])), tf.float32)
-    n_batches = -(-len(order) // batch_size)
     # a known length: Keras then runs exactly n_batches steps (with an unknown one it tries
     # one more, which advances the sampling seed and breaks equality with the array path)
     return tf.data.Dataset.from_generator(gen, output_signature=spec).apply(
         tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+
+
+def _epoch_end_callback():
+    """The Keras callback class (built on first use: Keras is imported lazily)."""
+    import keras
+
+    class EpochEnd(keras.callbacks.Callback):
+        """Runs :meth:`BetaVAE._epoch_done` after every epoch of a ``model.fit`` run."""
+
+        def __init__(self, est: BetaVAE, beta: float, lam: float, X, p: dict, bar,
+                     on_epoch_end):
+            super().__init__()
+            self.args = (est, beta, lam, X, p, bar, on_epoch_end)
+
+        def on_epoch_end(self, epoch, logs=None):
+            est, beta, lam, X, p, bar, user = self.args
+            est._epoch_done(epoch, beta, lam, logs or {}, X, p, bar, user)
+
+    return EpochEnd
+
+
+def _EpochEnd(est: BetaVAE, beta: float, lam: float, X, p: dict, bar, on_epoch_end):
+    """A callback that records each epoch of a run (see :func:`_epoch_end_callback`)."""
+    return _epoch_end_callback()(est, beta, lam, X, p, bar, on_epoch_end)
 
 
 def resolve_strategy(strategy):
