@@ -303,9 +303,11 @@ class BetaVAE(BaseEstimator):
             initial_state: Mapping | None = None) -> BetaVAE:
         """Train with the regularisation schedule, snapshotting as it goes.
 
-        The epochs run one at a time with a data order drawn from
-        ``(random_state, epoch)``, so a run resumed from :meth:`training_state` ends
-        in exactly the state of an uninterrupted run (on CPU).
+        Each epoch's data order is drawn from ``(random_state, epoch)``, so a run
+        resumed from :meth:`training_state` ends in exactly the state of an
+        uninterrupted run (on CPU). The epochs between two snapshots go through one
+        Keras ``fit`` call (a GPU is not held up by a per-epoch set-up);
+        ``on_epoch_end`` is still called after every epoch.
 
         Parameters
         ----------
