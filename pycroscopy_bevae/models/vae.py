@@ -398,7 +398,9 @@ class BetaVAE(BaseEstimator):
                 # model.fit(X[order]), without Keras' per-epoch tensor copies of X
                 orders = (np.random.default_rng([seed, e]).permutation(len(X))
                           for e in range(epoch, end))
-                epoch_done = _EpochEnd(self, beta, lam, X, p, bar, on_epoch_end)
+                epoch_done = keras.callbacks.LambdaCallback(
+                    on_epoch_end=lambda e, logs, beta=beta, lam=lam: self._epoch_done(
+                        e, beta, lam, logs or {}, X, p, bar, on_epoch_end))
                 model.fit(_batches(src, orders, batch, n_batches * (end - epoch)),
                           initial_epoch=epoch, epochs=end, steps_per_epoch=n_batches,
                           shuffle=False, verbose=0, validation_data=val,
@@ -759,30 +761,6 @@ def _batches(src: SpectraSource, orders: Iterable[np.ndarray], batch_size: int,
     # one more, which advances the sampling seed and breaks equality with the array path)
     return tf.data.Dataset.from_generator(gen, output_signature=spec).apply(
         tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
-
-
-def _epoch_end_callback():
-    """The Keras callback class (built on first use: Keras is imported lazily)."""
-    import keras
-
-    class EpochEnd(keras.callbacks.Callback):
-        """Runs :meth:`BetaVAE._epoch_done` after every epoch of a ``model.fit`` run."""
-
-        def __init__(self, est: BetaVAE, beta: float, lam: float, X, p: dict, bar,
-                     on_epoch_end):
-            super().__init__()
-            self.args = (est, beta, lam, X, p, bar, on_epoch_end)
-
-        def on_epoch_end(self, epoch, logs=None):
-            est, beta, lam, X, p, bar, user = self.args
-            est._epoch_done(epoch, beta, lam, logs or {}, X, p, bar, user)
-
-    return EpochEnd
-
-
-def _EpochEnd(est: BetaVAE, beta: float, lam: float, X, p: dict, bar, on_epoch_end):
-    """A callback that records each epoch of a run (see :func:`_epoch_end_callback`)."""
-    return _epoch_end_callback()(est, beta, lam, X, p, bar, on_epoch_end)
 
 
 def resolve_strategy(strategy):
