@@ -105,8 +105,10 @@ class MPIPool:
         parts = np.array_split(np.arange(len(block)), self.size)
         self.comm.bcast((func, shared), root=0)
         part = self.comm.scatter([block[p] for p in parts], root=0)
-        mine = func(part, **shared)
-        results = self.comm.gather(mine, root=0)
+        mine = _apply(func, part, shared)
+        results = self.comm.gather(mine, root=0)  # also after a failure: nobody waits
+        if isinstance(mine, _Failed):  # rank 0's own share: the original exception
+            raise mine.error
         failed = [(r, res) for r, res in enumerate(results) if isinstance(res, _Failed)]
         if failed:
             rank, res = failed[0]
@@ -117,15 +119,11 @@ class MPIPool:
         """Worker loop of ranks > 0: compute each share until rank 0 is done."""
         while True:
             task = self.comm.bcast(None, root=0)
-            if task == _STOP:
+            if isinstance(task, str):  # _STOP
                 return
             func, shared = task
             part = self.comm.scatter(None, root=0)
-            try:
-                result = func(part, **shared)
-            except Exception as exc:  # noqa: BLE001 - reported by rank 0, which raises
-                result = _Failed(f"{type(exc).__name__}: {exc}")
-            self.comm.gather(result, root=0)
+            self.comm.gather(_apply(func, part, shared), root=0)
 
     def stop(self) -> None:
         """Release the workers (rank 0)."""
@@ -135,8 +133,28 @@ class MPIPool:
 class _Failed:
     """A worker's exception, sent back to rank 0 (which raises)."""
 
-    def __init__(self, message: str):
-        self.message = message
+    def __init__(self, error: Exception):
+        self.message = f"{type(error).__name__}: {error}"
+        self.error = error
+
+    def __reduce__(self):  # sent without the exception object, which may not pickle
+        return (_failed_message, (self.message,))
+
+
+def _failed_message(message: str) -> _Failed:
+    """A worker's :class:`_Failed` as rank 0 receives it (message only)."""
+    out = _Failed.__new__(_Failed)
+    out.message, out.error = message, None
+    return out
+
+
+def _apply(func: Callable, part: np.ndarray, shared: dict):
+    """``func(part, **shared)``, or a :class:`_Failed` carrying its exception: every rank
+    reaches the gather that follows, so a failure cannot leave the others waiting."""
+    try:
+        return func(part, **shared)
+    except Exception as exc:  # noqa: BLE001 - rank 0 raises it after the gather
+        return _Failed(exc)
 
 
 def active_pool() -> MPIPool | None:

@@ -141,6 +141,10 @@ def test_worker_error_reaches_rank_zero(tmp_path):
         "        active_pool().map(boom, np.arange(10))\n"
         "    except RuntimeError as exc:\n"
         "        print('CAUGHT', exc)\n"
+        "    try:\n"
+        "        active_pool().map(boom, np.arange(10)[::-1].copy())\n"
+        "    except ValueError as exc:\n"
+        "        print('ROOT', exc)\n"
         "    print('OK', np.concatenate(active_pool().map(np.negative, np.arange(4))).tolist())\n"
         "run_mpi(main)\n")
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
@@ -151,4 +155,7 @@ def test_worker_error_reaches_rank_zero(tmp_path):
                               capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "CAUGHT MPI rank 1 failed in boom: ValueError: bad share" in proc.stdout
+    # a failure on rank 0's own share: its own exception, as in a serial run, and
+    # nobody is left waiting
+    assert "ROOT bad share" in proc.stdout
     assert "OK [0, -1, -2, -3]" in proc.stdout  # the workers still serve afterwards
