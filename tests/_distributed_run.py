@@ -40,7 +40,8 @@ def main(h5_path: str, group: str) -> None:
         weights[name] = vae.model_.get_weight_arrays()
         out[name] = {"replicas": vae.n_replicas_, "mse": vae.history_["mse"],
                      "val_mse": vae.history_["val_mse"], "score": vae.score_mse(X),
-                     "snapshots": len(vae.snapshots_)}
+                     "snapshots": len(vae.snapshots_),
+                     "steps": int(vae.model_.optimizer.iterations.numpy())}
         if name == "two":  # every replica holds the same (mirrored) weights
             kernel = vae.model_.encoder.get_layer("z_mean").kernel
             values = [np.asarray(v) for v in kernel.value.values]

@@ -60,6 +60,10 @@ def test_two_replicas_train_one_mirrored_model(distributed):
     # and as well as a single device on the same schedule
     assert two["score"] == pytest.approx(distributed["none"]["score"], rel=0.25)
     assert two["snapshots"] == distributed["none"]["snapshots"] == 3
+    # every batch of every epoch was a training step: 5 epochs x 256 / 64 (Keras peeks at
+    # a batch of the dataset under a strategy; the pipeline restarts for the training)
+    assert two["steps"] == distributed["none"]["steps"] == 5 * 4
+    assert distributed["mirrored"]["steps"] == distributed["one"]["steps"] == 20
 
 
 def test_one_replica_is_the_plain_run(distributed):

@@ -29,7 +29,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -396,12 +396,10 @@ class BetaVAE(BaseEstimator):
                 model.lam.assign(lam)
                 # batches through tf.data for arrays too: the same batches as
                 # model.fit(X[order]), without Keras' per-epoch tensor copies of X
-                orders = (np.random.default_rng([seed, e]).permutation(len(X))
-                          for e in range(epoch, end))
                 epoch_done = keras.callbacks.LambdaCallback(
                     on_epoch_end=lambda e, logs, beta=beta, lam=lam: self._epoch_done(
                         e, beta, lam, logs or {}, X, p, bar, on_epoch_end))
-                model.fit(_batches(src, orders, batch, n_batches * (end - epoch)),
+                model.fit(_batches(src, seed, range(epoch, end), batch),
                           initial_epoch=epoch, epochs=end, steps_per_epoch=n_batches,
                           shuffle=False, verbose=0, validation_data=val,
                           callbacks=[epoch_done])
@@ -744,19 +742,26 @@ class _InMemory(SpectraSource):
         return self.x[indices]
 
 
-def _batches(src: SpectraSource, orders: Iterable[np.ndarray], batch_size: int,
-             n_batches: int):
-    """``tf.data`` pipeline of the mini-batches ``src[order[i:i + batch_size]]`` of each
-    epoch's ``order`` in turn (``n_batches`` in all), read one batch ahead of the
-    training step."""
+def _batches(src: SpectraSource, seed: int, epochs: range, batch_size: int):
+    """``tf.data`` pipeline of the mini-batches of ``epochs`` in turn: epoch ``e`` takes
+    ``src[order[i:i + batch_size]]`` with ``order`` the permutation drawn from
+    ``(seed, e)``; read one batch ahead of the training step.
+
+    Each iteration of the dataset starts again from the first epoch (Keras iterates a
+    dataset once more under a ``tf.distribute`` strategy, to peek at a batch).
+    """
     import tensorflow as tf
 
+    n = len(src)
+
     def gen():
-        for order in orders:
-            for i in range(0, len(order), batch_size):
+        for e in epochs:
+            order = np.random.default_rng([seed, e]).permutation(n)
+            for i in range(0, n, batch_size):
                 yield np.ascontiguousarray(src.take(order[i:i + batch_size]), dtype="float32")
 
     spec = tf.TensorSpec((None, *(int(s) for s in src.shape[1:])), tf.float32)
+    n_batches = -(-n // batch_size) * len(epochs)
     # a known length: Keras then runs exactly n_batches steps (with an unknown one it tries
     # one more, which advances the sampling seed and breaks equality with the array path)
     return tf.data.Dataset.from_generator(gen, output_signature=spec).apply(
