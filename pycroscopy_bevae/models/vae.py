@@ -797,17 +797,15 @@ def resolve_strategy(strategy):
     """
     if strategy is None:
         return None
-    if isinstance(strategy, str):
-        if strategy not in STRATEGIES:
-            raise ParameterError(f"strategy must be None, one of {STRATEGIES} or a "
-                                 f"tf.distribute.Strategy, got {strategy!r}")
-        import tensorflow as tf
-
-        if strategy == "mirrored":
-            return tf.distribute.MirroredStrategy()
-        return tf.distribute.MultiWorkerMirroredStrategy()
+    if isinstance(strategy, str) and strategy not in STRATEGIES:
+        raise ParameterError(f"strategy must be None, one of {STRATEGIES} or a "
+                             f"tf.distribute.Strategy, got {strategy!r}")
     import tensorflow as tf
 
+    if strategy == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if strategy == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
     if isinstance(strategy, tf.distribute.Strategy):
         return strategy
     raise ParameterError(f"strategy must be None, one of {STRATEGIES} or a "

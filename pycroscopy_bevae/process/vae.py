@@ -7,6 +7,7 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Callable
 
 import h5py
 import numpy as np
@@ -296,12 +297,13 @@ class BetaVAEProcess(GlobalFitProcess):
         err = np.empty(n)
         mod_err = np.empty((n, n_mod))  # per position and modality
         t_infer = 0.0
+        infer = _inferrer(vae)
         for a in range(0, n, _RESULT_BLOCK):
             b = min(a + _RESULT_BLOCK, n)
             # errors against the float64 scaled loops, as in memory
             xb = X.take(np.arange(a, b), np.float64) if isinstance(X, _ScaledLoops) else X[a:b]
             t0 = time.perf_counter()
-            mu, logvar, recon = _infer(vae, xb)
+            mu, logvar, recon = infer(xb)
             t_infer += time.perf_counter() - t0
             recon = recon[..., None] if recon.ndim == 2 else recon
             sq = (recon - xb) ** 2
@@ -337,7 +339,7 @@ class BetaVAEProcess(GlobalFitProcess):
         write_attrs(grp, {
             "mse": float(err.mean()), **per_mod, "fit_time_s": float(vae.fit_time_),
             "inference_time_s": float(t_infer),
-            "inference_ranks": 1 if active_pool() is None else active_pool().size,
+            "inference_ranks": getattr(active_pool(), "size", 1),
             "epochs_trained": len(vae.history_["loss"]), "modality_names": src.names,
             "Active_Channels": active.astype(int), "n_active_channels": int(active.size),
             "selected_snapshot": int(vae.selected_), "selected_epoch": int(sel.epoch),
@@ -361,8 +363,7 @@ class BetaVAEProcess(GlobalFitProcess):
             raise ParameterError("no results yet: call compute() first")
         vae, _ = load_beta_vae(self.h5_results_grp, n_active=n_active, snapshot=snapshot)
         X, _ = self._scaled_input()
-        mu, logvar = vae.encode(X)
-        recon = vae.decode(mu)
+        mu, logvar, recon = _inferrer(vae)(X)
         recon = recon[..., None] if recon.ndim == 2 else recon
         return {"embedding": mu, "log_variance": logvar, "reconstruction": recon,
                 "mse": np.mean((recon - X) ** 2, axis=(1, 2)), "snapshot": vae.selected_}
@@ -474,18 +475,24 @@ def _fit_scaler_in_chunks(sources: LoopSources, mode: str) -> MultiScaler:
 
 
 # ---- HDF5 helpers: arrays by name, snapshots, checkpoints --------------------------------
-def _infer(vae: BetaVAE, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Latent means, log-variances and reconstructions; spread over the MPI ranks under
-    :func:`~pycroscopy_bevae.parallel.run_mpi`."""
+def _inferrer(vae: BetaVAE) -> Callable[[np.ndarray], tuple]:
+    """A function giving latent means, log-variances and reconstructions of a block;
+    spread over the MPI ranks under :func:`~pycroscopy_bevae.parallel.run_mpi`. What the
+    ranks need (config, weights, their token) is prepared once, not per block."""
     pool = active_pool()
     if pool is None:
-        return _infer_block(X, vae=vae)
+        return lambda X: _infer_block(X, vae=vae)
     weights = vae.model_.get_weight_arrays()
     # a token of the weights lets the workers build the model once per selected snapshot
-    token = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes()
-                                    for _, w in sorted(weights.items()))).hexdigest()
-    parts = pool.map(_infer_block, X, config=vae.config_json(), weights=weights, token=token)
-    return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+    shared = {"config": vae.config_json(), "weights": weights,
+              "token": hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes()
+                                               for _, w in sorted(weights.items()))).hexdigest()}
+
+    def infer(X: np.ndarray) -> tuple:
+        parts = pool.map(_infer_block, X, **shared)
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+    return infer
 
 
 #: Models built by MPI worker ranks, by weight token (one at a time).
