@@ -30,6 +30,7 @@ _LAZY = {
     "find_sho_fit": "pycroscopy_bevae.io.beps",
     "select_loops": "pycroscopy_bevae.io.beps",
     "usid_to_sidpy": "pycroscopy_bevae.io.sidpy_conv",
+    "configure_tensorflow": "pycroscopy_bevae.models.runtime",
 }
 
 __all__ = ["__version__", "BevaeError", "BEPSFormatError", "ParameterError", "MissingFileError",

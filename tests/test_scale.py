@@ -165,7 +165,13 @@ class _Interrupt(BetaVAEProcess):
             raise KeyboardInterrupt
 
 
-def test_streamed_run_resumes_exactly(_vae_master, streamed_run, tmp_path):
+def test_streamed_run_resumes_exactly(_vae_master, streamed_run, tmp_path, monkeypatch):
+    import pycroscopy_bevae.process.vae as pv
+
+    # results in the same blocks as the uninterrupted run: a block's length is the row
+    # count of the encoder's matrix products, and oneDNN rounds some rows differently for
+    # other row counts (an ulp); the same computation gives the same bits
+    monkeypatch.setattr(pv, "_RESULT_BLOCK", 10)
     path = tmp_path / "resume.h5"
     shutil.copy(_vae_master, path)
     with h5py.File(path, "r+") as f:

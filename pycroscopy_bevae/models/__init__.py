@@ -20,3 +20,6 @@ from .vae import (  # noqa: E402
 
 __all__ += ["PRECISIONS", "PRESETS", "STRATEGIES", "BetaVAE", "Snapshot", "channel_kl",
             "resolve_strategy", "schedule_values"]
+from .runtime import configure_tensorflow, runtime_info  # noqa: E402
+
+__all__ += ["configure_tensorflow", "runtime_info"]

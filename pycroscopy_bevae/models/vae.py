@@ -36,6 +36,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ..exceptions import ParameterError
+from .runtime import tensorflow
 
 __all__ = ["BetaVAE", "PRESETS", "PRECISIONS", "STRATEGIES", "Snapshot", "schedule_values",
            "channel_kl", "resolve_strategy",
@@ -328,6 +329,7 @@ class BetaVAE(BaseEstimator):
         -------
         self
         """
+        tensorflow()
         import keras
 
         from .vae_network import BetaVAEModel, NetworkConfig
@@ -496,7 +498,7 @@ class BetaVAE(BaseEstimator):
     def _run(self, part: str, X: np.ndarray, batch_size: int = 1024) -> list[np.ndarray]:
         """Apply the encoder or decoder in batches through one compiled function per part
         (``reduce_retracing``: any batch length reuses it, unlike repeated ``predict``)."""
-        import tensorflow as tf
+        tf = tensorflow()
 
         cache = self.__dict__.setdefault("_compiled", {})
         key = (part, id(self.model_))
@@ -532,7 +534,7 @@ class BetaVAE(BaseEstimator):
         >>> vae.lstm_implementation()  # on a CPU-only machine
         'generic'
         """
-        import tensorflow as tf
+        tf = tensorflow()
 
         self._check_fitted()
         cfg = self.config_
@@ -750,7 +752,7 @@ def _batches(src: SpectraSource, seed: int, epochs: range, batch_size: int):
     Each iteration of the dataset starts again from the first epoch (Keras iterates a
     dataset once more under a ``tf.distribute`` strategy, to peek at a batch).
     """
-    import tensorflow as tf
+    tf = tensorflow()
 
     n = len(src)
 
@@ -800,7 +802,7 @@ def resolve_strategy(strategy):
     if isinstance(strategy, str) and strategy not in STRATEGIES:
         raise ParameterError(f"strategy must be None, one of {STRATEGIES} or a "
                              f"tf.distribute.Strategy, got {strategy!r}")
-    import tensorflow as tf
+    tf = tensorflow()
 
     if strategy == "mirrored":
         return tf.distribute.MirroredStrategy()

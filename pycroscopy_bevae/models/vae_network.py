@@ -31,6 +31,10 @@ import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from .runtime import tensorflow
+
+tensorflow()  # the package's TensorFlow set-up before any model is built
+
 __all__ = ["NetworkConfig", "build_encoder", "build_decoder", "BetaVAEModel"]
 
 

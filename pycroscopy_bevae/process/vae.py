@@ -14,6 +14,7 @@ import numpy as np
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.usid import linked_ancillaries, make_dims, write_attrs, write_main
+from ..models.runtime import runtime_info
 from ..models.vae import _PARAMS, BetaVAE, IncompatibleStateError, Snapshot, SpectraSource
 from ..parallel import active_pool
 from ..preprocessing import MultiScaler, stack_channels
@@ -345,6 +346,8 @@ class BetaVAEProcess(GlobalFitProcess):
             "selected_snapshot": int(vae.selected_), "selected_epoch": int(sel.epoch),
             "selected_beta": float(sel.beta), "selection_request": "auto" if self.n_active is
             None else int(self.n_active), "beta_start_used": float(vae.beta_start_ or 0.0),
+            # what TensorFlow ran with (determinism, thread pools, oneDNN, versions)
+            **{f"runtime_{k}": v for k, v in runtime_info().items()},
         })
         logger.info("beta-VAE: MSE %.4f, %d active channels (snapshot %d, epoch %d, beta %.4g)",
                     err.mean(), active.size, vae.selected_, sel.epoch, sel.beta)

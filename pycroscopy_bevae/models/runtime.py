@@ -1,0 +1,182 @@
+"""TensorFlow set-up for reproducible runs, and a record of what was in force.
+
+Every place of this package that needs TensorFlow gets it through :func:`tensorflow`,
+which imports it and, once per process, applies the settings of
+:func:`configure_tensorflow` (by default: op determinism on, one intra-op thread).
+
+Why one intra-op thread: on a CPU, TensorFlow's oneDNN kernels split a matrix product
+over the threads of the intra-op pool, but run it on one thread when the calling thread
+is itself a worker of that pool, which depends on how the scheduler happened to run
+the previous operations. The two splits round differently, so a run on a busy machine
+can end one float32 unit in the last place (ulp) away from the same run on an idle one,
+and the beta-VAE schedule's pruning amplifies such differences into different selected
+models. With one intra-op thread every product is computed in one order whatever the
+load; the inter-op pool (TensorFlow's default size) still runs independent operations,
+such as the two directions of each bidirectional LSTM, side by side. Measured cost on
+2 cores: ``benchmarks/README.md`` (``bench_determinism.py``).
+
+Thread pools can only be sized before TensorFlow's runtime starts. When it has already
+started (TensorFlow used before this package in the same process) the pools stay as
+they are, a warning says so, and :func:`runtime_info` records the sizes in force.
+
+Environment variables (read when TensorFlow is first set up, unless
+:func:`configure_tensorflow` was called): ``PYCROSCOPY_BEVAE_DETERMINISTIC=0`` turns the
+reproducible set-up off; ``PYCROSCOPY_BEVAE_INTRA_OP_THREADS=N`` sets the intra-op pool
+(0: TensorFlow's default).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import sys
+import warnings
+
+import numpy as np
+
+from ..exceptions import ParameterError
+
+__all__ = ["configure_tensorflow", "tensorflow", "runtime_info"]
+
+logger = logging.getLogger(__name__)
+
+_ENV_DETERMINISTIC = "PYCROSCOPY_BEVAE_DETERMINISTIC"
+_ENV_INTRA = "PYCROSCOPY_BEVAE_INTRA_OP_THREADS"
+
+#: Requested settings (None: from the environment) and whether they have been applied.
+_state: dict = {"deterministic": None, "intra_op_threads": None, "applied": False}
+
+
+def configure_tensorflow(deterministic: bool = True, intra_op_threads: int | None = 1) -> None:
+    """Choose how TensorFlow runs for this package (reproducibility vs speed).
+
+    Call it before the first training or inference of the session; settings that
+    TensorFlow can still take are applied at once if TensorFlow is already set up.
+
+    Parameters
+    ----------
+    deterministic : bool
+        Bit-reproducible training and inference for a seed on one machine, whatever the
+        load: TensorFlow op determinism, and ``intra_op_threads`` threads per operation.
+        ``False`` leaves TensorFlow's defaults (faster on many-core CPUs; results may
+        then differ in the last float32 bits from run to run).
+    intra_op_threads : int or None
+        Intra-op pool size when ``deterministic``: 1 (default) guarantees one order of
+        summation; ``None`` or 0 keeps TensorFlow's default.
+
+    Raises
+    ------
+    ParameterError
+        For a non-boolean ``deterministic`` or a negative ``intra_op_threads``.
+
+    Examples
+    --------
+    >>> configure_tensorflow(deterministic=True, intra_op_threads=1)
+    """
+    if not isinstance(deterministic, (bool, np.bool_)):
+        raise ParameterError(f"deterministic must be True or False, got {deterministic!r}")
+    if intra_op_threads is not None and (isinstance(intra_op_threads, (bool, np.bool_)) or
+                                         not isinstance(intra_op_threads, (int, np.integer))
+                                         or intra_op_threads < 0):
+        raise ParameterError(f"intra_op_threads must be None or an integer >= 0, got "
+                             f"{intra_op_threads!r}")
+    _state.update(deterministic=bool(deterministic),
+                  intra_op_threads=int(intra_op_threads or 0), applied=False)
+    if "tensorflow" in sys.modules:
+        tensorflow()
+
+
+def _requested() -> tuple[bool, int]:
+    det = _state["deterministic"]
+    if det is None:
+        det = os.environ.get(_ENV_DETERMINISTIC, "1").strip().lower() not in ("0", "false",
+                                                                              "no", "off")
+    intra = _state["intra_op_threads"]
+    if intra is None:
+        raw = os.environ.get(_ENV_INTRA, "1").strip()
+        try:
+            intra = int(raw)
+        except ValueError:
+            raise ParameterError(f"environment variable {_ENV_INTRA} must be an integer >= 0, "
+                                 f"got {raw!r}") from None
+        if intra < 0:
+            raise ParameterError(f"environment variable {_ENV_INTRA} must be >= 0, got {intra}")
+    return det, intra
+
+
+def tensorflow():
+    """TensorFlow, imported and set up once per process as :func:`configure_tensorflow` says.
+
+    Returns
+    -------
+    module
+        ``tensorflow``.
+    """
+    import tensorflow as tf
+
+    if _state["applied"]:
+        return tf
+    from tensorflow.python.framework import config as tf_config
+
+    det, intra = _requested()
+    if det:
+        tf.config.experimental.enable_op_determinism()
+        if intra and tf.config.threading.get_intra_op_parallelism_threads() != intra:
+            try:
+                tf.config.threading.set_intra_op_parallelism_threads(intra)
+            except RuntimeError:
+                warnings.warn(
+                    f"TensorFlow's runtime was started before pycroscopy_bevae could size its "
+                    f"intra-op thread pool to {intra}: results may differ in the last float32 "
+                    f"bits between runs on a loaded machine. Call "
+                    f"pycroscopy_bevae.configure_tensorflow() (or import pycroscopy_bevae's "
+                    f"models) before any other TensorFlow work for bit-reproducible runs",
+                    RuntimeWarning, stacklevel=2)
+    elif tf_config.is_op_determinism_enabled():
+        tf_config.disable_op_determinism()
+    _state["applied"] = True
+    return tf
+
+
+def runtime_info() -> dict:
+    """What was in force for TensorFlow work in this process (for provenance attributes).
+
+    Returns
+    -------
+    dict
+        ``op_determinism`` (bool), ``intra_op_threads`` and ``inter_op_threads`` (the
+        configured pool sizes; 0 means TensorFlow's default, one per core),
+        ``onednn`` (TensorFlow's oneDNN kernels, ``TF_ENABLE_ONEDNN_OPTS``),
+        ``tensorflow`` and ``keras`` versions, ``cpu`` (processor model) and
+        ``cpu_count``.
+
+    Examples
+    --------
+    >>> info = runtime_info()
+    >>> sorted(info)[:3]
+    ['cpu', 'cpu_count', 'inter_op_threads']
+    """
+    tf = tensorflow()
+    import keras
+    from tensorflow.python.framework import config as tf_config
+
+    onednn = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    return {"op_determinism": bool(tf_config.is_op_determinism_enabled()),
+            "intra_op_threads": int(tf.config.threading.get_intra_op_parallelism_threads()),
+            "inter_op_threads": int(tf.config.threading.get_inter_op_parallelism_threads()),
+            "onednn": "default (on for x86 Linux)" if onednn is None else
+            ("off" if onednn.strip() == "0" else "on"),
+            "tensorflow": tf.__version__, "keras": keras.__version__,
+            "cpu": _cpu_model(), "cpu_count": int(os.cpu_count() or 0)}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
