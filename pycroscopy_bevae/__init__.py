@@ -17,7 +17,14 @@ import logging
 from typing import Any
 
 from ._version import __version__
-from .exceptions import BEPSFormatError, BevaeError, MissingFileError, ParameterError
+from .exceptions import (
+    BEPSFormatError,
+    BevaeError,
+    InsufficientSpaceError,
+    MissingFileError,
+    ParameterError,
+    WriteFailedError,
+)
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
@@ -34,7 +41,7 @@ _LAZY = {
 }
 
 __all__ = ["__version__", "BevaeError", "BEPSFormatError", "ParameterError", "MissingFileError",
-           *_LAZY]
+           "InsufficientSpaceError", "WriteFailedError", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

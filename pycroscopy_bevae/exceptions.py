@@ -8,7 +8,7 @@ class (``ValueError``, ``FileNotFoundError``) so generic handlers still work.
 from __future__ import annotations
 
 __all__ = ["BevaeError", "BEPSFormatError", "ParameterError", "MissingFileError",
-           "FileInUseError", "DataQualityWarning"]
+           "FileInUseError", "InsufficientSpaceError", "WriteFailedError", "DataQualityWarning"]
 
 
 class BevaeError(Exception):
@@ -38,6 +38,21 @@ class FileInUseError(BevaeError, OSError):
 
     HDF5 locks a file while a program writes to it; close it there (e.g. the other
     notebook kernel) and try again.
+    """
+
+
+class InsufficientSpaceError(BevaeError, OSError):
+    """The disk or the process's file-size limit (``ulimit -f``) cannot hold the results.
+
+    Raised before anything is written: the file is unchanged.
+    """
+
+
+class WriteFailedError(BevaeError, OSError):
+    """Writing results failed part way for lack of space (the disk filled up meanwhile).
+
+    The partial results of the failed call are removed again, so the file keeps what it
+    held before and still opens.
     """
 
 

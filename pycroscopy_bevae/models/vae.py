@@ -298,6 +298,43 @@ class BetaVAE(BaseEstimator):
         _validate(out)
         return out
 
+    def storage_estimate(self, n: int, n_steps: int, n_channels: int) -> dict:
+        """Numbers that size what training on ``n`` spectra of ``(n_steps, n_channels)``
+        stores, computed from the parameters alone (no network is built).
+
+        Returns
+        -------
+        dict
+            ``weights`` (number of weights, incl. normalisation statistics; an upper
+            bound), ``snapshots`` (how many the schedule takes) and ``latent_dim``.
+
+        Examples
+        --------
+        >>> BetaVAE(preset="fast").storage_estimate(100, 96, 2)["snapshots"]
+        15
+        """
+        p = self.resolved_params()
+        u, e, lat = p["units"], p["embedding_dim"], p["latent_dim"]
+
+        def bilstm(d_in: int) -> int:
+            return 2 * 4 * u * (d_in + u + 1)
+
+        def blocks(d_in: int) -> int:
+            total, d = 0, d_in
+            for _ in range(p["n_blocks"]):
+                for _ in range(p["layers_per_block"]):
+                    total += bilstm(d)
+                    d = 2 * u
+                total += (d_in + 1) * 2 * u + 2 * max(n_steps, 2 * u)  # skip, LayerNorm
+                d_in = d
+            return total
+
+        enc = blocks(n_channels) + bilstm(2 * u if p["n_blocks"] else n_channels) + 4 * 2 * u \
+            + (2 * u + 1) * e + 2 * (e + 1) * lat
+        dec = (lat + 1) * e + bilstm(e) + blocks(2 * u) + (2 * u + 1) * n_channels
+        snaps = sum(self._snapshot_due(ep, p) for ep in range(int(p["epochs"])))
+        return {"weights": int(enc + dec), "snapshots": int(snaps), "latent_dim": int(lat)}
+
     # ---- training ---------------------------------------------------------------------
     def fit(self, X: np.ndarray, X_val: np.ndarray | None = None, progress: bool = True,
             on_epoch_end: Callable[[int, BetaVAE], None] | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 
@@ -10,6 +11,7 @@ from pyUSID.processing import Process
 
 from ..exceptions import DataQualityWarning, ParameterError
 from ..io.sidpy_conv import usid_to_sidpy
+from ..io.space import WriteFailedError, reserved_space
 from ..io.usid import package_versions, quiet_pyusid, write_attrs
 
 __all__ = ["BevaeProcess", "GlobalFitProcess", "clear_group"]
@@ -83,10 +85,44 @@ class BevaeProcess(Process):
         h5py.Group
             The results group (existing one for identical parameters).
         """
-        with quiet_pyusid():
-            grp = super().compute(override, *args, **kwargs)
-        self._finalize()
+        writes = override or not self.duplicate_h5_groups
+        with self._room() if writes else contextlib.nullcontext():
+            with quiet_pyusid():
+                grp = super().compute(override, *args, **kwargs)
+            self._finalize()
         return grp
+
+    def _result_bytes(self) -> int:
+        """Estimated size of the results' raw data (bytes), for :meth:`_room`."""
+        return 0
+
+    @contextlib.contextmanager
+    def _room(self):
+        """Context in which results are written: room for :meth:`_result_bytes` checked
+        and reserved in the results' file first
+        (:func:`~pycroscopy_bevae.io.space.reserved_space`). If a write fails for lack of
+        space anyway, a results group created by this call is removed again, so the file
+        keeps only what it held before (HDF5 could otherwise not open it any more)."""
+        target = self._h5_target_group
+        f = target.file if target is not None else self.h5_main.file
+        before = {g.name for g in self.partial_h5_groups}
+        try:
+            with reserved_space(f, self._result_bytes(), type(self).__name__):
+                yield
+        except WriteFailedError as exc:
+            grp = self.h5_results_grp
+            if grp is not None and grp.name not in before:
+                name = grp.name
+                with contextlib.suppress(Exception):
+                    del grp.file[name]
+                with contextlib.suppress(Exception):
+                    f.flush()
+                msg = f"the partial results group '{name}' was removed"
+            else:
+                msg = "the partial results group is kept for resuming"
+            raise WriteFailedError(
+                f"{exc}; {msg} and the file's earlier contents are intact. Free space (or "
+                "raise the file-size limit) and run the same call again") from exc.__cause__
 
     def _finalize(self) -> None:
         """Hook run after a successful compute (subclasses write summary attributes)."""
@@ -189,8 +225,9 @@ class GlobalFitProcess(BevaeProcess):
             return self.h5_results_grp
         if override:
             self.partial_h5_groups = []
-        self._fit_and_write()
-        self._mark_complete()
+        with self._room():
+            self._fit_and_write()
+            self._mark_complete()
         return self.h5_results_grp
 
     def _fit_and_write(self) -> None:  # pragma: no cover - abstract

@@ -154,6 +154,11 @@ tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
         return {"positions": pos, "coefficients": codes, "dictionary": learner.components_,
                 "reconstruction": recon, "mse": mse, "learner": learner}
 
+    def _result_bytes(self) -> int:
+        n, k = self.h5_main.shape[0], int(self.parms_dict["n_components"])
+        n_feat = sum(self.sources.steps)
+        return (n * (k + n_feat + 1) + k * n_feat) * 8
+
     def _fit_and_write(self) -> None:
         src = self.sources
         X = stack_features(src.read())

@@ -181,6 +181,11 @@ class LoopProjector(BevaeProcess):
     def _unit_computation(self, *args, **kwargs) -> None:
         self._results = self._project(self.data)
 
+    def _result_bytes(self) -> int:
+        n, m = self.h5_main.shape
+        size = np.result_type(self.h5_main.dtype["Amplitude [V]"], np.float32).itemsize
+        return n * (2 * m * size + 8 * len(self._loop_columns) + 3)
+
     def _create_results_datasets(self) -> None:
         src = self.h5_main
         grp = create_results_group(src, self.process_name, h5_parent_group=self._h5_target_group)

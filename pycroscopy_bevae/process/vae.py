@@ -183,6 +183,16 @@ class BetaVAEProcess(GlobalFitProcess):
 
         return [g for g in dups if same(g)], [g for g in partial if same(g)]
 
+    def _result_bytes(self) -> int:
+        n, steps, n_mod = self.h5_main.shape[0], self.sources.steps[0], len(self.sources.names)
+        est = self.vae.storage_estimate(n, steps, n_mod)
+        w, s, lat = est["weights"] * 4, est["snapshots"], est["latent_dim"]
+        epochs = int(self.vae.resolved_params()["epochs"])
+        results = n * (2 * lat + n_mod * steps + 1 + n_mod) * 8
+        snapshots = s * (w + 3 * n * lat * 4)  # Model/Snapshots (weights, mu, logvar) + maps
+        checkpoints = 2 * (3 * w + epochs * 10 * 8)  # Checkpoint and Checkpoint_new (Adam)
+        return results + snapshots + checkpoints + w
+
     # ---- data --------------------------------------------------------------------------
     def _scaled_input(self, positions=None) -> tuple[np.ndarray, MultiScaler]:
         mods = self.sources.read(positions)
