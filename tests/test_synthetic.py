@@ -8,6 +8,8 @@ import pytest
 
 from pycroscopy_bevae import ParameterError
 from pycroscopy_bevae.datasets import (
+    FACTOR_MECHANISMS,
+    FACTORS,
     MECHANISMS,
     make_synthetic_beps,
     triangle_waveform,
@@ -148,3 +150,103 @@ def test_new_files_appear_only_when_complete(tmp_path):
         f.create_dataset("x", data=[1, 2, 3])
     with h5py.File(target, "r") as f:
         assert f["x"][()].tolist() == [1, 2, 3]
+
+
+# ---- variant='factors': a benchmark that linear models cannot solve ---------------------
+@pytest.fixture(scope="module")
+def factor_map(tmp_path_factory):
+    path = tmp_path_factory.mktemp("factors") / "factors.h5"
+    write_synthetic_beps(path, shape=(30, 30), seed=2, variant="factors")
+    return path
+
+
+def test_default_variant_is_the_original_map(tmp_path):
+    a = write_synthetic_beps(tmp_path / "a.h5", shape=(5, 6), seed=9)
+    b = write_synthetic_beps(tmp_path / "b.h5", shape=(5, 6), seed=9, variant="mechanisms")
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        assert "variant" not in fa.attrs and "variant" not in fb.attrs
+        for name in ("Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit",
+                     "Ground_Truth/Piezoresponse", "Ground_Truth/Mechanism"):
+            assert fa[name][()].tobytes() == fb[name][()].tobytes()
+        assert sorted(fa["Ground_Truth/Loop_Parameters"]) == sorted(fb[
+            "Ground_Truth/Loop_Parameters"])
+
+
+def test_factor_ground_truth(factor_map):
+    with h5py.File(factor_map, "r") as f:
+        assert f.attrs["variant"] == "factors"
+        params = f["Ground_Truth/Loop_Parameters"]
+        assert [str(x) for x in params.attrs["factors"]] == list(FACTORS)
+        truth = {k: params[k][()] for k in FACTORS}
+        mech = f["Ground_Truth/Mechanism"]
+        labels = mech[()].ravel()
+        assert [str(x) for x in mech.attrs["labels"]] == list(FACTOR_MECHANISMS)
+    assert set(np.unique(labels)) == {0, 1} and 0.25 < labels.mean() < 0.75
+    for name, (lo, hi) in FACTORS.items():
+        y = truth[name]
+        ok = np.isfinite(y)
+        # defined everywhere, except the second step where a position switches once
+        np.testing.assert_array_equal(ok, labels == 1 if name.startswith("step_") else True)
+        assert lo <= y[ok].min() and y[ok].max() <= hi
+        assert y[ok].max() - y[ok].min() > 0.6 * (hi - lo), name  # spread over the range
+    both = labels == 1
+    corr = np.corrcoef(np.array([truth[k][both] for k in FACTORS]))
+    assert np.abs(corr - np.eye(len(FACTORS))).max() < 0.35  # nearly independent factors
+
+
+def test_factor_loops_follow_their_factors():
+    s = make_synthetic_beps(shape=(12, 12), seed=3, variant="factors", noise=0.0,
+                            failed_fraction=0.0)
+    loops = s.true_piezoresponse[:, -1, :, 1] / 1e-4  # last cycle, remanent, loop units
+    v = s.dc
+    rising = (np.gradient(np.r_[v[-1:], v, v[:1]])[1:-1] > 0) & (v > -v.max())
+    p = s.parameters
+    one = np.flatnonzero(np.isnan(p["step_voltage"]))
+    two = np.flatnonzero(np.isfinite(p["step_voltage"]))
+    assert len(one) > 10 and len(two) > 10
+    vv = v[rising]
+    for i in one[:10]:  # the rising branch is half switched at imprint + coercive voltage
+        branch = loops[i, rising]
+        cross = vv[np.argmin(np.abs(branch - 0.5 * (branch.max() + branch.min())))]
+        assert abs(cross - (p["imprint"][i] + p["coercive_voltage"][i])) < 0.8
+    checked = 0
+    for i in two:  # between the two steps the loop rests at 1 - 2 h (plus the slope)
+        c1 = p["imprint"][i] + p["coercive_voltage"][i]
+        c2 = p["imprint"][i] + p["step_voltage"][i]
+        if c2 - c1 < 4 * p["switching_width"][i] + 1:
+            continue
+        k = np.argmin(np.abs(vv - 0.5 * (c1 + c2)))
+        expect = 1 - 2 * p["step_height"][i] + 0.004 * vv[k]
+        assert abs(loops[i, rising][k] - expect) < 0.1
+        checked += 1
+    assert checked >= 3
+
+
+def test_linear_models_leave_structure_at_as_many_components_as_factors(factor_map):
+    from sklearn.decomposition import PCA
+
+    from pycroscopy_bevae import LoopProjector
+    from pycroscopy_bevae.analysis import ground_truth_r2
+    from pycroscopy_bevae.preprocessing import MultiScaler, stack_channels
+    from pycroscopy_bevae.process.sources import LoopSources
+
+    with h5py.File(factor_map, "r+") as f:
+        grp = LoopProjector(f, progress=False).compute()
+        mods = LoopSources.from_input(grp, cycle=None, field="off").read()
+        truth = {k: v[()] for k, v in f["Ground_Truth/Loop_Parameters"].items()}
+    X = stack_channels(MultiScaler("global").fit(mods).transform(mods)).reshape(900, -1)
+    pca = PCA(len(FACTORS)).fit(X)
+    z = pca.transform(X)
+    assert pca.explained_variance_ratio_.sum() < 0.9  # structured residual at k = 6
+    r2 = {k: ground_truth_r2(z[np.isfinite(y)], y[np.isfinite(y)])[0]
+          for k, y in truth.items()}
+    assert min(r2.values()) < 0.7, r2  # some factors are not linear functions of the loops
+    assert r2["coercive_voltage"] > 0.9  # but the projection itself is sound
+
+
+def test_factor_variant_refuses_bad_settings(tmp_path):
+    with pytest.raises(ParameterError, match="variant must be one of"):
+        write_synthetic_beps(tmp_path / "x.h5", shape=(3, 3), variant="nonlinear")
+    with pytest.raises(ParameterError, match="v_max >= 16"):
+        make_synthetic_beps(shape=(3, 3), variant="factors", v_max=10.0)
+    assert not (tmp_path / "x.h5").exists()

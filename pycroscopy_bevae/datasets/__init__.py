@@ -1,15 +1,18 @@
 """Generated data: the synthetic BEPS map with ground truth."""
 
 from .synthetic_beps import (
+    FACTOR_MECHANISMS,
+    FACTORS,
     MECHANISMS,
+    VARIANTS,
     SyntheticBEPS,
     make_synthetic_beps,
     triangle_waveform,
     write_synthetic_beps,
 )
 
-__all__ = ["MECHANISMS", "SyntheticBEPS", "make_synthetic_beps", "triangle_waveform",
-           "write_synthetic_beps"]
+__all__ = ["FACTORS", "FACTOR_MECHANISMS", "MECHANISMS", "VARIANTS", "SyntheticBEPS",
+           "make_synthetic_beps", "triangle_waveform", "write_synthetic_beps"]
 from .toy import (  # noqa: E402
     ToySet,
     default_image,

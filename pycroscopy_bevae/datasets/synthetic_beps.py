@@ -9,6 +9,12 @@ shifted) region around a defect.  Loop parameters vary smoothly inside each
 region; each position has its own instrument phase so loop projection is
 needed; the SHO fits carry noise and a small fraction of failed fits.
 
+``variant='factors'`` writes a map that linear models cannot summarise: every loop is
+a non-linear function of six continuous factors (:data:`FACTORS`), each varying over
+the map in small patches independently of the others, and a position switches in one
+step or, inside ferroelastic domains, in two (``/Ground_Truth/Mechanism``:
+:data:`FACTOR_MECHANISMS`). The factors are stored in ``/Ground_Truth/Loop_Parameters``.
+
 Layout (as BGlib's translator and SHO fitter write it)::
 
     /Measurement_000                       instrument-like attributes
@@ -32,11 +38,23 @@ from ..exceptions import ParameterError
 from ..io.beps import SHO_FIELDS
 from ..io.usid import check_new_file, make_dims, new_h5_file, write_attrs, write_main
 
-__all__ = ["MECHANISMS", "SyntheticBEPS", "make_synthetic_beps", "write_synthetic_beps",
-           "triangle_waveform"]
+__all__ = ["MECHANISMS", "FACTORS", "FACTOR_MECHANISMS", "VARIANTS", "SyntheticBEPS",
+           "make_synthetic_beps", "write_synthetic_beps", "triangle_waveform"]
 
 #: Mechanism label -> name, as stored in ``/Ground_Truth/Mechanism`` attributes.
 MECHANISMS = ("c_domain", "a_domain", "ferroelastic", "imprint")
+#: Map variants: four mechanisms with smoothly varying parameters (default), or loops
+#: driven by six independent continuous factors.
+VARIANTS = ("mechanisms", "factors")
+#: Factors of ``variant='factors'`` (stored under ``/Ground_Truth/Loop_Parameters``) and
+#: their ranges: coercive voltage (V), switching width (V, the inverse sharpness), voltage
+#: of the second switching step (V; NaN where a position switches in one step), fraction
+#: of the loop switched at that second step, imprint (V), resonance softening depth (Hz).
+FACTORS = {"coercive_voltage": (3.0, 9.0), "switching_width": (0.4, 2.0),
+           "step_voltage": (11.0, 13.5), "step_height": (0.3, 0.65),
+           "imprint": (-2.5, 2.5), "softening": (2e3, 1e4)}
+#: Mechanism labels of ``variant='factors'``.
+FACTOR_MECHANISMS = ("one_step", "two_step")
 
 _MAX_RAW_POSITIONS = 400
 _RAW_BINS = 16
@@ -124,6 +142,7 @@ def make_synthetic_beps(
     v_max: float = 16.0,
     noise: float = 0.04,
     failed_fraction: float = 0.003,
+    variant: str = "mechanisms",
 ) -> SyntheticBEPS:
     """Generate the arrays of a synthetic BEPS map with ground truth.
 
@@ -147,6 +166,11 @@ def make_synthetic_beps(
         Standard deviation of the complex noise relative to the saturated loop amplitude.
     failed_fraction : float
         Fraction of SHO fits that failed (half NaN, half garbage with low R2).
+    variant : {'mechanisms', 'factors'}
+        ``'mechanisms'``: four switching mechanisms in regions (default; unchanged
+        values for a seed). ``'factors'``: loops driven non-linearly by the six
+        continuous factors of :data:`FACTORS` (a benchmark that linear models cannot
+        solve at as many components as factors).
 
     Returns
     -------
@@ -158,7 +182,7 @@ def make_synthetic_beps(
     >>> s.amplitude.shape, s.mechanism.shape
     ((42, 2, 96, 2), (6, 7))
     """
-    plan = _Plan.create(shape, seed, n_steps, n_cycles, v_max, noise, failed_fraction)
+    plan = _Plan.create(shape, seed, n_steps, n_cycles, v_max, noise, failed_fraction, variant)
     c = plan.block(0, plan.n_pos, _sequential_draws(plan.rng))
     return SyntheticBEPS(
         shape=plan.shape,
@@ -257,11 +281,13 @@ class _Plan:
     noise: float
     failed_fraction: float
     rng: np.random.Generator
+    variant: str = "mechanisms"
 
     scale = 1e-4  # volts: the amplitude scale of real BE responses
 
     @classmethod
-    def create(cls, shape, seed, n_steps, n_cycles, v_max, noise, failed_fraction) -> _Plan:
+    def create(cls, shape, seed, n_steps, n_cycles, v_max, noise, failed_fraction,
+               variant="mechanisms") -> _Plan:
         shape = _check_shape(shape)
         if n_steps < 8 or n_steps % 4:
             raise ParameterError(f"n_steps must be a multiple of 4 and >= 8, got {n_steps}")
@@ -271,7 +297,15 @@ class _Plan:
             raise ParameterError(f"failed_fraction must be in [0, 0.5), got {failed_fraction}")
         if noise < 0:
             raise ParameterError(f"noise must be >= 0, got {noise}")
+        if variant not in VARIANTS:
+            raise ParameterError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        if variant == "factors" and v_max < 16.0:
+            raise ParameterError(f"variant='factors' needs v_max >= 16 V (its second switching "
+                                 f"step reaches 16 V), got {v_max}")
         rng = np.random.default_rng(seed)
+        if variant == "factors":
+            return cls._create_factors(shape, rng, n_steps, n_cycles, v_max, noise,
+                                       failed_fraction)
         n_pos = shape[0] * shape[1]
         labels = _mechanism_map(shape, rng)
         mech = labels.ravel()
@@ -307,6 +341,45 @@ class _Plan:
                    phi0=phi0, perp=perp, q0=q0, noise=noise,
                    failed_fraction=failed_fraction, rng=rng)
 
+    @classmethod
+    def _create_factors(cls, shape, rng, n_steps, n_cycles, v_max, noise,
+                        failed_fraction) -> _Plan:
+        """``variant='factors'``: six independent factors, each a smooth field over small
+        patches mapped to a uniform distribution over its range."""
+        from scipy.special import ndtr
+
+        n_pos = shape[0] * shape[1]
+
+        def factor(name: str) -> np.ndarray:
+            lo, hi = FACTORS[name]
+            return lo + (hi - lo) * ndtr(_smooth_field(rng, shape, 0.03).ravel())
+
+        two_step = _smooth_field(rng, shape, 0.06).ravel() > 0  # ferroelastic domains
+        vc, width = factor("coercive_voltage"), factor("switching_width")
+        vc2, height = factor("step_voltage"), factor("step_height")
+        imprint, soften = factor("imprint"), factor("softening")
+        ones = np.ones(n_pos)
+        phi0 = np.angle(np.exp(1j * (1.0 + 1.6 * _smooth_field(rng, shape, 0.35).ravel()
+                                     + 0.05 * rng.standard_normal(n_pos))))
+        perp = 0.06 * _smooth_field(rng, shape, 0.3).ravel()
+        q0 = 180 + 25 * _smooth_field(rng, shape, 0.2).ravel()
+        dc = triangle_waveform(n_steps, v_max)
+        rising = np.gradient(np.concatenate([dc[-1:], dc, dc[:1]]))[1:-1] > 0
+        step = np.where(two_step, height, 0.0)
+        labels = two_step.astype(np.int8).reshape(shape)
+        return cls(shape=shape, n_pos=n_pos, dc=dc, rising=rising, field_values=np.array([1, 0]),
+                   n_cycles=int(n_cycles), labels=labels, mech=labels.ravel(),
+                   loop_params=dict(amp=ones, width=width, vc=vc, imprint=imprint,
+                                    slope=0.004 * ones, offset=0.0 * ones,
+                                    vc2=np.where(two_step, vc2, np.nan), step=step,
+                                    f0=1.325e6 * ones, soften=soften, harden=9e3 * step),
+                   phi0=phi0, perp=perp, q0=q0, noise=noise,
+                   failed_fraction=failed_fraction, rng=rng, variant="factors")
+
+    @property
+    def mechanism_names(self) -> tuple[str, ...]:
+        return FACTOR_MECHANISMS if self.variant == "factors" else MECHANISMS
+
     @property
     def n_spec(self) -> int:
         return self.n_cycles * self.dc.size * 2
@@ -317,6 +390,11 @@ class _Plan:
 
     def parameters(self) -> dict:
         lp, s = self.loop_params, self.scale
+        if self.variant == "factors":
+            return {"coercive_voltage": lp["vc"], "switching_width": lp["width"],
+                    "step_voltage": lp["vc2"],
+                    "step_height": np.where(np.isnan(lp["vc2"]), np.nan, lp["step"]),
+                    "imprint": lp["imprint"], "softening": lp["soften"]}
         return {
             "amplitude": lp["amp"] * s, "coercive_up": lp["vc"] + lp["imprint"],
             "coercive_down": lp["imprint"] - lp["vc"],
@@ -349,7 +427,11 @@ class _Plan:
         c2_up = p["imprint"] + np.nan_to_num(p["vc2"]) * wake
         c2_dn = p["imprint"] - np.nan_to_num(p["vc2"]) * wake
         s2 = _branch_sigmoid(v, up, c2_up, c2_dn, p["width"])
-        state = np.where(two_step, 0.5 * (s1 + s2), s1)
+        if "step" in p:  # variant 'factors': a fraction 'step' switches at the second step
+            two_step = p["step"] > 0
+            state = (1 - p["step"]) * s1 + p["step"] * s2
+        else:
+            state = np.where(two_step, 0.5 * (s1 + s2), s1)
         loop = p["offset"] + p["amp"] * state + p["slope"] * v
         loop = loop + np.where(inf, 0.03 * v, 0.0)  # electrostatic contribution in field
         # resonance: softening while switching, hardening in the intermediate ferroelastic
@@ -450,7 +532,7 @@ def write_synthetic_beps(
         1,365 positions of 384 steps). Only memory use and speed depend on it.
     **kwargs
         Passed to :func:`make_synthetic_beps` (``n_steps``, ``n_cycles``, ``v_max``,
-        ``noise``, ``failed_fraction``).
+        ``noise``, ``failed_fraction``, ``variant``).
 
     Returns
     -------
@@ -506,6 +588,8 @@ def write_synthetic_beps(
     with new_h5_file(path) as f:
         write_attrs(f, {"data_type": "BEPSData", "translator": "pycroscopy_bevae.synthetic",
                         "synthetic": True, "seed": int(seed), "generator_version": __version__})
+        if plan.variant != "mechanisms":  # the default file stays as it was
+            f.attrs["variant"] = plan.variant
         meas = f.create_group("Measurement_000")
         write_attrs(meas, {
             "data_type": "BEPSData", "VS_mode": "DC modulation mode",
@@ -578,7 +662,7 @@ def _create_truth(f: h5py.File, plan: _Plan, fit: h5py.Dataset) -> h5py.Group:
                       "positively with the DC bias",
     })
     mech = gt.create_dataset("Mechanism", data=plan.labels)
-    write_attrs(mech, {"labels": list(MECHANISMS), "shape": "rows x cols (Y x X)"})
+    write_attrs(mech, {"labels": list(plan.mechanism_names), "shape": "rows x cols (Y x X)"})
     gt.create_dataset("Piezoresponse", shape=(n_pos, n_spec), dtype=np.float64)
     gt["Piezoresponse"].attrs["units"] = "V"
     gt.create_dataset("Resonance", shape=(n_pos, n_spec), dtype=np.float64)
@@ -589,4 +673,8 @@ def _create_truth(f: h5py.File, plan: _Plan, fit: h5py.Dataset) -> h5py.Group:
     params = gt.create_group("Loop_Parameters")
     for name, arr in plan.parameters().items():
         params.create_dataset(name, data=np.asarray(arr, dtype=float))
+    if plan.variant == "factors":
+        write_attrs(params, {"factors": list(FACTORS), "description": (
+            "the independent factors that generate every loop (NaN: not defined at a "
+            "position that switches in one step)")})
     return gt
