@@ -1,5 +1,6 @@
 """Metrics and validation: numbers, no plotting."""
 
+from .compare import factor_scores, linear_baselines, mechanism_accuracy, modality_mse
 from .metrics import angle_difference, rowwise_correlation
 from .results import ModelResult, find_results, read_ground_truth, read_model_result
 from .validation import (
@@ -21,9 +22,13 @@ __all__ = [
     "best_median_worst",
     "cluster_agreement",
     "error_per_index",
+    "factor_scores",
     "find_results",
     "ground_truth_r2",
     "latent_traversal",
+    "linear_baselines",
+    "mechanism_accuracy",
+    "modality_mse",
     "read_ground_truth",
     "read_model_result",
     "rowwise_correlation",
