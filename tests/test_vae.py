@@ -152,3 +152,26 @@ def test_auto_beta_makes_kl_the_requested_share(toy_x):
     mse, kl = h["mse"][1], h["kl"][1]  # last primed epoch
     assert vae.beta_start_ == pytest.approx(0.6 * mse / (0.4 * kl))
     assert h["beta"][2] == pytest.approx(vae.beta_start_)
+
+
+def test_numpy_scalars_are_plain_numbers_and_non_numbers_are_refused():
+    import json
+
+    vae = BetaVAE(epochs=np.int64(3), batch_size=np.int32(16), learning_rate=np.float32(1e-3),
+                  random_state=np.uint8(7), lambda_mode=np.str_("follow"))
+    p = vae.resolved_params()
+    assert (p["epochs"], p["batch_size"], p["random_state"]) == (3, 16, 7)
+    assert type(p["epochs"]) is int and type(p["learning_rate"]) is float
+    assert p["learning_rate"] == pytest.approx(1e-3)
+    json.dumps(p)  # stored as JSON with the model: plain types only
+    for kw, name in ((dict(learning_rate=True), "learning_rate"),
+                     (dict(epochs=2.0), "epochs"),
+                     (dict(batch_size="16"), "batch_size"),
+                     (dict(beta_start=float("inf")), "beta_start"),
+                     (dict(beta_step=float("nan")), "beta_step"),
+                     (dict(kl_fraction="half"), "kl_fraction"),
+                     (dict(random_state="abc"), "random_state"),
+                     (dict(random_state=-1), "random_state"),
+                     (dict(strategy=5), "strategy")):
+        with pytest.raises(ParameterError, match=name):
+            BetaVAE(**kw).resolved_params()

@@ -152,3 +152,29 @@ def test_crafted_model_cannot_execute_code(reference_run, tmp_path):
         with pytest.raises(BEPSFormatError, match="not valid JSON"):
             load_beta_vae(grp)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_numpy_parameters_train_and_bad_ones_write_nothing(tmp_path, _projected_master):
+    import json
+    import shutil
+
+    import h5py
+
+    from pycroscopy_bevae import BetaVAEProcess, ParameterError
+
+    path = tmp_path / "np.h5"
+    shutil.copy(_projected_master, path)
+    with h5py.File(path, "r+") as f:
+        proj = f[PROJ]
+        before = set(proj)
+        for bad in (dict(random_state="abc"), dict(random_state=-1), dict(strategy=5),
+                    dict(learning_rate=True), dict(beta_start=float("inf"))):
+            with pytest.raises(ParameterError, match=next(iter(bad))):
+                BetaVAEProcess(proj, progress=False, **bad)
+        assert set(proj) == before  # refused before the first byte
+        kw = {k: v for k, v in TINY.items() if k not in ("progress", "checkpoint_every")}
+        grp = BetaVAEProcess(proj, progress=False, checkpoint_every=np.int64(1),
+                             **{**kw, "epochs": np.int64(2), "batch_size": np.int32(16),
+                                "learning_rate": np.float32(1e-3)}).compute()
+        config = json.loads(grp["Model"].attrs["config"])
+        assert config["params"]["epochs"] == 2 and grp.attrs["epochs"] == 2

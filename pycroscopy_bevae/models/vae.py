@@ -279,10 +279,20 @@ class BetaVAE(BaseEstimator):
 
     # ---- parameters -------------------------------------------------------------------
     def resolved_params(self) -> dict:
-        """Every training parameter after applying the preset (plain values)."""
+        """Every training parameter after applying the preset (plain values).
+
+        Numpy scalars are taken as the Python numbers, strings and flags they stand for.
+
+        Examples
+        --------
+        >>> BetaVAE(epochs=np.int64(3), learning_rate=np.float32(1e-3)).resolved_params()["epochs"]
+        3
+        """
         if isinstance(self.strategy, str) and self.strategy not in STRATEGIES:
             raise ParameterError(f"strategy must be None, one of {STRATEGIES} or a "
                                  f"tf.distribute.Strategy, got {self.strategy!r}")
+        if self.strategy is not None and not isinstance(self.strategy, str):
+            resolve_strategy(self.strategy)  # an instance: refused here if it is not one
         if self.preset is not None and self.preset not in PRESETS:
             raise ParameterError(f"unknown preset {self.preset!r}; choose one of "
                                  f"{sorted(PRESETS)} or None")
@@ -291,7 +301,7 @@ class BetaVAE(BaseEstimator):
         out = {}
         for name in _PARAMS:
             val = getattr(self, name)
-            out[name] = base.get(name) if val is None else val
+            out[name] = _plain(base.get(name) if val is None else val)
         missing = [k for k, v in out.items() if v is None]
         if missing:
             raise ParameterError(f"parameters {missing} have no value: set them or use a preset")
@@ -863,29 +873,52 @@ def _as_3d(X: np.ndarray, name: str) -> np.ndarray:
     return X
 
 
+def _plain(value):
+    """A numpy scalar as the plain Python value it stands for (others unchanged)."""
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.str_):
+        return str(value)
+    return value
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _validate(p: dict) -> None:
     ints = ("units", "n_blocks", "layers_per_block", "embedding_dim", "latent_dim",
             "batch_size", "step_epochs")
     for k in ints:
-        if isinstance(p[k], bool) or not isinstance(p[k], (int, np.integer)) or p[k] < 1:
+        if not _is_int(p[k]) or p[k] < 1:
             raise ParameterError(f"{k} must be a positive integer, got {p[k]!r}")
     for k in ("epochs", "prime_epochs", "snapshot_every"):
-        if isinstance(p[k], bool) or not isinstance(p[k], (int, np.integer)) or p[k] < 0:
+        if not _is_int(p[k]) or p[k] < 0:
             raise ParameterError(f"{k} must be a non-negative integer, got {p[k]!r}")
     if p["epochs"] < 1:
         raise ParameterError(f"epochs must be >= 1, got {p['epochs']!r}")
     for k in ("learning_rate", "mse_tolerance"):
-        if not (isinstance(p[k], (int, float)) and math.isfinite(p[k]) and p[k] > 0):
-            raise ParameterError(f"{k} must be a positive number, got {p[k]!r}")
+        if not (_is_number(p[k]) and p[k] > 0):
+            raise ParameterError(f"{k} must be a finite positive number, got {p[k]!r}")
     for k in ("beta_step", "lambda0", "lambda_step", "kl_threshold"):
-        if not (isinstance(p[k], (int, float)) and math.isfinite(p[k]) and p[k] >= 0):
-            raise ParameterError(f"{k} must be a number >= 0, got {p[k]!r}")
-    if p["beta_start"] != "auto" and not (isinstance(p["beta_start"], (int, float))
-                                          and p["beta_start"] >= 0):
-        raise ParameterError(f"beta_start must be 'auto' or a number >= 0, got "
+        if not (_is_number(p[k]) and p[k] >= 0):
+            raise ParameterError(f"{k} must be a finite number >= 0, got {p[k]!r}")
+    if p["beta_start"] != "auto" and not (_is_number(p["beta_start"]) and p["beta_start"] >= 0):
+        raise ParameterError(f"beta_start must be 'auto' or a finite number >= 0, got "
                              f"{p['beta_start']!r}")
-    if not 0 < p["kl_fraction"] < 1:
-        raise ParameterError(f"kl_fraction must be in (0, 1), got {p['kl_fraction']!r}")
+    if not (_is_number(p["kl_fraction"]) and 0 < p["kl_fraction"] < 1):
+        raise ParameterError(f"kl_fraction must be a number in (0, 1), got {p['kl_fraction']!r}")
+    if not _is_int(p["random_state"]) or not 0 <= p["random_state"] < 2**32:
+        raise ParameterError(f"random_state must be an integer in [0, 2**32), got "
+                             f"{p['random_state']!r}")
     choices = {"lambda_mode": ("follow", "step"), "kl_reduction": ("mean", "sum"),
                "layer_norm_axis": ("time", "features"), "precision": PRECISIONS}
     for k, allowed in choices.items():

@@ -146,12 +146,14 @@ class BetaVAEProcess(GlobalFitProcess):
         if n_active is not None and (isinstance(n_active, bool) or not
                                      isinstance(n_active, (int, np.integer)) or n_active < 0):
             raise ParameterError(f"n_active must be a non-negative integer, got {n_active!r}")
+        if isinstance(checkpoint_every, (np.integer, np.bool_)):
+            checkpoint_every = checkpoint_every.item()
         if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) \
                 or checkpoint_every < 1:
             raise ParameterError(f"checkpoint_every must be a positive integer, got "
                                  f"{checkpoint_every!r}")
         self.scaling = scaling
-        self.n_active = n_active
+        self.n_active = None if n_active is None else int(n_active)
         self.checkpoint_every = checkpoint_every
         self.progress = progress
         if stream == "auto":

@@ -1,0 +1,191 @@
+"""The beta-VAE against the linear baselines on equal terms (the beta-VAE issue, item 1).
+
+Run by hand::
+
+    python benchmarks/bench_equal_terms.py [--data toy pzt factors] [--ks 3 5 6]
+        [--seeds 0 1 2] [--vae] [--preset fast] [--set k=v ...]
+
+For each data set, on the same scaled matrix the beta-VAE trains on:
+
+* PCA-k and dictionary learning with k atoms (OMP codes with k non-zeros, and the lasso
+  codes of the fit), for every k and seed: reconstruction MSE overall and per modality;
+* with ``--vae``, the beta-VAE (preset + ``--set`` overrides) trained once per seed; for
+  every k the latest snapshot with exactly k active channels (KL >= ``kl_threshold``)
+  gives its deterministic reconstruction MSE and its embedding (the active channels);
+* where the truth is known: recovery of each factor (cross-validated k-NN R^2 from the
+  embedding), disentanglement (best single channel's R^2 and its gap to the second), and
+  mechanism classification (cross-validated random forest accuracy).
+
+Data: ``toy`` (10,000 RGB spectra x 25 steps, per-step scaling; factors R, G, B),
+``pzt`` (the real 3600 x 96 x 2 map, global scaling, from ``../shared/data``; no
+ground truth), ``factors`` (a 40 x 40 synthetic map with ``variant='factors'``,
+projected, remanent loops of the last cycle, global scaling; six known factors and
+one- vs two-step mechanism). Prints one table per data set: the median over seeds and
+the worst seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pycroscopy_bevae.analysis import factor_scores, linear_baselines, mechanism_accuracy
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def toy_data(n: int = 10_000):
+    from pycroscopy_bevae.datasets import toy_training_set
+    from pycroscopy_bevae.preprocessing import LoopScaler
+
+    tr = toy_training_set(n, seed=0)
+    X = LoopScaler("step").fit_transform(tr.spectra)[..., None]
+    return X, {"R": tr.rgb[:, 0], "G": tr.rgb[:, 1], "B": tr.rgb[:, 2]}, None
+
+
+def pzt_data():
+    folder = DATA / "pzt_beps"
+    if not folder.exists():
+        return None
+    from pycroscopy_bevae.preprocessing import stack_channels
+
+    p = np.load(folder / "pizoresponse.npy")[:, :, 0]
+    r = np.load(folder / "resonance.npy")
+    return stack_channels([p, r]), None, None
+
+
+def factor_data(size: int = 40, seed: int = 0):
+    import h5py
+
+    from pycroscopy_bevae import LoopProjector, write_synthetic_beps
+    from pycroscopy_bevae.preprocessing import MultiScaler, stack_channels
+    from pycroscopy_bevae.process.sources import LoopSources
+
+    path = os.path.join(tempfile.mkdtemp(), "factors.h5")
+    write_synthetic_beps(path, shape=(size, size), seed=seed, variant="factors")
+    with h5py.File(path, "r+") as f:
+        grp = LoopProjector(f, progress=False).compute()
+        mods = LoopSources.from_input(grp, cycle=None, field="off").read()
+        truth = {k: v[()] for k, v in f["Ground_Truth/Loop_Parameters"].items()}
+        labels = f["Ground_Truth/Mechanism"][()].ravel()
+    return stack_channels(MultiScaler("global").fit(mods).transform(mods)), truth, labels
+
+
+def vae_rows(X, ks, seeds, preset, overrides):
+    from pycroscopy_bevae.models import BetaVAE
+
+    rows = []
+    for seed in seeds:
+        vae = BetaVAE(preset=preset, random_state=seed, **overrides)
+        t0 = time.perf_counter()
+        vae.fit(X, progress=True)
+        fit_time = time.perf_counter() - t0
+        thr = vae.resolved_params()["kl_threshold"]
+        counts = [s.n_active(thr) for s in vae.snapshots_]
+        print(f"  beta-VAE seed {seed}: {fit_time:.0f} s, active channels per snapshot "
+              f"{counts}", flush=True)
+        for k in ks:
+            if k not in counts:
+                rows.append({"method": "beta-VAE", "k": k, "seed": seed, "mse": np.nan,
+                             "mse_modality": [np.nan] * X.shape[2], "fit_time_s": fit_time,
+                             "embedding": None})
+                continue
+            vae.select(n_active=k)
+            snap = vae.snapshots_[vae.selected_]
+            active = np.flatnonzero(snap.channel_kl() >= thr)
+            mu = vae.transform(X)
+            recon = vae.decode(mu).reshape(X.shape)
+            rows.append({"method": "beta-VAE", "k": k, "seed": seed,
+                         "mse": float(np.mean((recon - X) ** 2)),
+                         "mse_modality": [float(np.mean((recon[..., c] - X[..., c]) ** 2))
+                                          for c in range(X.shape[2])],
+                         "fit_time_s": fit_time, "embedding": mu[:, active]})
+    return rows
+
+
+def score(rows, truth, labels):
+    for r in rows:
+        z = r["embedding"]
+        if z is None:
+            continue
+        if truth is not None:
+            s = factor_scores(z, truth)
+            r["factor_r2"] = statistics.median(v["r2"] for v in s.values())
+            r["best_r2"] = statistics.median(v["best_r2"] for v in s.values())
+            r["gap"] = statistics.median(v["gap"] for v in s.values())
+            r["per_factor"] = {k: round(v["r2"], 3) for k, v in s.items()}
+        if labels is not None:
+            r["accuracy"] = mechanism_accuracy(z, labels)
+
+
+def table(name, rows):
+    cols = ("mse", "factor_r2", "best_r2", "gap", "accuracy")
+    print(f"\n{name}: median over seeds [worst seed]")
+    print(f"  {'method':10s} {'k':>2s}  " + "  ".join(f"{c:>17s}" for c in cols)
+          + "  per-modality MSE")
+    keys = sorted({(r["method"], r["k"]) for r in rows}, key=lambda t: (t[1], t[0]))
+    for method, k in keys:
+        rs = [r for r in rows if r["method"] == method and r["k"] == k]
+        cells = []
+        for c in cols:
+            vals = [r[c] for r in rs if c in r and np.isfinite(r[c])]
+            if not vals:
+                cells.append(f"{'-':>17s}")
+                continue
+            worst = max(vals) if c == "mse" else min(vals)
+            cells.append(f"{statistics.median(vals):8.4f} [{worst:6.4f}]")
+        mods = np.nanmedian(np.array([r["mse_modality"] for r in rs], float), axis=0)
+        print(f"  {method:10s} {k:2d}  " + "  ".join(cells) + "  "
+              + " ".join(f"{m:.4f}" for m in np.atleast_1d(mods)))
+        for r in rs:
+            if "per_factor" in r:
+                print(f"      seed {r['seed']}: factor R^2 {r['per_factor']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", nargs="+", default=["toy", "pzt", "factors"])
+    ap.add_argument("--ks", nargs="+", type=int, default=[3, 5, 6])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--vae", action="store_true", help="also train the beta-VAE per seed")
+    ap.add_argument("--preset", default="fast")
+    ap.add_argument("--set", nargs="*", default=[], metavar="K=V",
+                    help="beta-VAE parameter overrides, e.g. epochs=60 batch_size=64")
+    ap.add_argument("--toy-n", type=int, default=10_000)
+    args = ap.parse_args()
+    overrides = {}
+    for kv in args.set:
+        k, v = kv.split("=", 1)
+        try:
+            overrides[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            overrides[k] = v
+    print(f"machine: {platform.machine()} {os.cpu_count()} cores, python "
+          f"{platform.python_version()}; ks {args.ks}, seeds {args.seeds}")
+    loaders = {"toy": lambda: toy_data(args.toy_n), "pzt": pzt_data, "factors": factor_data}
+    for name in args.data:
+        got = loaders[name]()
+        if got is None:
+            print(f"\n{name}: data not found, skipped")
+            continue
+        X, truth, labels = got
+        print(f"\n{name}: X {X.shape}", flush=True)
+        t0 = time.perf_counter()
+        rows = linear_baselines(X, args.ks, seeds=args.seeds)
+        print(f"  linear baselines: {time.perf_counter() - t0:.0f} s", flush=True)
+        if args.vae:
+            rows += vae_rows(X, args.ks, args.seeds, args.preset, overrides)
+        score(rows, truth, labels)
+        table(name, rows)
+
+
+if __name__ == "__main__":
+    main()
