@@ -280,14 +280,13 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _project(args: argparse.Namespace) -> int:
-    import h5py
 
     from .io import open_h5
     from .process import LoopProjector
 
     with open_h5(args.file):  # validates existence and HDF5-ness with clear errors
         pass
-    with h5py.File(args.file, "r+") as f:
+    with _open_writable(args.file) as f:
         t0 = time.perf_counter()
         proj = LoopProjector(f, per=args.per, r2_threshold=args.r2_threshold, sign=args.sign)
         existed = bool(proj.duplicate_h5_groups) and not args.override
@@ -320,14 +319,18 @@ def _latest_projection(f) -> str:
 
 
 def _dictionary(args: argparse.Namespace) -> int:
-    import h5py
 
     from .io import open_h5
     from .process import DictionaryLearningProcess
 
     with open_h5(args.file):
         pass
-    with h5py.File(args.file, "r+") as f:
+    if args.figures and os.path.exists(args.figures) and not os.path.isdir(args.figures):
+        from .exceptions import ParameterError
+
+        raise ParameterError(f"--figures {args.figures!r} is an existing file; expected a "
+                             "folder (created if missing)")
+    with _open_writable(args.file) as f:
         t0 = time.perf_counter()
         proc = DictionaryLearningProcess(
             _loop_sources(f, args.source), cycle=args.cycle, field=args.field, scaling=args.scaling,
@@ -376,6 +379,25 @@ def _dictionary_figures(grp, proc, folder: str) -> None:
     print(f"figures: {folder}")
 
 
+def _open_writable(path: str):
+    """``h5py.File(path, 'r+')``, with a one-line error when another program holds it."""
+    import h5py
+
+    from .exceptions import FileInUseError
+
+    try:
+        return h5py.File(path, "r+")
+    except OSError as exc:
+        if "lock" in str(exc).lower():
+            raise FileInUseError(
+                f"file '{path}' is in use: another program has it open (HDF5 file lock); "
+                "close it there (e.g. the notebook kernel) and run again") from None
+        if "ermission denied" in str(exc) or "read-only" in str(exc).lower():
+            raise FileInUseError(f"file '{path}' cannot be opened for writing (permission "
+                                 "denied); results are written into the file") from None
+        raise
+
+
 def _loop_sources(f, sources):
     from .exceptions import BEPSFormatError
 
@@ -387,25 +409,38 @@ def _loop_sources(f, sources):
     return [f[s] for s in sources]
 
 
+#: Parameters that have their own option of ``train`` (given twice they would clash).
+_OWN_OPTIONS = {"random_state": "--seed", "preset": "--preset", "n_active": "--n-active",
+                "cycle": "--cycle", "field": "--field", "scaling": "--scaling",
+                "epochs": "--epochs"}
+
+
 def _parse_params(items: Sequence[str]) -> dict:
+    """``--param KEY=VALUE`` items of ``train``: BetaVAE parameters only."""
     import ast
 
     from .exceptions import ParameterError
+    from .models.vae import _PARAMS
 
     out = {}
     for item in items:
         if "=" not in item:
             raise ParameterError(f"--param expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
+        key, value = (part.strip() for part in item.split("=", 1))
+        if key in _OWN_OPTIONS:
+            raise ParameterError(f"--param {key}=... : use the option {_OWN_OPTIONS[key]} "
+                                 "instead")
+        if key not in _PARAMS:
+            raise ParameterError(f"--param {key}=... : not a BetaVAE parameter; --param takes "
+                                 f"{', '.join(p for p in _PARAMS if p not in _OWN_OPTIONS)}")
         try:
-            out[key.strip()] = ast.literal_eval(value)
+            out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
-            out[key.strip()] = value
+            out[key] = value
     return out
 
 
 def _train(args: argparse.Namespace) -> int:
-    import h5py
 
     from .io import open_h5
     from .process import BetaVAEProcess
@@ -415,7 +450,7 @@ def _train(args: argparse.Namespace) -> int:
     params = _parse_params(args.param)
     if args.epochs is not None:
         params["epochs"] = args.epochs
-    with h5py.File(args.file, "r+") as f:
+    with _open_writable(args.file) as f:
         t0 = time.perf_counter()
         proc = BetaVAEProcess(_loop_sources(f, args.source), cycle=args.cycle, field=args.field,
                               scaling=args.scaling, preset=args.preset, n_active=args.n_active,

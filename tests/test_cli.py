@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -72,3 +73,38 @@ def test_train_command(beps_file, capsys):
     assert "unknown parameter(s) ['bogus']" in capsys.readouterr().err
     assert main(["train", str(beps_file), "--param", "units"]) == 2
     assert "KEY=VALUE" in capsys.readouterr().err
+
+
+def test_param_clashes_and_bad_options_are_one_line_before_any_write(beps_file, tmp_path,
+                                                                     capsys):
+    import h5py
+
+    assert main(["project", str(beps_file)]) == 0
+    before = beps_file.read_bytes()
+    capsys.readouterr()
+    cases = [
+        (["train", str(beps_file), "--param", "random_state=5"], "use the option --seed"),
+        (["train", str(beps_file), "--param", "preset=paper"], "use the option --preset"),
+        (["train", str(beps_file), "--param", "n_active=3"], "use the option --n-active"),
+        (["train", str(beps_file), "--param", "h5_target_group=/x"], "not a BetaVAE parameter"),
+        (["train", str(beps_file), "--param", "max_mem_mb=abc"], "not a BetaVAE parameter"),
+        (["train", str(beps_file), "--param", "epochs=1.5"], "use the option --epochs"),
+        (["train", str(beps_file), "--param", "learning_rate=True"], "learning_rate"),
+        (["dictionary", str(beps_file), "--figures", str(beps_file)], "is an existing file"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (argv, err)
+    assert beps_file.read_bytes() == before  # nothing was written
+    # a file another program holds open: one line naming it, not HDF5's raw message
+    with h5py.File(beps_file, "r"):
+        code = (f"import sys; from pycroscopy_bevae.cli import main; "
+                f"sys.exit(main(['train', {str(beps_file)!r}]))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             timeout=300)
+    if os.environ.get("HDF5_USE_FILE_LOCKING", "").upper() != "FALSE":
+        assert out.returncode == 2, out.stderr[-2000:]
+        err = [x for x in out.stderr.splitlines() if "error:" in x]
+        assert len(err) == 1 and "is in use" in err[0] and str(beps_file) in err[0]
+        assert "errno" not in err[0] and "Traceback" not in out.stderr
