@@ -123,9 +123,9 @@ PAYLOADS = {
                                             "model config lacks params/network/input_shape"),
     "network_holds_a_keras_lambda": (_edit_config(lambda c, m: c["network"].update(
         layers=json.loads(_keras_lambda_config(m)))),
-        "stored weights do not fit the stored config: .*unexpected keyword argument 'layers'"),
+        "model config 'network' must have the keys"),
     "parameter_is_python": (_edit_config(lambda c, m: c["params"].update(
-        lambda_mode=_expression(m))), "do not fit the stored config: lambda_mode must be one of"),
+        lambda_mode=_expression(m))), "stored parameters are invalid: lambda_mode must be one of"),
     "weights_are_a_pickle": (lambda g, m: _replace_dataset(_first_weight(g),
                                                            _pickle_payload)(g, m),
                              "non-numeric type"),
@@ -286,3 +286,66 @@ def test_no_network_access_while_processing_and_loading(monkeypatch, tiny_vae_ru
         loops = LoopSources.from_input(src[PROJ_GROUP]).read()
         assert vae.transform(np.stack(scaler.transform(loops), axis=-1)).shape == (30, 3)
     assert attempts == []
+
+
+def _net(key, value):
+    return _edit_config(lambda c, m: c["network"].update({key: value}))
+
+
+def _huge_dataset(path_in_group: str):
+    """A lazily allocated dataset of 10**10 float32 values (reading it needs 37 GiB)."""
+    def apply(grp, marker):
+        old = grp[path_in_group]
+        parent, name = old.parent, old.name.rsplit("/", 1)[1]
+        del parent[name]
+        parent.create_dataset(name, shape=(10**10,), dtype="float32", chunks=(2**20,))
+    return apply
+
+
+def _nested_json(grp, marker):
+    grp["Model"].attrs["config"] = "[" * 100_000 + "]" * 100_000
+
+
+TAMPERED = {
+    "latent_dim_1e8": (_net("latent_dim", 10**8), "network latent_dim=100000000"),
+    "n_steps_1e9": (_net("n_steps", 10**9), "network n_steps=1000000000"),
+    "units_1e9": (_net("units", 10**9), "network units=1000000000"),
+    "n_blocks_3000": (_net("n_blocks", 3000), "network n_blocks=3000"),
+    "n_steps_mismatch": (_net("n_steps", 95), "does not match Reconstruction"),
+    "huge_weight": (lambda g, m: _huge_dataset(_first_weight(g))(g, m),
+                    "holds 10000.* values; the stored network has at most"),
+    "huge_snapshot_weight": (lambda g, m: _huge_dataset(
+        "Model/Snapshots/0000/" + _first_weight(g).split("/", 1)[1])(g, m),
+        "snapshots are unreadable: .*holds 10000"),
+    "huge_snapshot_latents": (_huge_dataset("Model/Snapshots/0000/mu"),
+                              "snapshot 0000 mu is not positions x latent"),
+    "huge_history": (lambda g, m: (g.__delitem__("Training_History"), g.create_dataset(
+        "Training_History", shape=(10**9, 10), dtype="float32", chunks=(2**16, 10)),
+        g["Training_History"].attrs.__setitem__("columns", ["loss"] * 10)),
+        "Training_History has shape"),
+    "json_nested_1e5": (_nested_json, "model config is not valid JSON: RecursionError"),
+    "selected_snapshot_1e6": (lambda g, m: g["Model"].attrs.__setitem__(
+        "selected_snapshot", 10**6), "selected_snapshot 1000000 is not one of"),
+}
+
+
+@pytest.mark.parametrize("name", list(TAMPERED))
+def test_a_tampered_model_group_is_refused_unbuilt_and_unread(name, vae_group_copy,
+                                                              tiny_vae_run):
+    """Hostile sizes are refused from the config and the datasets' shapes alone: in well
+    under the time and memory a build or read would take (115 s / 9 GB for
+    latent_dim=10**8 before)."""
+    import resource
+    import time
+
+    tamper, message = TAMPERED[name]
+    with h5py.File(vae_group_copy, "r+") as f:
+        tamper(f[tiny_vae_run["group"]], None)
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    with h5py.File(vae_group_copy, "r") as f:
+        with pytest.raises(BEPSFormatError, match=message):
+            load_beta_vae(f[tiny_vae_run["group"]])
+    assert time.perf_counter() - t0 < 30  # loose: a shared machine; the build took minutes
+    # peak memory grew by less than 500 MB (the reads would need 4-37 GB)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0 < 500 * 1024

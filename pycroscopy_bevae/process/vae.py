@@ -407,30 +407,35 @@ def load_beta_vae(grp: h5py.Group, n_active: int | None = None,
     where = f"group '{grp.name}' in file '{grp.file.filename}'"
     if "Model" not in grp or "config" not in grp["Model"].attrs:
         raise BEPSFormatError(f"{where} holds no trained beta-VAE (Model/ with a config)")
+    # sizes are checked against the data before anything big is read or built
+    config, limits = _checked_config(grp, where)
     try:
-        config = json.loads(_text(grp["Model"].attrs["config"]))
-    except (ValueError, TypeError) as exc:
-        raise BEPSFormatError(f"{where}: model config is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict) or not {"params", "network", "input_shape",
-                                            "squeeze"} <= set(config):
-        raise BEPSFormatError(f"{where}: model config lacks params/network/input_shape")
-    try:
-        snaps = _read_snapshots(grp)
+        snaps = _read_snapshots(grp, limits)
     except (KeyError, ValueError, TypeError) as exc:
         raise BEPSFormatError(f"{where}: stored snapshots are unreadable: {exc}") from exc
     # everything else is read and checked before the (slow) network is built
-    hist = _numeric(grp["Training_History"])
+    hist_ds = grp["Training_History"]
+    if hist_ds.dtype.kind in "fiub" and (hist_ds.ndim != 2 or hist_ds.shape[0] > limits[
+            "epochs"] or hist_ds.shape[1] > 64):
+        raise BEPSFormatError(f"{where}: Training_History has shape {hist_ds.shape}; expected "
+                              f"at most {limits['epochs']} epochs x 64 columns")
+    hist = _numeric(hist_ds)
     history = {c: hist[:, i].tolist() for i, c in enumerate(
         _text(x) for x in grp["Training_History"].attrs["columns"])}
     scaler = MultiScaler.from_arrays(_text(grp.attrs["scaling"]),
                                      _numeric(grp["Scaler_Mean"]), _numeric(grp["Scaler_Std"]))
+    selected = grp["Model"].attrs.get("selected_snapshot", len(snaps) - 1)
+    if isinstance(selected, np.ndarray) or not isinstance(selected, (int, np.integer)) \
+            or not -1 <= int(selected) < max(len(snaps), 1):
+        raise BEPSFormatError(f"{where}: selected_snapshot {selected!r} is not one of the "
+                              f"{len(snaps)} stored snapshots")
     try:
-        vae = BetaVAE.from_config(config, _read_arrays(grp["Model/Weights"]))
+        vae = BetaVAE.from_config(config, _read_arrays(grp["Model/Weights"], limits["weights"]))
     except (KeyError, ValueError, TypeError) as exc:
         raise BEPSFormatError(f"{where}: stored weights do not fit the stored config: "
                               f"{exc}") from exc
     vae.snapshots_ = snaps
-    vae.selected_ = int(grp["Model"].attrs.get("selected_snapshot", len(snaps) - 1))
+    vae.selected_ = int(selected)
     if snapshot is not None:
         if not 0 <= snapshot < len(snaps):
             raise ParameterError(f"snapshot must be in 0..{len(snaps) - 1}, got {snapshot}")
@@ -538,15 +543,81 @@ def _write_arrays(g: h5py.Group, arrays: dict) -> None:
         g.create_dataset(name, data=np.asarray(arr))
 
 
-def _read_arrays(g: h5py.Group) -> dict:
-    out = {}
+#: Largest network a stored model may describe (a config beyond is refused unread).
+_MAX_NETWORK = {"units": 4096, "n_blocks": 32, "layers_per_block": 16, "embedding_dim": 4096,
+                "latent_dim": 4096}
+_NETWORK_KEYS = ("n_steps", "n_channels", "units", "n_blocks", "layers_per_block",
+                 "embedding_dim", "latent_dim", "layer_norm_axis", "kl_reduction")
+_MAX_CONFIG_CHARS = 1 << 20
 
-    def _visit(name, obj):
-        if isinstance(obj, h5py.Dataset):
-            out[name] = _numeric(obj)
 
-    g.visititems(_visit)
-    return out
+def _checked_config(grp: h5py.Group, where: str) -> tuple[dict, dict]:
+    """The stored model config, checked against the results' own datasets, and the
+    bounds (``weights``: values per weight set, ``positions``, ``latent_dim``,
+    ``epochs``) that every stored array must keep to."""
+    text = _text(grp["Model"].attrs["config"])
+    if len(text) > _MAX_CONFIG_CHARS:
+        raise BEPSFormatError(f"{where}: model config has {len(text)} characters; expected "
+                              f"at most {_MAX_CONFIG_CHARS}")
+    try:
+        config = json.loads(text)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise BEPSFormatError(f"{where}: model config is not valid JSON: "
+                              f"{type(exc).__name__}") from None
+    if not isinstance(config, dict) or not {"params", "network", "input_shape",
+                                            "squeeze"} <= set(config):
+        raise BEPSFormatError(f"{where}: model config lacks params/network/input_shape")
+    net, params = config["network"], config["params"]
+    if not isinstance(net, dict) or set(net) != set(_NETWORK_KEYS):
+        raise BEPSFormatError(f"{where}: model config 'network' must have the keys "
+                              f"{list(_NETWORK_KEYS)}")
+    for key in _NETWORK_KEYS[:7]:
+        val = net[key]
+        top = _MAX_NETWORK.get(key, 10**6)
+        if isinstance(val, bool) or not isinstance(val, int) or not 1 <= val <= top:
+            raise BEPSFormatError(f"{where}: model config network {key}={val!r}; expected an "
+                                  f"integer in 1..{top}")
+    emb = grp.get("Embedding")
+    recon = grp.get("Reconstruction")
+    if not isinstance(emb, h5py.Dataset) or emb.ndim != 2 or emb.shape[1] != net["latent_dim"]:
+        raise BEPSFormatError(f"{where}: Embedding does not have the model's "
+                              f"{net['latent_dim']} latent channels")
+    if isinstance(recon, h5py.Dataset) and (recon.ndim != 2 or recon.shape[1] !=
+                                            net["n_steps"] * net["n_channels"]):
+        raise BEPSFormatError(f"{where}: the model's {net['n_steps']} x {net['n_channels']} "
+                              f"input does not match Reconstruction {recon.shape}")
+    if config["input_shape"] != [net["n_steps"], net["n_channels"]]:
+        raise BEPSFormatError(f"{where}: input_shape {config['input_shape']!r} does not match "
+                              f"the network's ({net['n_steps']}, {net['n_channels']})")
+    if not isinstance(params, dict) or not set(params) <= set(_PARAMS):
+        raise BEPSFormatError(f"{where}: model config 'params' must be a mapping of BetaVAE "
+                              "parameters")
+    try:
+        est = BetaVAE(preset=None, **params)
+        resolved = est.resolved_params()
+    except (ParameterError, TypeError) as exc:
+        raise BEPSFormatError(f"{where}: stored parameters are invalid: {exc}") from None
+    for key in ("units", "n_blocks", "layers_per_block", "embedding_dim", "latent_dim"):
+        if resolved[key] != net[key]:
+            raise BEPSFormatError(f"{where}: parameter {key}={resolved[key]!r} differs from "
+                                  f"the network's {net[key]!r}")
+    weights = est.storage_estimate(emb.shape[0], net["n_steps"], net["n_channels"])["weights"]
+    return config, {"weights": weights, "positions": emb.shape[0],
+                    "latent_dim": net["latent_dim"], "epochs": int(resolved["epochs"]) + 1}
+
+
+def _read_arrays(g: h5py.Group, max_values: int | None = None) -> dict:
+    """Every dataset under ``g`` by path; with ``max_values``, refused unread when the
+    datasets hold more values than that in all."""
+    dsets = {}
+    g.visititems(lambda name, obj: dsets.__setitem__(name, obj)
+                 if isinstance(obj, h5py.Dataset) else None)
+    if max_values is not None:
+        total = sum(int(d.size) for d in dsets.values())
+        if total > max_values:
+            raise ValueError(f"'{g.name}' holds {total} values; the stored network has at "
+                             f"most {max_values} weights")
+    return {name: _numeric(d) for name, d in dsets.items()}
 
 
 def _numeric(dset: h5py.Dataset) -> np.ndarray:
@@ -571,17 +642,27 @@ def _write_snapshot(grp: h5py.Group, index: int, snap: Snapshot) -> None:
                     **{f"loss_{k}": v for k, v in snap.losses.items()}})
 
 
-def _read_snapshots(grp: h5py.Group) -> list[Snapshot]:
+def _read_snapshots(grp: h5py.Group, limits: dict | None = None) -> list[Snapshot]:
     if "Model/Snapshots" not in grp:
         return []
     out = []
-    for name in sorted(grp["Model/Snapshots"]):
+    names = sorted(grp["Model/Snapshots"])
+    if limits is not None and len(names) > limits["epochs"]:
+        raise ValueError(f"{len(names)} snapshots for at most {limits['epochs']} epochs")
+    for name in names:
         g = grp["Model/Snapshots"][name]
         a = g.attrs
+        if limits is not None:
+            want = (limits["positions"], limits["latent_dim"])
+            for key in ("mu", "logvar"):
+                d = g.get(key)
+                if not isinstance(d, h5py.Dataset) or (d.dtype.kind in "fiub"
+                                                       and d.shape != want):
+                    raise ValueError(f"snapshot {name} {key} is not positions x latent {want}")
         out.append(Snapshot(epoch=int(a["epoch"]), beta=float(a["beta"]), lam=float(a["lambda"]),
                             losses={k[5:]: float(a[k]) for k in a if k.startswith("loss_")},
                             mu=_numeric(g["mu"]), logvar=_numeric(g["logvar"]),
-                            weights=_read_arrays(g["Weights"])))
+                            weights=_read_arrays(g["Weights"], limits and limits["weights"])))
     return out
 
 
