@@ -534,3 +534,18 @@ def test_wrong_number_of_steps_for_trained_models(tiny_vae_run, tmp_path):
                        r"on 192 \(96 \+ 96\)"):
         learner.transform(np.hstack(loops))
     assert {p: _sha(p) for p in (trained, short)} == before
+
+
+def test_a_dataset_squatting_on_a_results_name_is_refused_before_writing(masters, tmp_path):
+    path = tmp_path / "squat.h5"
+    shutil.copy(masters["raw"], path)
+    with h5py.File(path, "r+") as f:
+        f[PROJ] = np.zeros(3)
+    before = file_digest(path)
+    with h5py.File(path, "r+") as f:
+        with pytest.raises(BEPSFormatError, match="Fit-Loop_Projection_000' in file .* is not "
+                                                  "a group but has the name of a "
+                                                  "Loop_Projection results group"):
+            LoopProjector(f, progress=False)
+    _assert_kept(before, path)
+    assert file_digest(path) == before

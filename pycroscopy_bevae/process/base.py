@@ -9,7 +9,7 @@ import warnings
 import h5py
 from pyUSID.processing import Process
 
-from ..exceptions import DataQualityWarning, ParameterError
+from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.sidpy_conv import usid_to_sidpy
 from ..io.space import WriteFailedError, reserved_space
 from ..io.usid import package_versions, quiet_pyusid, write_attrs
@@ -40,6 +40,14 @@ class BevaeProcess(Process):
                 f"file '{dest.file.filename}' is open read-only; open it with mode 'r+' or pass "
                 "h5_target_group= a group in a writable file to hold the results"
             )
+        base = f"{h5_main.name.rsplit('/', 1)[-1]}-{process_name}_"
+        squatters = [k for k, v in dest.items() if k.startswith(base)
+                     and not isinstance(v, h5py.Group)]
+        if squatters:
+            raise BEPSFormatError(
+                f"'{dest[squatters[0]].name}' in file '{dest.file.filename}' is not a group but "
+                f"has the name of a {process_name} results group; expected only results "
+                "groups there: rename or delete it, or pass h5_target_group= another group")
         with quiet_pyusid():
             super().__init__(h5_main, process_name, parms_dict=parms, **kwargs)
         self.partial_h5_groups = [g for g in self.partial_h5_groups if self._resumable(g)]
