@@ -549,3 +549,19 @@ def test_a_dataset_squatting_on_a_results_name_is_refused_before_writing(masters
             LoopProjector(f, progress=False)
     _assert_kept(before, path)
     assert file_digest(path) == before
+
+
+def test_big_endian_sho_fields_project_like_native_ones(masters, tmp_path):
+    path = tmp_path / "big_endian.h5"
+    shutil.copy(masters["raw"], path)
+    with h5py.File(path, "r+") as f:
+        data, attrs = f[FIT][()], dict(f[FIT].attrs)
+        del f[FIT]
+        new = f.create_dataset(FIT, data=data.astype([(n, ">f4") for n in SHO_FIELDS]))
+        for k, v in attrs.items():
+            new.attrs[k] = v
+    _project(path)
+    with h5py.File(path, "r") as f, h5py.File(masters["projected"], "r") as ref:
+        assert f[FIT].dtype[SHO_FIELDS[0]].byteorder == ">"
+        for name in ("Piezoresponse", "Resonance", "Rotation_Angle"):
+            np.testing.assert_array_equal(f[PROJ][name][()], ref[PROJ][name][()], err_msg=name)

@@ -486,7 +486,9 @@ def validate_sho_fit(dset: h5py.Dataset) -> LoopLayout:
         raise BEPSFormatError(
             f"{where} lacks field(s) {missing}; found {list(names)}, expected {list(SHO_FIELDS)}"
         )
-    bad = [f for f in SHO_FIELDS if dset.dtype[f] not in (np.dtype("f4"), np.dtype("f8"))]
+    # either byte order (big-endian files from other platforms read the same)
+    bad = [f for f in SHO_FIELDS if dset.dtype[f].kind != "f" or dset.dtype[f].itemsize
+           not in (4, 8)]
     if bad:
         raise BEPSFormatError(
             f"{where}: field(s) {bad} have types {[str(dset.dtype[f]) for f in bad]}; "
