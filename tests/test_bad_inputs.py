@@ -565,3 +565,34 @@ def test_big_endian_sho_fields_project_like_native_ones(masters, tmp_path):
         assert f[FIT].dtype[SHO_FIELDS[0]].byteorder == ">"
         for name in ("Piezoresponse", "Resonance", "Rotation_Angle"):
             np.testing.assert_array_equal(f[PROJ][name][()], ref[PROJ][name][()], err_msg=name)
+
+
+def test_a_constant_dc_axis_is_refused_not_projected_with_an_arbitrary_sign(masters, tmp_path):
+    path = tmp_path / "flat_dc.h5"
+    shutil.copy(masters["raw"], path)
+    with h5py.File(path, "r+") as f:
+        vals = f[FIT].parent["Spectroscopic_Values"]
+        labels = [x.decode() if isinstance(x, bytes) else str(x) for x in vals.attrs["labels"]]
+        row = labels.index("DC_Offset")
+        data = vals[()]
+        data[row] = 2.5
+        vals[...] = data
+    before = file_digest(path)
+    with h5py.File(path, "r+") as f:
+        with pytest.raises(BEPSFormatError, match=r"single DC_Offset value \(2.5 V\).*needs a "
+                                                  "bias sweep"):
+            LoopProjector(f, progress=False)
+    assert file_digest(path) == before
+
+
+def test_projector_flags_and_strings_are_typed(masters, tmp_path):
+    path = tmp_path / "typed.h5"
+    shutil.copy(masters["raw"], path)
+    with h5py.File(path, "r+") as f:
+        for bad in (dict(fill_failed="no"), dict(fill_failed=1), dict(r2_threshold=True),
+                    dict(r2_threshold="0.5")):
+            with pytest.raises(ParameterError, match=next(iter(bad))):
+                LoopProjector(f, progress=False, **bad)
+        grp = LoopProjector(f, progress=False, sign=np.str_("negative"),
+                            fill_failed=np.bool_(True)).compute()
+        assert grp.attrs["sign"] == "negative" and grp.attrs["fill_failed"]

@@ -11,7 +11,7 @@ from pyUSID.io.hdf_utils import create_results_group, write_reduced_anc_dsets
 from sidpy.base.num_utils import integers_to_slices
 from tqdm.auto import tqdm
 
-from ..exceptions import DataQualityWarning, ParameterError
+from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.beps import check_fits_usable, find_sho_fit, validate_sho_fit
 from ..io.usid import linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.projection import ProjectionResult, project_loops
@@ -103,6 +103,11 @@ class LoopProjector(BevaeProcess):
             raise ParameterError(f"per must be 'position' or 'loop', got {per!r}")
         if sign not in ("positive", "negative"):
             raise ParameterError(f"sign must be 'positive' or 'negative', got {sign!r}")
+        per, sign = str(per), str(sign)  # numpy strings are stored as plain ones
+        if not isinstance(fill_failed, (bool, np.bool_)):
+            raise ParameterError(f"fill_failed must be True or False, got {fill_failed!r}")
+        if isinstance(r2_threshold, (bool, np.bool_, str)):
+            raise ParameterError(f"r2_threshold must be a number, got {r2_threshold!r}")
         try:
             r2_threshold = float(r2_threshold)
         except (TypeError, ValueError):
@@ -113,6 +118,15 @@ class LoopProjector(BevaeProcess):
         self.layout = validate_sho_fit(fit)
         check_fits_usable(fit, r2_threshold)  # an all-NaN or all-rejected fit: refuse now
         self._loop_columns = _loop_columns(self.layout)
+        dc = self.layout.dc_values[self._loop_columns]
+        flat = [i for i, loop in enumerate(dc) if np.unique(loop).size < 2]
+        if flat:
+            raise BEPSFormatError(
+                f"dataset '{fit.name}' in file '{fit.file.filename}': loop {flat[0]} has "
+                f"{dc[flat[0]].size} step(s) at a single DC_Offset value "
+                f"({float(dc[flat[0]][0]):g} V); loop projection fixes the sign of each loop "
+                "by its correlation with the DC bias and needs a bias sweep (at least 2 "
+                "distinct DC_Offset values per loop)")
         self.progress = progress
         parms = {
             "per": per,
