@@ -321,7 +321,7 @@ class BetaVAE(BaseEstimator):
         Examples
         --------
         >>> BetaVAE(preset="fast").storage_estimate(100, 96, 2)["snapshots"]
-        15
+        14
         """
         p = self.resolved_params()
         u, e, lat = p["units"], p["embedding_dim"], p["latent_dim"]
