@@ -596,3 +596,24 @@ def test_projector_flags_and_strings_are_typed(masters, tmp_path):
         grp = LoopProjector(f, progress=False, sign=np.str_("negative"),
                             fill_failed=np.bool_(True)).compute()
         assert grp.attrs["sign"] == "negative" and grp.attrs["fill_failed"]
+
+
+def test_processing_keywords_and_learner_numbers_are_package_errors(masters, tmp_path):
+    path = tmp_path / "kw.h5"
+    shutil.copy(masters["projected"], path)
+    before = file_digest(path)
+    with h5py.File(path, "r+") as f:
+        proj = f[PROJ]
+        cases = [(dict(tol=-1), "tol must be a finite number >= 0"),
+                 (dict(batch_size=0), "batch_size must be a positive integer"),
+                 (dict(cores="2"), "cores must be None or a positive integer"),
+                 (dict(h5_target_group="string"), "h5_target_group must be an h5py Group"),
+                 (dict(max_mem_mb="abc"), "max_mem_mb must be a positive number"),
+                 (dict(verbose="yes"), "verbose must be True or False"),
+                 (dict(bogus=1), r"unknown parameter\(s\) \['bogus'\]")]
+        for kw, message in cases:
+            with pytest.raises(ParameterError, match=message):
+                DictionaryLearningProcess(proj, **kw)
+        with pytest.raises(ParameterError, match="cores must be"):
+            LoopProjector(f, progress=False, cores=0)
+    assert file_digest(path) == before

@@ -141,6 +141,13 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
                                  f"{self.fit_algorithm!r}")
         if int(self.max_iter) < 1:
             raise ParameterError(f"max_iter must be >= 1, got {self.max_iter!r}")
+        if isinstance(self.tol, (bool, np.bool_, str)) or not np.isfinite(self.tol) \
+                or self.tol < 0:
+            raise ParameterError(f"tol must be a finite number >= 0, got {self.tol!r}")
+        if isinstance(self.batch_size, (bool, np.bool_)) or not isinstance(
+                self.batch_size, (int, np.integer)) or self.batch_size < 1:
+            raise ParameterError(f"batch_size must be a positive integer, got "
+                                 f"{self.batch_size!r}")
         X = np.asarray(X, dtype=float)
         if X.ndim != 2 or X.shape[0] == 0:
             raise ParameterError(f"X must be a non-empty 2-D array (samples, features), got "

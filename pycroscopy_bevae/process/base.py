@@ -33,6 +33,7 @@ class BevaeProcess(Process):
 
     def _init_process(self, h5_main: h5py.Dataset, process_name: str, parms: dict,
                       **kwargs) -> None:
+        _check_process_kwargs(kwargs)
         target = kwargs.get("h5_target_group")
         dest = target if target is not None else h5_main.parent
         if dest.file.mode == "r":
@@ -247,6 +248,34 @@ class GlobalFitProcess(BevaeProcess):
 
     def _write_results_chunk(self) -> None:  # pragma: no cover
         raise NotImplementedError("global-fit processes write results in _fit_and_write")
+
+
+def _check_process_kwargs(kwargs: dict) -> None:
+    """pyUSID's ``Process`` keywords, checked before pyUSID sees them (its own errors are
+    raw TypeErrors and AttributeErrors)."""
+    import numpy as np
+
+    allowed = ("h5_target_group", "verbose", "max_mem_mb", "cores", "mem_multiplier", "lazy")
+    unknown = sorted(set(kwargs) - set(allowed))
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {unknown}; the processing keywords are "
+                             f"{list(allowed)}")
+    target = kwargs.get("h5_target_group")
+    if target is not None and not isinstance(target, h5py.Group):
+        raise ParameterError(f"h5_target_group must be an h5py Group (or File) in a writable "
+                             f"file, got {type(target).__name__} {target!r}")
+    cores = kwargs.get("cores")
+    if cores is not None and (isinstance(cores, (bool, np.bool_)) or not isinstance(
+            cores, (int, np.integer)) or cores < 1):
+        raise ParameterError(f"cores must be None or a positive integer, got {cores!r}")
+    for key in ("max_mem_mb", "mem_multiplier"):
+        val = kwargs.get(key)
+        if val is not None and (isinstance(val, (bool, np.bool_, str)) or not isinstance(
+                val, (int, float, np.integer, np.floating)) or not val > 0):
+            raise ParameterError(f"{key} must be a positive number, got {val!r}")
+    for key in ("verbose", "lazy"):
+        if key in kwargs and not isinstance(kwargs[key], (bool, np.bool_)):
+            raise ParameterError(f"{key} must be True or False, got {kwargs[key]!r}")
 
 
 def clear_group(grp: h5py.Group, keep: tuple[str, ...] = ()) -> None:
