@@ -415,6 +415,10 @@ _OWN_OPTIONS = {"random_state": "--seed", "preset": "--preset", "n_active": "--n
                 "epochs": "--epochs"}
 
 
+#: BetaVAEProcess keywords that ``--param`` passes on besides the BetaVAE parameters.
+_TRAIN_EXTRA = ("strategy", "stream", "checkpoint_every")
+
+
 def _parse_params(items: Sequence[str]) -> dict:
     """``--param KEY=VALUE`` items of ``train``: BetaVAE parameters only."""
     import ast
@@ -430,9 +434,10 @@ def _parse_params(items: Sequence[str]) -> dict:
         if key in _OWN_OPTIONS:
             raise ParameterError(f"--param {key}=... : use the option {_OWN_OPTIONS[key]} "
                                  "instead")
-        if key not in _PARAMS:
+        allowed = [p for p in (*_PARAMS, *_TRAIN_EXTRA) if p not in _OWN_OPTIONS]
+        if key not in allowed:
             raise ParameterError(f"--param {key}=... : not a BetaVAE parameter; --param takes "
-                                 f"{', '.join(p for p in _PARAMS if p not in _OWN_OPTIONS)}")
+                                 f"{', '.join(allowed)}")
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):

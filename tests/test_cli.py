@@ -97,6 +97,9 @@ def test_param_clashes_and_bad_options_are_one_line_before_any_write(beps_file, 
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], (argv, err)
     assert beps_file.read_bytes() == before  # nothing was written
+    # the process keywords documented for --param still pass (validated by the process)
+    assert main(["train", str(beps_file), "--param", "strategy=5"]) == 2
+    assert "strategy must be None" in capsys.readouterr().err
     # a file another program holds open: one line naming it, not HDF5's raw message
     with h5py.File(beps_file, "r"):
         code = (f"import sys; from pycroscopy_bevae.cli import main; "

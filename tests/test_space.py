@@ -50,7 +50,7 @@ def test_training_is_refused_before_it_starts(beps_file, tmp_path):
     with h5py.File(beps_file, "r+") as f:
         LoopProjector(f, progress=False).compute()
     before = beps_file.read_bytes()
-    out = _cli_limited(["train", str(beps_file), "--param", "epochs=400"], len(before) + 1000,
+    out = _cli_limited(["train", str(beps_file), "--epochs", "400"], len(before) + 1000,
                        tmp_path)
     assert out.returncode == 2, out.stderr[-2000:]
     assert "file-size limit" in out.stderr and "beta-VAE:" not in out.stderr  # no epoch ran
