@@ -37,9 +37,18 @@ from sklearn.base import BaseEstimator
 
 from ..exceptions import ParameterError
 from .runtime import tensorflow
+from .schedule import (
+    CapacitySchedule,
+    RelaxSchedule,
+    Schedule,
+    ScheduleValues,
+    StepSchedule,
+    active_channels,
+    schedule_values,
+)
 
 __all__ = ["BetaVAE", "PRESETS", "PRECISIONS", "STRATEGIES", "Snapshot", "schedule_values",
-           "channel_kl", "resolve_strategy",
+           "channel_kl", "active_channels", "resolve_strategy",
            "IncompatibleStateError", "SpectraSource"]
 
 logger = logging.getLogger(__name__)
@@ -61,37 +70,24 @@ _PARAMS = ("units", "n_blocks", "layers_per_block", "embedding_dim", "latent_dim
            "learning_rate", "batch_size", "epochs", "prime_epochs", "beta_start", "beta_step",
            "step_epochs", "kl_fraction", "lambda0", "lambda_mode", "lambda_step",
            "kl_reduction", "layer_norm_axis", "snapshot_every", "kl_threshold", "mse_tolerance",
-           "precision", "random_state")
+           "precision", "random_state", "round_updates", "schedule", "capacity_start",
+           "capacity_step", "target_active", "relax_epochs", "relax_beta", "relax_lr",
+           "linear_path", "beta_growth", "r2_tolerance")
 
 _DEFAULTS = dict(kl_fraction=0.6, lambda_step=0.0, snapshot_every=0, kl_threshold=0.1,
-                 mse_tolerance=2.0, precision="float32", random_state=0)
+                 mse_tolerance=2.0, precision="float32", random_state=0, round_updates=0,
+                 schedule="steps", capacity_start=0.0, capacity_step=0.0, target_active=0,
+                 relax_epochs=0, relax_beta=0.1, relax_lr=0.1, linear_path=False,
+                 beta_growth=1.0, r2_tolerance=0.0)
+
+#: Regularisation schedules (``schedule`` parameter).
+SCHEDULES = ("steps", "capacity")
 
 #: Accepted ``precision`` values: float32, or Keras mixed precision (float16 compute with
 #: loss scaling for GPUs; bfloat16 compute for CPUs/TPUs with native bfloat16).
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 #: Accepted ``strategy`` names (or pass a ``tf.distribute.Strategy`` instance).
 STRATEGIES = ("mirrored", "multiworker")
-
-
-def schedule_values(epoch: int, prime_epochs: int, beta_start: float, beta_step: float,
-                    step_epochs: int, lambda0: float, lambda_mode: str = "follow",
-                    lambda_step: float = 0.0) -> tuple[float, float]:
-    """Beta and lambda at a (0-based) epoch.
-
-    Examples
-    --------
-    >>> schedule_values(5, 10, 0.01, 0.005, 4, 1e-5)
-    (0.0, 0.0)
-    >>> b, l = schedule_values(17, 10, 0.01, 0.005, 4, 1e-5)
-    >>> round(b, 6), round(l, 9)
-    (0.015, 1.0351e-05)
-    """
-    if epoch < prime_epochs:
-        return 0.0, 0.0
-    k = (epoch - prime_epochs) // max(step_epochs, 1)
-    beta = beta_start + beta_step * k
-    lam = lambda0 * 10.0 ** beta if lambda_mode == "follow" else lambda0 + lambda_step * k
-    return float(beta), float(lam)
 
 
 def channel_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
@@ -164,9 +160,13 @@ class Snapshot:
         """KL of each latent channel (nats)."""
         return channel_kl(self.mu, self.logvar)
 
+    def active(self, kl_threshold: float) -> np.ndarray:
+        """Indices of the active channels (:func:`active_channels`)."""
+        return active_channels(self.mu, self.logvar, kl_threshold)
+
     def n_active(self, kl_threshold: float) -> int:
-        """Number of channels with KL >= ``kl_threshold``."""
-        return int((self.channel_kl() >= kl_threshold).sum())
+        """Number of active channels (KL >= ``kl_threshold``)."""
+        return int(self.active(kl_threshold).size)
 
 
 class BetaVAE(BaseEstimator):
@@ -188,6 +188,9 @@ class BetaVAE(BaseEstimator):
         First beta after priming; ``'auto'`` makes the KL term ``kl_fraction`` of the loss.
     beta_step : float
         Beta increment per step.
+    beta_growth : float
+        Beta factor per step (>= 1): step k has ``beta_start * beta_growth**k +
+        beta_step * k`` (paper: 1, even stairs).
     kl_fraction : float
         Target share of the KL term for ``beta_start='auto'`` (paper: 0.6).
     lambda0 : float
@@ -205,13 +208,50 @@ class BetaVAE(BaseEstimator):
     kl_threshold : float
         Channel activity threshold (nats) for :meth:`n_active` and :meth:`select`.
     mse_tolerance : float
-        Automatic selection keeps MSE <= ``mse_tolerance`` x the primed model's MSE.
+        Automatic selection keeps MSE <= ``mse_tolerance`` x the primed model's MSE
+        (when ``r2_tolerance`` is 0).
+    r2_tolerance : float
+        0: the ``mse_tolerance`` rule. > 0: automatic selection (and the end of the
+        annealing before a relax phase) keeps MSE <= the primed model's MSE +
+        ``r2_tolerance`` x the variance of the data: the model may explain at most this
+        fraction of the variance less than the unregularised one (0.02: 2 points of R^2).
     precision : {'float32', 'mixed_float16', 'mixed_bfloat16'}
         Compute precision of the hidden layers (weights, latent outputs, reconstruction
         and losses stay float32). ``mixed_float16`` adds dynamic loss scaling; meant for
         GPUs with tensor cores. Inference after loading runs in float32.
     random_state : int
         Seed of weights, shuffling and sampling; CPU runs repeat exactly.
+    round_updates : int
+        0 (default, the paper): a schedule epoch is one pass over the data. N > 0: every
+        epoch of the schedule (``epochs``, ``prime_epochs``, ``step_epochs``,
+        ``relax_epochs``, ``snapshot_every``, the history) is a round of exactly N
+        optimiser updates, drawn from the same stream of shuffled passes; a preset then
+        applies the same pressure per update on 1,000 or 65,000 positions.
+    schedule : {'steps', 'capacity'}
+        ``'steps'``: beta rises in stairs (the paper). ``'capacity'``: capacity control
+        (Burgess et al. 2018), loss term ``beta * |KL - C|`` with ``beta = beta_start``
+        constant and C rising from ``capacity_start`` by ``capacity_step`` per step.
+    capacity_start, capacity_step : float
+        KL target (nats, in the unit of ``kl_reduction``) of the capacity schedule.
+    target_active : int
+        0: no target. N > 0: the annealing stops at the first step that leaves at most N
+        active channels and the relax phase keeps the N strongest channels of the last
+        snapshot that had at least N.
+    relax_epochs : int
+        Prune-then-relax (0: off). When the annealing ends (``target_active`` reached,
+        the reconstruction MSE leaving the tolerance (``r2_tolerance``,
+        ``mse_tolerance``) of the primed one - the run
+        then goes back to the last snapshot within it - or ``epochs`` spent), the
+        inactive channels are frozen (masked to exactly 0) and training goes on for
+        ``relax_epochs`` with beta x ``relax_beta`` and the learning rate decaying
+        (cosine) to ``relax_lr`` x its value, so the reconstruction converges with the
+        channels that are left. Snapshots every ``step_epochs`` and at the end.
+    relax_beta, relax_lr : float
+        Beta factor and final learning-rate factor of the relax phase.
+    linear_path : bool
+        Add linear maps input -> latent means and latent -> output beside the LSTMs, so
+        the network contains the linear model of the same dimension (PCA-k) and the
+        recurrent layers learn what is left.
     strategy : None, {'mirrored', 'multiworker'} or tf.distribute.Strategy
         Train under a ``tf.distribute`` strategy: ``'mirrored'`` replicates the model on
         every GPU of this host (``tf.distribute.MirroredStrategy``; one replica per
@@ -250,7 +290,11 @@ class BetaVAE(BaseEstimator):
                  beta_step=None, step_epochs=None, kl_fraction=None, lambda0=None,
                  lambda_mode=None, lambda_step=None, kl_reduction=None, layer_norm_axis=None,
                  snapshot_every=None, kl_threshold=None, mse_tolerance=None, precision=None,
-                 random_state=None, strategy=None):
+                 random_state=None, strategy=None, round_updates=None, schedule=None,
+                 r2_tolerance=None,
+                 capacity_start=None, capacity_step=None, target_active=None,
+                 relax_epochs=None, relax_beta=None, relax_lr=None, linear_path=None,
+                 beta_growth=None):
         self.preset = preset
         self.units = units
         self.n_blocks = n_blocks
@@ -273,9 +317,20 @@ class BetaVAE(BaseEstimator):
         self.snapshot_every = snapshot_every
         self.kl_threshold = kl_threshold
         self.mse_tolerance = mse_tolerance
+        self.r2_tolerance = r2_tolerance
         self.precision = precision
         self.random_state = random_state
         self.strategy = strategy
+        self.round_updates = round_updates
+        self.schedule = schedule
+        self.capacity_start = capacity_start
+        self.capacity_step = capacity_step
+        self.target_active = target_active
+        self.relax_epochs = relax_epochs
+        self.relax_beta = relax_beta
+        self.relax_lr = relax_lr
+        self.linear_path = linear_path
+        self.beta_growth = beta_growth
 
     # ---- parameters -------------------------------------------------------------------
     def resolved_params(self) -> dict:
@@ -342,7 +397,12 @@ class BetaVAE(BaseEstimator):
         enc = blocks(n_channels) + bilstm(2 * u if p["n_blocks"] else n_channels) + 4 * 2 * u \
             + (2 * u + 1) * e + 2 * (e + 1) * lat
         dec = (lat + 1) * e + bilstm(e) + blocks(2 * u) + (2 * u + 1) * n_channels
-        snaps = sum(self._snapshot_due(ep, p) for ep in range(int(p["epochs"])))
+        if p["linear_path"]:
+            enc += n_steps * n_channels * lat
+            dec += (lat + 1) * n_steps * n_channels
+        snaps = sum(_anneal_snapshot_due(ep, p) for ep in range(int(p["epochs"])))
+        if p["relax_epochs"]:
+            snaps += p["relax_epochs"] // p["step_epochs"] + 1
         return {"weights": int(enc + dec), "snapshots": int(snaps), "latent_dim": int(lat)}
 
     # ---- training ---------------------------------------------------------------------
@@ -379,7 +439,7 @@ class BetaVAE(BaseEstimator):
         tensorflow()
         import keras
 
-        from .vae_network import BetaVAEModel, NetworkConfig
+        from .vae_network import BetaVAEModel, NetworkConfig, ScheduleCallback
 
         p = self.resolved_params()
         streamed = isinstance(X, SpectraSource)
@@ -399,7 +459,7 @@ class BetaVAE(BaseEstimator):
                             n_blocks=p["n_blocks"], layers_per_block=p["layers_per_block"],
                             embedding_dim=p["embedding_dim"], latent_dim=p["latent_dim"],
                             layer_norm_axis=p["layer_norm_axis"],
-                            kl_reduction=p["kl_reduction"])
+                            kl_reduction=p["kl_reduction"], linear_path=p["linear_path"])
         with strategy.scope() if strategy is not None else contextlib.nullcontext():
             # variables (weights, optimiser slots, beta, lambda) are mirrored on every replica
             model = BetaVAEModel(cfg, seed=seed, precision=p["precision"])
@@ -412,47 +472,53 @@ class BetaVAE(BaseEstimator):
         self.n_replicas_ = 1 if strategy is None else int(strategy.num_replicas_in_sync)
         self.input_shape_ = X.shape[1:]
         self.n_features_in_ = X.shape[1] * X.shape[2]
-        self.history_ = {k: [] for k in ("loss", "mse", "l1", "kl", "beta", "lambda")}
+        self.history_ = {k: [] for k in ("loss", "mse", "l1", "kl", "beta", "lambda",
+                                         "capacity", "lr_scale")}
         self.snapshots_: list[Snapshot] = []
         self.beta_start_ = None if p["beta_start"] == "auto" else float(p["beta_start"])
+        self.relax_: RelaxSchedule | None = None
         start = 0
         if initial_state is not None:
             try:
                 start = self._restore_state(initial_state)
-            except (KeyError, ValueError) as exc:
+            except (KeyError, ValueError, TypeError) as exc:
                 raise IncompatibleStateError(f"initial_state does not fit this model: {exc}"
                                              ) from exc
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=p["epochs"], initial=start, desc="beta-VAE", unit="epoch",
-                       leave=False)
+            bar = tqdm(total=p["epochs"] + p["relax_epochs"], initial=start, desc="beta-VAE",
+                       unit="epoch", leave=False)
         t0 = time.perf_counter()
         src = X if streamed else _InMemory(X)
-        n_epochs, batch = int(p["epochs"]), int(p["batch_size"])
-        n_batches = -(-len(X) // batch)
+        self.data_variance_ = _mean_variance(src)
+        batch = int(p["batch_size"])
+        per_epoch = int(p["round_updates"]) or -(-len(X) // batch)
+        self.updates_per_epoch_ = per_epoch
+        applied: dict[int, ScheduleValues] = {}
+        schedule_cb = ScheduleCallback(lambda e: self._values(e, p), p["learning_rate"],
+                                       on_values=lambda e, v: applied.__setitem__(e, v))
+        epoch_done = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda e, logs: self._epoch_done(e, applied.pop(e), logs or {}, X, p,
+                                                          bar, on_epoch_end))
         try:
             epoch = start
-            while epoch < n_epochs:
-                # one model.fit call per run of epochs with a constant schedule that ends at
-                # the next snapshot: Keras' per-call set-up is paid per run, not per epoch
-                # (it dominates short epochs on a GPU); the batches and results are those
-                # of one call per epoch
-                beta, lam = self._schedule(epoch, p)
+            while epoch < self._last_epoch(p):
+                # one model.fit call per run of epochs that ends at the next snapshot: Keras'
+                # per-call set-up is paid per run, not per epoch (it dominates short epochs
+                # on a GPU); the batches and results are those of one call per epoch
                 end = self._run_end(epoch, p)
-                model.beta.assign(beta)
-                model.lam.assign(lam)
                 # batches through tf.data for arrays too: the same batches as
                 # model.fit(X[order]), without Keras' per-epoch tensor copies of X
-                epoch_done = keras.callbacks.LambdaCallback(
-                    on_epoch_end=lambda e, logs, beta=beta, lam=lam: self._epoch_done(
-                        e, beta, lam, logs or {}, X, p, bar, on_epoch_end))
-                model.fit(_batches(src, seed, range(epoch, end), batch),
-                          initial_epoch=epoch, epochs=end, steps_per_epoch=n_batches,
+                model.fit(_batches(src, seed, epoch * per_epoch, (end - epoch) * per_epoch,
+                                   batch),
+                          initial_epoch=epoch, epochs=end, steps_per_epoch=per_epoch,
                           shuffle=False, verbose=0, validation_data=val,
-                          callbacks=[epoch_done])
+                          callbacks=[schedule_cb, epoch_done])
                 epoch = end
+                if p["relax_epochs"] and self.relax_ is None:
+                    self._maybe_relax(epoch, p)
         finally:
             if bar is not None:
                 bar.close()
@@ -460,8 +526,9 @@ class BetaVAE(BaseEstimator):
         self.selected_ = len(self.snapshots_) - 1
         return self
 
-    def _schedule(self, epoch: int, p: dict) -> tuple[float, float]:
-        if epoch >= p["prime_epochs"] and self.beta_start_ is None:
+    def _anneal_schedule(self, p: dict) -> Schedule:
+        """The schedule before any relax phase (beta_start resolved)."""
+        if self.beta_start_ is None:
             # 'auto': from the training losses of the last primed epoch, so that the KL term
             # is kl_fraction of the loss when it switches on
             h, f = self.history_, p["kl_fraction"]
@@ -470,44 +537,114 @@ class BetaVAE(BaseEstimator):
             self.beta_start_ = float(f * h["mse"][-1] / ((1 - f) * max(h["kl"][-1], 1e-12)))
             logger.info("auto beta_start = %.4g (KL = %.0f%% of the loss)", self.beta_start_,
                         100 * f)
-        return schedule_values(epoch, p["prime_epochs"], self.beta_start_ or 0.0,
-                               p["beta_step"], p["step_epochs"], p["lambda0"],
-                               p["lambda_mode"], p["lambda_step"])
+        if p["schedule"] == "capacity":
+            return CapacitySchedule(p["prime_epochs"], self.beta_start_, p["capacity_start"],
+                                    p["capacity_step"], p["step_epochs"], p["lambda0"])
+        return StepSchedule(p["prime_epochs"], self.beta_start_, p["beta_step"],
+                            p["step_epochs"], p["lambda0"], p["lambda_mode"], p["lambda_step"],
+                            p["beta_growth"])
+
+    def _values(self, epoch: int, p: dict) -> ScheduleValues:
+        """Schedule values of ``epoch`` (applied by the ScheduleCallback)."""
+        if self.relax_ is not None and epoch >= self.relax_.start:
+            return self.relax_.values(epoch)
+        if epoch < p["prime_epochs"]:
+            return ScheduleValues(0.0, 0.0, phase="prime")
+        return self._anneal_schedule(p).values(epoch)
+
+    def _last_epoch(self, p: dict) -> int:
+        """One past the last epoch of training (known once the relax phase has begun)."""
+        return self.relax_.end if self.relax_ is not None else int(p["epochs"])
+
+    def _maybe_relax(self, epoch: int, p: dict) -> None:
+        """After a run that ended with a snapshot at ``epoch - 1``: start the relax phase
+        when the annealing is over (see ``relax_epochs``)."""
+        snaps = self.snapshots_
+        thr = p["kl_threshold"]
+        if not snaps or epoch <= p["prime_epochs"] or snaps[-1].epoch != epoch - 1:
+            return
+        counts = [s.n_active(thr) for s in snaps]
+        last = len(snaps) - 1
+        keep = None
+        if p["target_active"]:
+            want = p["target_active"]
+            if counts[-1] > want and epoch < p["epochs"]:
+                return
+            # the last snapshot with at least the wanted channels; its strongest ones
+            idx = max([i for i, c in enumerate(counts) if c >= want] or [last])
+            kl = snaps[idx].channel_kl()
+            keep = np.sort(np.argsort(kl)[::-1][:min(want, counts[idx])])
+        else:
+            within = self._within_tolerance(p)
+            if within and within[-1] == last and epoch < p["epochs"]:
+                return
+            idx = within[-1] if within else last
+        snap = snaps[idx]
+        if keep is None:
+            keep = snap.active(thr)
+        if idx != last:
+            self.model_.set_weight_arrays(snap.weights)
+        self.model_.set_channel_mask(keep)
+        anneal = self._anneal_schedule(p).values(snap.epoch)
+        self.relax_ = RelaxSchedule(start=epoch, epochs=int(p["relax_epochs"]),
+                                    beta=anneal.beta, lam=anneal.lam, capacity=anneal.capacity,
+                                    beta_factor=p["relax_beta"], lr_final=p["relax_lr"],
+                                    step_epochs=int(p["step_epochs"]))
+        self.relax_from_ = idx
+        logger.info("relax phase from epoch %d: snapshot %d (epoch %d, beta %.4g), channels "
+                    "%s kept", epoch, idx, snap.epoch, snap.beta, keep.tolist())
+
+    def _within_tolerance(self, p: dict) -> list[int]:
+        """Indices of the snapshots whose reconstruction MSE is within the tolerance of
+        the primed model's (``r2_tolerance`` of the data variance, else ``mse_tolerance``
+        times)."""
+        ref = _recon_mse(self._primed_snapshot())
+        if p["r2_tolerance"] > 0 and getattr(self, "data_variance_", None) is not None:
+            limit = ref + p["r2_tolerance"] * self.data_variance_
+        else:
+            limit = p["mse_tolerance"] * ref
+        return [i for i, s in enumerate(self.snapshots_) if _recon_mse(s) <= limit]
+
+    def _primed_snapshot(self) -> Snapshot:
+        primed = [s for s in self.snapshots_ if s.beta == 0.0]
+        return primed[-1] if primed else self.snapshots_[0]
 
     def _run_end(self, epoch: int, p: dict) -> int:
         """One past the last epoch of the run that starts at ``epoch``: the run stops after
         the next snapshot epoch (schedule steps end with one) or at the end."""
+        last = self._last_epoch(p)
         end = epoch
-        while end < p["epochs"] and not self._snapshot_due(end, p):
+        while end < last and not self._snapshot_due(end, p):
             end += 1
-        return min(end + 1, int(p["epochs"]))
+        return min(end + 1, last)
 
-    def _epoch_done(self, epoch: int, beta: float, lam: float, logs: dict,
+    def _epoch_done(self, epoch: int, values: ScheduleValues, logs: dict,
                     X: np.ndarray | SpectraSource, p: dict, bar,
                     on_epoch_end: Callable[[int, BetaVAE], None] | None) -> None:
         """Book-keeping after each epoch: history, snapshot, progress bar, user callback."""
         logs = {k: float(v) for k, v in logs.items()}
         for k, v in logs.items():
             self.history_.setdefault(k, []).append(v)
-        self.history_["beta"].append(beta)
-        self.history_["lambda"].append(lam)
+        for k, v in (("beta", values.beta), ("lambda", values.lam),
+                     ("capacity", values.capacity), ("lr_scale", values.lr_scale)):
+            self.history_.setdefault(k, []).append(v)
         if self._snapshot_due(epoch, p):
-            self._take_snapshot(epoch, beta, lam, logs, X)
+            self._take_snapshot(epoch, values.beta, values.lam, logs, X)
         if bar is not None:
             bar.set_postfix(mse=f"{logs['mse']:.4f}", kl=f"{logs['kl']:.3g}",
-                            beta=f"{beta:.3g}", refresh=False)
+                            beta=f"{values.beta:.3g}", refresh=False)
             bar.update(1)
         if on_epoch_end is not None:
             on_epoch_end(epoch, self)
 
-    @staticmethod
-    def _snapshot_due(epoch: int, p: dict) -> bool:
-        if epoch == p["epochs"] - 1 or epoch + 1 == p["prime_epochs"]:
+    def _snapshot_due(self, epoch: int, p: dict) -> bool:
+        if epoch == self._last_epoch(p) - 1 or epoch + 1 == p["prime_epochs"]:
             return True
         if p["snapshot_every"] and (epoch + 1) % p["snapshot_every"] == 0:
             return True
-        return epoch >= p["prime_epochs"] and \
-            (epoch + 1 - p["prime_epochs"]) % p["step_epochs"] == 0
+        if self.relax_ is not None and epoch >= self.relax_.start:
+            return self.relax_.step_ends(epoch)
+        return _anneal_snapshot_due(epoch, p)
 
     def _take_snapshot(self, epoch: int, beta: float, lam: float, logs: dict,
                        X: np.ndarray | SpectraSource) -> None:
@@ -648,8 +785,9 @@ class BetaVAE(BaseEstimator):
         ----------
         n_active : int, optional
             The latest snapshot with exactly this many active channels. Without it,
-            the latest snapshot whose reconstruction MSE (decoded from the latent means,
-            on the training data) is at most ``mse_tolerance`` x that of the last primed
+            the last snapshot when a relax phase ran (``relax_epochs``), else the latest
+            snapshot whose reconstruction MSE (decoded from the latent means, on the
+            training data) is at most ``mse_tolerance`` x that of the last primed
             snapshot (beta = 0): the most regularised model that still reconstructs well.
 
         Returns
@@ -669,10 +807,10 @@ class BetaVAE(BaseEstimator):
                 raise ParameterError(f"no snapshot has exactly {n_active} active channels; "
                                      f"snapshots have {sorted(set(counts))}")
             choice = idx[-1]
+        elif getattr(self, "relax_", None) is not None:
+            choice = len(snaps) - 1  # the end of the relax phase
         else:
-            primed = [s for s in snaps if s.beta == 0.0]
-            ref = _recon_mse(primed[-1] if primed else snaps[0])
-            ok = [i for i, s in enumerate(snaps) if _recon_mse(s) <= p["mse_tolerance"] * ref]
+            ok = self._within_tolerance(p)
             choice = ok[-1] if ok else 0
         self.model_.set_weight_arrays(snaps[choice].weights)
         self.selected_ = choice
@@ -684,9 +822,14 @@ class BetaVAE(BaseEstimator):
     def get_config(self) -> dict:
         """JSON-serialisable description: resolved parameters and network sizes."""
         self._check_fitted()
+        relax = getattr(self, "relax_", None)
+        variance = getattr(self, "data_variance_", None)
         return {"params": self.resolved_params(), "network": self.config_.to_dict(),
                 "input_shape": list(self.input_shape_),
-                "squeeze": bool(getattr(self, "_squeeze", False))}
+                "squeeze": bool(getattr(self, "_squeeze", False)),
+                "data_variance": None if variance is None else float(variance),
+                "relax": None if relax is None else
+                dict(vars(relax), from_snapshot=int(self.relax_from_))}
 
     def training_state(self) -> dict:
         """Everything needed to continue training: epoch, weights, optimiser, history, snapshots."""
@@ -696,7 +839,9 @@ class BetaVAE(BaseEstimator):
                 "optimizer": [np.asarray(v.numpy()) for v in opt.variables],
                 "seed_state": np.asarray(self.model_.seed_gen.state.numpy()),
                 "history": {k: list(v) for k, v in self.history_.items()},
-                "snapshots": list(self.snapshots_), "beta_start": self.beta_start_}
+                "snapshots": list(self.snapshots_), "beta_start": self.beta_start_,
+                "relax": None if self.relax_ is None else
+                dict(vars(self.relax_), from_snapshot=int(self.relax_from_))}
 
     def _restore_state(self, state: Mapping) -> int:
         model = self.model_
@@ -716,6 +861,10 @@ class BetaVAE(BaseEstimator):
         self.snapshots_ = list(state.get("snapshots") or [])
         if state.get("beta_start") is not None:
             self.beta_start_ = float(state["beta_start"])
+        relax = dict(state.get("relax") or {})
+        if relax:
+            self.relax_from_ = int(relax.pop("from_snapshot"))
+            self.relax_ = RelaxSchedule(**relax)
         return int(state["epoch"])
 
     @classmethod
@@ -737,6 +886,13 @@ class BetaVAE(BaseEstimator):
         obj.input_shape_ = tuple(config["input_shape"])
         obj.n_features_in_ = int(np.prod(obj.input_shape_))
         obj._squeeze = bool(config["squeeze"])
+        variance = config.get("data_variance")
+        obj.data_variance_ = None if variance is None else float(variance)
+        relax = dict(config.get("relax") or {})
+        obj.relax_ = None
+        if relax:
+            obj.relax_from_ = int(relax.pop("from_snapshot"))
+            obj.relax_ = RelaxSchedule(**relax)
         obj.history_, obj.snapshots_, obj.selected_ = {}, [], -1
         return obj
 
@@ -768,6 +924,28 @@ class BetaVAE(BaseEstimator):
                                  ) from None
 
 
+def _mean_variance(src: SpectraSource) -> float:
+    """Variance across spectra, averaged over steps and channels (float64 sums, by block)."""
+    n = len(src)
+    total = total_sq = 0.0
+    for start in range(0, n, _STREAM_BLOCK):
+        xb = np.asarray(src.take(np.arange(start, min(start + _STREAM_BLOCK, n))), np.float64)
+        total = total + xb.sum(axis=0)
+        total_sq = total_sq + np.square(xb).sum(axis=0)
+    mean = total / n
+    return float(np.mean(np.maximum(total_sq / n - np.square(mean), 0.0)))
+
+
+def _anneal_snapshot_due(epoch: int, p: dict) -> bool:
+    """Snapshot epochs before any relax phase: the end of priming and of every step, every
+    ``snapshot_every`` epochs and the last of ``epochs``."""
+    if epoch + 1 in (p["epochs"], p["prime_epochs"]):
+        return True
+    if p["snapshot_every"] and (epoch + 1) % p["snapshot_every"] == 0:
+        return True
+    return epoch >= p["prime_epochs"] and (epoch + 1 - p["prime_epochs"]) % p["step_epochs"] == 0
+
+
 def _recon_mse(snap: Snapshot) -> float:
     """Deterministic reconstruction MSE of a snapshot (training MSE for old snapshots)."""
     return snap.losses.get("recon_mse", snap.losses["mse"])
@@ -791,30 +969,37 @@ class _InMemory(SpectraSource):
         return self.x[indices]
 
 
-def _batches(src: SpectraSource, seed: int, epochs: range, batch_size: int):
-    """``tf.data`` pipeline of the mini-batches of ``epochs`` in turn: epoch ``e`` takes
-    ``src[order[i:i + batch_size]]`` with ``order`` the permutation drawn from
-    ``(seed, e)``; read one batch ahead of the training step.
+def _batches(src: SpectraSource, seed: int, first: int, count: int, batch_size: int):
+    """``tf.data`` pipeline of the optimiser updates ``first .. first + count - 1``.
 
-    Each iteration of the dataset starts again from the first epoch (Keras iterates a
-    dataset once more under a ``tf.distribute`` strategy, to peek at a batch).
+    The updates run through a stream of shuffled passes over the data: update ``u``
+    takes ``src[order[j * batch_size:(j + 1) * batch_size]]`` with
+    ``e, j = divmod(u, batches per pass)`` and ``order`` the permutation drawn from
+    ``(seed, e)``. With one schedule epoch per pass, epoch ``e`` is exactly pass ``e``.
+    Read one batch ahead of the training step.
+
+    Each iteration of the dataset starts again from ``first`` (Keras iterates a dataset
+    once more under a ``tf.distribute`` strategy, to peek at a batch).
     """
     tf = tensorflow()
 
     n = len(src)
+    per_pass = -(-n // batch_size)
 
     def gen():
-        for e in epochs:
-            order = np.random.default_rng([seed, e]).permutation(n)
-            for i in range(0, n, batch_size):
-                yield np.ascontiguousarray(src.take(order[i:i + batch_size]), dtype="float32")
+        current, order = -1, None
+        for u in range(first, first + count):
+            e, j = divmod(u, per_pass)
+            if e != current:
+                current, order = e, np.random.default_rng([seed, e]).permutation(n)
+            yield np.ascontiguousarray(src.take(order[j * batch_size:(j + 1) * batch_size]),
+                                       dtype="float32")
 
     spec = tf.TensorSpec((None, *(int(s) for s in src.shape[1:])), tf.float32)
-    n_batches = -(-n // batch_size) * len(epochs)
-    # a known length: Keras then runs exactly n_batches steps (with an unknown one it tries
+    # a known length: Keras then runs exactly `count` steps (with an unknown one it tries
     # one more, which advances the sampling seed and breaks equality with the array path)
     return tf.data.Dataset.from_generator(gen, output_signature=spec).apply(
-        tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+        tf.data.experimental.assert_cardinality(count)).prefetch(2)
 
 
 def resolve_strategy(strategy):
@@ -895,32 +1080,46 @@ def _is_number(v) -> bool:
 
 
 def _validate(p: dict) -> None:
-    ints = ("units", "n_blocks", "layers_per_block", "embedding_dim", "latent_dim",
-            "batch_size", "step_epochs")
+    ints = ("units", "layers_per_block", "embedding_dim", "latent_dim", "batch_size",
+            "step_epochs")
     for k in ints:
         if not _is_int(p[k]) or p[k] < 1:
             raise ParameterError(f"{k} must be a positive integer, got {p[k]!r}")
-    for k in ("epochs", "prime_epochs", "snapshot_every"):
+    for k in ("n_blocks", "epochs", "prime_epochs", "snapshot_every", "round_updates",
+              "target_active", "relax_epochs"):
         if not _is_int(p[k]) or p[k] < 0:
             raise ParameterError(f"{k} must be a non-negative integer, got {p[k]!r}")
     if p["epochs"] < 1:
         raise ParameterError(f"epochs must be >= 1, got {p['epochs']!r}")
+    if not (_is_number(p["r2_tolerance"]) and 0 <= p["r2_tolerance"] < 1):
+        raise ParameterError(f"r2_tolerance must be a number in [0, 1), got "
+                             f"{p['r2_tolerance']!r}")
     for k in ("learning_rate", "mse_tolerance"):
         if not (_is_number(p[k]) and p[k] > 0):
             raise ParameterError(f"{k} must be a finite positive number, got {p[k]!r}")
-    for k in ("beta_step", "lambda0", "lambda_step", "kl_threshold"):
+    for k in ("beta_step", "lambda0", "lambda_step", "kl_threshold", "capacity_start",
+              "capacity_step"):
         if not (_is_number(p[k]) and p[k] >= 0):
             raise ParameterError(f"{k} must be a finite number >= 0, got {p[k]!r}")
     if p["beta_start"] != "auto" and not (_is_number(p["beta_start"]) and p["beta_start"] >= 0):
         raise ParameterError(f"beta_start must be 'auto' or a finite number >= 0, got "
                              f"{p['beta_start']!r}")
+    for k in ("relax_beta", "relax_lr"):
+        if not (_is_number(p[k]) and 0 <= p[k] <= 1):
+            raise ParameterError(f"{k} must be a number in [0, 1], got {p[k]!r}")
+    if not (_is_number(p["beta_growth"]) and 1 <= p["beta_growth"] <= 100):
+        raise ParameterError(f"beta_growth must be a number in [1, 100], got "
+                             f"{p['beta_growth']!r}")
+    if not isinstance(p["linear_path"], bool):
+        raise ParameterError(f"linear_path must be True or False, got {p['linear_path']!r}")
     if not (_is_number(p["kl_fraction"]) and 0 < p["kl_fraction"] < 1):
         raise ParameterError(f"kl_fraction must be a number in (0, 1), got {p['kl_fraction']!r}")
     if not _is_int(p["random_state"]) or not 0 <= p["random_state"] < 2**32:
         raise ParameterError(f"random_state must be an integer in [0, 2**32), got "
                              f"{p['random_state']!r}")
     choices = {"lambda_mode": ("follow", "step"), "kl_reduction": ("mean", "sum"),
-               "layer_norm_axis": ("time", "features"), "precision": PRECISIONS}
+               "layer_norm_axis": ("time", "features"), "precision": PRECISIONS,
+               "schedule": SCHEDULES}
     for k, allowed in choices.items():
         if p[k] not in allowed:
             raise ParameterError(f"{k} must be one of {allowed}, got {p[k]!r}")

@@ -35,7 +35,11 @@ from .runtime import tensorflow
 
 tensorflow()  # the package's TensorFlow set-up before any model is built
 
-__all__ = ["NetworkConfig", "build_encoder", "build_decoder", "BetaVAEModel"]
+__all__ = ["NetworkConfig", "build_encoder", "build_decoder", "BetaVAEModel", "ChannelMask",
+           "ScheduleCallback"]
+
+#: Name of the encoder's channel-mask weight (absent from models stored before it existed).
+MASK_WEIGHT = "channel_mask"
 
 
 @dataclass
@@ -51,10 +55,28 @@ class NetworkConfig:
     latent_dim: int = 16
     layer_norm_axis: str = "time"  # "time" (reference code) or "features"
     kl_reduction: str = "mean"  # "mean" (reference code) or "sum" (per sample)
+    linear_path: bool = False  # add a linear map input -> mean and z -> output
 
     def to_dict(self) -> dict:
         """Plain-dict form."""
         return asdict(self)
+
+
+class ChannelMask(layers.Layer):
+    """Multiplies the latent means and log-variances by a fixed 0/1 mask per channel.
+
+    All ones while the channels are free; the relax phase sets the pruned channels to 0,
+    so their means are exactly 0 and their log-variances 0 (the prior): they carry
+    nothing and count as inactive.
+    """
+
+    def build(self, input_shape):
+        self.mask = self.add_weight(shape=(int(input_shape[0][-1]),), initializer="ones",
+                                    trainable=False, name=MASK_WEIGHT, dtype="float32")
+
+    def call(self, inputs):
+        mu, logvar = inputs
+        return mu * self.mask, logvar * self.mask
 
 
 def _residual_blocks(h, cfg: NetworkConfig, prefix: str, dtype: str):
@@ -90,7 +112,13 @@ def build_encoder(cfg: NetworkConfig, precision: str = "float32") -> keras.Model
     emb = layers.Dense(cfg.embedding_dim, activation="relu", name="enc_embedding",
                        dtype="float32")(h)
     mu = layers.Dense(cfg.latent_dim, name="z_mean", dtype="float32")(emb)
+    if cfg.linear_path:
+        flat = layers.Flatten(name="enc_flat", dtype="float32")(x)
+        lin = layers.Dense(cfg.latent_dim, use_bias=False, name="z_mean_linear",
+                           dtype="float32")(flat)
+        mu = layers.Add(name="z_mean_sum", dtype="float32")([mu, lin])
     logvar = layers.Dense(cfg.latent_dim, name="z_log_var", dtype="float32")(emb)
+    mu, logvar = ChannelMask(name="latent_mask", dtype="float32")([mu, logvar])
     return keras.Model(x, [mu, logvar, emb], name="encoder")
 
 
@@ -109,6 +137,12 @@ def build_decoder(cfg: NetworkConfig, precision: str = "float32") -> keras.Model
     h = layers.ReLU(name="dec_first_relu", dtype=precision)(h)
     h = _residual_blocks(h, cfg, "dec", precision)
     out = layers.Dense(cfg.n_channels, name="reconstruction", dtype="float32")(h)
+    if cfg.linear_path:
+        lin = layers.Dense(cfg.n_steps * cfg.n_channels, name="linear_reconstruction",
+                           dtype="float32")(z)
+        lin = layers.Reshape((cfg.n_steps, cfg.n_channels), name="linear_reshape",
+                             dtype="float32")(lin)
+        out = layers.Add(name="reconstruction_sum", dtype="float32")([out, lin])
     return keras.Model(z, [out, emb], name="decoder")
 
 
@@ -129,6 +163,7 @@ class BetaVAEModel(keras.Model):
         self.decoder = build_decoder(cfg, precision)
         self.beta = tf.Variable(0.0, trainable=False, dtype="float32", name="beta")
         self.lam = tf.Variable(0.0, trainable=False, dtype="float32", name="lambda")
+        self.capacity = tf.Variable(0.0, trainable=False, dtype="float32", name="capacity")
         self.seed_gen = keras.random.SeedGenerator(seed)
         self.trackers = {k: keras.metrics.Mean(name=k) for k in ("loss", "mse", "l1", "kl")}
 
@@ -145,7 +180,8 @@ class BetaVAEModel(keras.Model):
         mu, logvar, a_enc = self.encoder(x, training=training)
         if sample:
             eps = self._noise(ops.shape(mu))
-            z = mu + ops.exp(0.5 * logvar) * eps
+            # masked (frozen) channels stay exactly 0: no noise reaches the decoder
+            z = mu + ops.exp(0.5 * logvar) * eps * self.channel_mask()
         else:
             z = mu
         recon, a_dec = self.decoder(z, training=training)
@@ -155,8 +191,18 @@ class BetaVAEModel(keras.Model):
         kl_el = -0.5 * (1.0 + logvar - ops.square(mu) - ops.exp(logvar))
         kl = ops.mean(kl_el) if self.cfg.kl_reduction == "mean" else \
             ops.mean(ops.sum(kl_el, axis=-1))
-        loss = mse + self.lam * l1 + self.beta * kl
+        loss = mse + self.lam * l1 + self.beta * ops.abs(kl - self.capacity)
         return loss, mse, l1, kl
+
+    def channel_mask(self):
+        """The encoder's 0/1 mask of the latent channels (a variable)."""
+        return self.encoder.get_layer("latent_mask").mask
+
+    def set_channel_mask(self, keep) -> None:
+        """Freeze every channel not in ``keep`` (indices or a boolean array)."""
+        mask = np.zeros(self.cfg.latent_dim, "float32")
+        mask[np.asarray(keep)] = 1.0
+        self.channel_mask().assign(mask)
 
     def _noise(self, shape):
         """Standard normal noise; under several replicas each draws its own (the replica
@@ -198,6 +244,10 @@ class BetaVAEModel(keras.Model):
     def set_weight_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Assign weights saved by :meth:`get_weight_arrays`; names and shapes must match."""
         weights = self._weights_list()
+        arrays = dict(arrays)
+        for w in weights:  # stored before the mask existed: every channel free
+            if w.path.endswith(MASK_WEIGHT) and w.path not in arrays:
+                arrays[w.path] = np.ones(tuple(w.shape), "float32")
         missing = [w.path for w in weights if w.path not in arrays]
         if missing:
             raise KeyError(f"stored weights lack {missing[:3]} ({len(missing)} in all)")
@@ -210,3 +260,28 @@ class BetaVAEModel(keras.Model):
 
     def _weights_list(self) -> list:
         return list(self.encoder.weights) + list(self.decoder.weights)
+
+
+class ScheduleCallback(keras.callbacks.Callback):
+    """Applies a regularisation schedule at the start of every epoch.
+
+    ``schedule`` is a callable ``epoch -> ScheduleValues`` (see
+    :mod:`pycroscopy_bevae.models.schedule`); beta, lambda and the capacity are the
+    model's variables, the learning rate is ``base_lr * lr_scale``. ``on_values`` is
+    called with ``(epoch, values)`` after they are applied (book-keeping).
+    """
+
+    def __init__(self, schedule, base_lr: float, on_values=None):
+        super().__init__()
+        self.schedule, self.base_lr, self.on_values = schedule, float(base_lr), on_values
+
+    def on_epoch_begin(self, epoch, logs=None):
+        v = self.schedule(epoch)
+        m = self.model
+        m.beta.assign(v.beta)
+        m.lam.assign(v.lam)
+        m.capacity.assign(v.capacity)
+        opt = getattr(m.optimizer, "inner_optimizer", m.optimizer)
+        opt.learning_rate.assign(self.base_lr * v.lr_scale)
+        if self.on_values is not None:
+            self.on_values(epoch, v)

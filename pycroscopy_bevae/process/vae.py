@@ -15,7 +15,15 @@ import numpy as np
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.usid import linked_ancillaries, make_dims, write_attrs, write_main
 from ..models.runtime import runtime_info
-from ..models.vae import _PARAMS, BetaVAE, IncompatibleStateError, Snapshot, SpectraSource
+from ..models.schedule import RelaxSchedule
+from ..models.vae import (
+    _DEFAULTS,
+    _PARAMS,
+    BetaVAE,
+    IncompatibleStateError,
+    Snapshot,
+    SpectraSource,
+)
 from ..parallel import active_pool
 from ..preprocessing import MultiScaler, stack_channels
 from .base import GlobalFitProcess, clear_group
@@ -78,7 +86,9 @@ class BetaVAEProcess(GlobalFitProcess):
         Model and schedule defaults (see :data:`pycroscopy_bevae.models.vae.PRESETS`).
     n_active : int, optional
         Select the latest snapshot with this many active channels (closest count if none
-        matches exactly); default the automatic rule of :meth:`BetaVAE.select`.
+        matches exactly); default the automatic rule of :meth:`BetaVAE.select`. With a
+        relax phase (``relax_epochs`` > 0, the ``fast`` preset) it is also the
+        ``target_active`` of the training, unless that is given.
     checkpoint_every : int
         Epochs between training checkpoints (and at every snapshot).
     progress : bool
@@ -141,11 +151,15 @@ class BetaVAEProcess(GlobalFitProcess):
                 f"'{self.sources.datasets[0].file.filename}' has {n_pos} position; the beta-VAE "
                 "needs at least 2 positions to learn from")
         MultiScaler(scaling)  # validates
-        self.vae = BetaVAE(preset=preset, strategy=strategy, **kwargs)
-        resolved = self.vae.resolved_params()  # validates every parameter before any write
         if n_active is not None and (isinstance(n_active, bool) or not
                                      isinstance(n_active, (int, np.integer)) or n_active < 0):
             raise ParameterError(f"n_active must be a non-negative integer, got {n_active!r}")
+        self.vae = BetaVAE(preset=preset, strategy=strategy, **kwargs)
+        resolved = self.vae.resolved_params()  # validates every parameter before any write
+        if n_active and resolved["relax_epochs"] and "target_active" not in kwargs:
+            # a relax phase trains the requested channel count to convergence
+            self.vae.set_params(target_active=int(n_active))
+            resolved = self.vae.resolved_params()
         if isinstance(checkpoint_every, (np.integer, np.bool_)):
             checkpoint_every = checkpoint_every.item()
         if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) \
@@ -165,8 +179,9 @@ class BetaVAEProcess(GlobalFitProcess):
         parms = self.sources.parms()
         parms.update({"scaling": scaling, "preset": str(preset), "stacking": "channels"})
         parms.update(resolved)
-        if parms["precision"] == "float32":  # as before the option existed: same duplicates
-            del parms["precision"]
+        for key in _LATER_PARAMS:  # at values training as before they existed: same duplicates
+            if parms[key] == _DEFAULTS[key]:
+                del parms[key]
         if strategy is not None:  # a replicated run draws other noise: not a duplicate
             parms["strategy"] = strategy if isinstance(strategy, str) else \
                 type(strategy).__name__
@@ -347,8 +362,8 @@ class BetaVAEProcess(GlobalFitProcess):
         model.attrs["selected_snapshot"] = int(vae.selected_)
         _write_arrays(model.create_group("Weights"), snaps[vae.selected_].weights)
         per_mod = {f"mse_{name}": float(mod_err[:, i].mean()) for i, name in enumerate(src.names)}
-        active = np.flatnonzero(snaps[vae.selected_].channel_kl() >= p["kl_threshold"])
         sel = snaps[vae.selected_]
+        active = sel.active(p["kl_threshold"])
         write_attrs(grp, {
             "mse": float(err.mean()), **per_mod, "fit_time_s": float(vae.fit_time_),
             "inference_time_s": float(t_infer),
@@ -358,6 +373,9 @@ class BetaVAEProcess(GlobalFitProcess):
             "selected_snapshot": int(vae.selected_), "selected_epoch": int(sel.epoch),
             "selected_beta": float(sel.beta), "selection_request": "auto" if self.n_active is
             None else int(self.n_active), "beta_start_used": float(vae.beta_start_ or 0.0),
+            "relax_start_epoch": -1 if vae.relax_ is None else int(vae.relax_.start),
+            "relax_from_snapshot": -1 if vae.relax_ is None else int(vae.relax_from_),
+            "updates_per_epoch": int(vae.updates_per_epoch_),
             # what TensorFlow ran with (determinism, thread pools, oneDNN, versions)
             **{f"runtime_{k}": v for k, v in runtime_info().items()},
         })
@@ -548,6 +566,12 @@ _MAX_NETWORK = {"units": 4096, "n_blocks": 32, "layers_per_block": 16, "embeddin
                 "latent_dim": 4096}
 _NETWORK_KEYS = ("n_steps", "n_channels", "units", "n_blocks", "layers_per_block",
                  "embedding_dim", "latent_dim", "layer_norm_axis", "kl_reduction")
+#: Network keys added later: optional in stored configs (absent: the value given here).
+_LATER_NETWORK_KEYS = {"linear_path": False}
+#: BetaVAE parameters added later: left out of the duplicate check at these default values.
+_LATER_PARAMS = ("precision", "round_updates", "schedule", "capacity_start", "capacity_step",
+                 "target_active", "relax_epochs", "relax_beta", "relax_lr", "linear_path",
+                 "beta_growth", "r2_tolerance")
 _MAX_CONFIG_CHARS = 1 << 20
 
 
@@ -568,15 +592,21 @@ def _checked_config(grp: h5py.Group, where: str) -> tuple[dict, dict]:
                                             "squeeze"} <= set(config):
         raise BEPSFormatError(f"{where}: model config lacks params/network/input_shape")
     net, params = config["network"], config["params"]
-    if not isinstance(net, dict) or set(net) != set(_NETWORK_KEYS):
+    if not isinstance(net, dict) or not set(_NETWORK_KEYS) <= set(net) <= \
+            set(_NETWORK_KEYS) | set(_LATER_NETWORK_KEYS):
         raise BEPSFormatError(f"{where}: model config 'network' must have the keys "
-                              f"{list(_NETWORK_KEYS)}")
+                              f"{list(_NETWORK_KEYS)} (and optionally "
+                              f"{list(_LATER_NETWORK_KEYS)})")
+    if not isinstance(net.get("linear_path", False), bool):
+        raise BEPSFormatError(f"{where}: model config network linear_path="
+                              f"{net['linear_path']!r}; expected true or false")
     for key in _NETWORK_KEYS[:7]:
         val = net[key]
         top = _MAX_NETWORK.get(key, 10**6)
-        if isinstance(val, bool) or not isinstance(val, int) or not 1 <= val <= top:
+        low = 0 if key == "n_blocks" else 1
+        if isinstance(val, bool) or not isinstance(val, int) or not low <= val <= top:
             raise BEPSFormatError(f"{where}: model config network {key}={val!r}; expected an "
-                                  f"integer in 1..{top}")
+                                  f"integer in {low}..{top}")
     emb = grp.get("Embedding")
     recon = grp.get("Reconstruction")
     if not isinstance(emb, h5py.Dataset) or emb.ndim != 2 or emb.shape[1] != net["latent_dim"]:
@@ -601,9 +631,32 @@ def _checked_config(grp: h5py.Group, where: str) -> tuple[dict, dict]:
         if resolved[key] != net[key]:
             raise BEPSFormatError(f"{where}: parameter {key}={resolved[key]!r} differs from "
                                   f"the network's {net[key]!r}")
+    if resolved["linear_path"] != net.get("linear_path", False):
+        raise BEPSFormatError(f"{where}: parameter linear_path={resolved['linear_path']!r} "
+                              f"differs from the network's {net.get('linear_path', False)!r}")
+    _check_stored_schedule(config, where)
     weights = est.storage_estimate(emb.shape[0], net["n_steps"], net["n_channels"])["weights"]
     return config, {"weights": weights, "positions": emb.shape[0],
-                    "latent_dim": net["latent_dim"], "epochs": int(resolved["epochs"]) + 1}
+                    "latent_dim": net["latent_dim"],
+                    "epochs": int(resolved["epochs"]) + int(resolved["relax_epochs"]) + 1}
+
+
+def _check_stored_schedule(config: dict, where: str) -> None:
+    """The optional ``data_variance`` and ``relax`` entries of a stored model config."""
+    var = config.get("data_variance")
+    if var is not None and (isinstance(var, bool) or not isinstance(var, (int, float))
+                            or not np.isfinite(var) or var < 0):
+        raise BEPSFormatError(f"{where}: model config data_variance={var!r}; expected a "
+                              "finite number >= 0 or null")
+    relax = config.get("relax")
+    if relax is None:
+        return
+    fields = set(RelaxSchedule.__dataclass_fields__) | {"from_snapshot"}
+    if not isinstance(relax, dict) or set(relax) != fields or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+            for v in relax.values()):
+        raise BEPSFormatError(f"{where}: model config 'relax' must be null or a mapping of "
+                              f"the numbers {sorted(fields)}")
 
 
 def _read_arrays(g: h5py.Group, max_values: int | None = None) -> dict:
@@ -680,7 +733,8 @@ def _write_checkpoint(grp: h5py.Group, est: BetaVAE) -> None:
         hist.create_dataset(k, data=np.asarray(v, dtype=float))
     write_attrs(hist, {"columns": list(st["history"])})  # HDF5 lists members sorted
     write_attrs(g, {"epoch": int(st["epoch"]), "n_snapshots": len(st["snapshots"]),
-                    "beta_start": "None" if st["beta_start"] is None else float(st["beta_start"])})
+                    "beta_start": "None" if st["beta_start"] is None else float(st["beta_start"]),
+                    "relax": json.dumps(st["relax"])})
     if "Checkpoint" in grp:
         del grp["Checkpoint"]
     grp.move("Checkpoint_new", "Checkpoint")
@@ -703,7 +757,8 @@ def _read_checkpoint(grp: h5py.Group) -> dict | None:
                  "seed_state": _numeric(g["seed_state"]),
                  "history": {_text(k): _numeric(g["History"][_text(k)]).tolist()
                              for k in g["History"].attrs["columns"]},
-                 "snapshots": snaps, "beta_start": None if _text(bs) == "None" else float(bs)}
+                 "snapshots": snaps, "beta_start": None if _text(bs) == "None" else float(bs),
+                 "relax": json.loads(_text(g.attrs.get("relax", "null")))}
         if any(len(v) != state["epoch"] for v in state["history"].values()):
             raise BEPSFormatError(f"its history does not cover its {state['epoch']} epochs")
     except (KeyError, ValueError, TypeError, OSError) as exc:
