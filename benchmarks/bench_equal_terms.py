@@ -79,32 +79,46 @@ def factor_data(size: int = 40, seed: int = 0):
     return stack_channels(MultiScaler("global").fit(mods).transform(mods)), truth, labels
 
 
-def vae_rows(X, ks, seeds, preset, overrides):
+def vae_rows(X, ks, seeds, preset, overrides, auto=False):
+    """One beta-VAE per seed and k: with a relax phase (``relax_epochs`` > 0) trained to
+    k channels (``target_active=k``); without, one run per seed and the latest snapshot
+    with exactly k active channels. ``auto``: also one run per seed with the automatic
+    channel count (reported as k = the count it chose)."""
     from pycroscopy_bevae.models import BetaVAE
 
+    relax = BetaVAE(preset=preset, **overrides).resolved_params()["relax_epochs"] > 0
+    runs = [(seed, k) for seed in seeds for k in ks] if relax else [(s, None) for s in seeds]
+    if auto:
+        runs += [(seed, "auto") for seed in seeds]
     rows = []
-    for seed in seeds:
-        vae = BetaVAE(preset=preset, random_state=seed, **overrides)
+    for seed, k in runs:
+        extra = {"target_active": k} if isinstance(k, int) else {}
+        vae = BetaVAE(preset=preset, random_state=seed, **{**overrides, **extra})
         t0 = time.perf_counter()
         vae.fit(X, progress=True)
         fit_time = time.perf_counter() - t0
         thr = vae.resolved_params()["kl_threshold"]
         counts = [s.n_active(thr) for s in vae.snapshots_]
-        print(f"  beta-VAE seed {seed}: {fit_time:.0f} s, active channels per snapshot "
+        print(f"  beta-VAE seed {seed}, k {k}: {fit_time:.0f} s, active channels per snapshot "
               f"{counts}", flush=True)
-        for k in ks:
-            if k not in counts:
-                rows.append({"method": "beta-VAE", "k": k, "seed": seed, "mse": np.nan,
+        wanted = ks if k is None else [k]
+        if k == "auto":
+            vae.select()
+            wanted = [counts[vae.selected_]]
+            print(f"    automatic count: {wanted[0]}", flush=True)
+        for kk in wanted:
+            if kk not in counts:
+                rows.append({"method": "beta-VAE", "k": kk, "seed": seed, "mse": np.nan,
                              "mse_modality": [np.nan] * X.shape[2], "fit_time_s": fit_time,
                              "embedding": None})
                 continue
-            vae.select(n_active=k)
-            snap = vae.snapshots_[vae.selected_]
-            active = np.flatnonzero(snap.channel_kl() >= thr)
+            if k != "auto":
+                vae.select(n_active=kk)
+            active = vae.snapshots_[vae.selected_].active(thr)
             mu = vae.transform(X)
             recon = vae.decode(mu).reshape(X.shape)
-            rows.append({"method": "beta-VAE", "k": k, "seed": seed,
-                         "mse": float(np.mean((recon - X) ** 2)),
+            rows.append({"method": "beta-VAE" if k != "auto" else "VAE-auto", "k": kk,
+                         "seed": seed, "mse": float(np.mean((recon - X) ** 2)),
                          "mse_modality": [float(np.mean((recon[..., c] - X[..., c]) ** 2))
                                           for c in range(X.shape[2])],
                          "fit_time_s": fit_time, "embedding": mu[:, active]})
@@ -127,7 +141,7 @@ def score(rows, truth, labels):
 
 
 def table(name, rows):
-    cols = ("mse", "factor_r2", "best_r2", "gap", "accuracy")
+    cols = ("mse", "factor_r2", "best_r2", "gap", "accuracy", "fit_time_s")
     print(f"\n{name}: median over seeds [worst seed]")
     print(f"  {'method':10s} {'k':>2s}  " + "  ".join(f"{c:>17s}" for c in cols)
           + "  per-modality MSE")
@@ -140,7 +154,7 @@ def table(name, rows):
             if not vals:
                 cells.append(f"{'-':>17s}")
                 continue
-            worst = max(vals) if c == "mse" else min(vals)
+            worst = max(vals) if c in ("mse", "fit_time_s") else min(vals)
             cells.append(f"{statistics.median(vals):8.4f} [{worst:6.4f}]")
         mods = np.nanmedian(np.array([r["mse_modality"] for r in rs], float), axis=0)
         print(f"  {method:10s} {k:2d}  " + "  ".join(cells) + "  "
@@ -156,6 +170,9 @@ def main() -> None:
     ap.add_argument("--ks", nargs="+", type=int, default=[3, 5, 6])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--vae", action="store_true", help="also train the beta-VAE per seed")
+    ap.add_argument("--auto", action="store_true",
+                    help="also train one beta-VAE per seed with the automatic channel count")
+    ap.add_argument("--no-linear", action="store_true", help="skip the linear baselines")
     ap.add_argument("--preset", default="fast")
     ap.add_argument("--set", nargs="*", default=[], metavar="K=V",
                     help="beta-VAE parameter overrides, e.g. epochs=60 batch_size=64")
@@ -179,10 +196,11 @@ def main() -> None:
         X, truth, labels = got
         print(f"\n{name}: X {X.shape}", flush=True)
         t0 = time.perf_counter()
-        rows = linear_baselines(X, args.ks, seeds=args.seeds)
+        rows = [] if args.no_linear else linear_baselines(X, args.ks, seeds=args.seeds)
         print(f"  linear baselines: {time.perf_counter() - t0:.0f} s", flush=True)
-        if args.vae:
-            rows += vae_rows(X, args.ks, args.seeds, args.preset, overrides)
+        if args.vae or args.auto:
+            rows += vae_rows(X, args.ks if args.vae else [], args.seeds, args.preset,
+                             overrides, auto=args.auto)
         score(rows, truth, labels)
         table(name, rows)
 

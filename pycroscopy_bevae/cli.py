@@ -48,11 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of the data and the models")
     demo.add_argument("--epochs", type=int, default=None,
                       help="beta-VAE epochs (default: the fast preset's)")
-    demo.add_argument("--batch-size", type=int, default=64,
-                      help="beta-VAE mini-batch (smaller than the fast preset's 256: the demo "
-                           "maps hold ~1,000-3,000 spectra)")
+    demo.add_argument("--batch-size", type=int, default=64, help="beta-VAE mini-batch")
     demo.add_argument("--n-components", type=int, default=5,
-                      help="dictionary-learning components")
+                      help="dictionary-learning components, and the beta-VAE's active "
+                           "channels (equal terms)")
     demo.add_argument("--toy-spectra", type=int, default=2000,
                       help="training spectra of the toy benchmark (0: skip it)")
     demo.add_argument("--quick", action="store_true",
@@ -188,7 +187,7 @@ def _demo(args: argparse.Namespace) -> int:
     vae_kw: dict = {"batch_size": args.batch_size}
     if args.quick:
         size, epochs, toy = 10, 3, min(toy, 300)
-        vae_kw.update(prime_epochs=1, step_epochs=1)
+        vae_kw.update(prime_epochs=1, step_epochs=1, round_updates=5, relax_epochs=2)
     steps = 5 + bool(toy)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "synthetic_beps.h5")
@@ -208,7 +207,9 @@ def _demo(args: argparse.Namespace) -> int:
               f"{dl.name} ({dl.attrs['fit_time_s']:.1f} s): MSE {dl.attrs['mse']:.4f}",
               flush=True)
         params = dict(vae_kw, **({"epochs": epochs} if epochs is not None else {}))
-        vae = BetaVAEProcess(proj, preset="fast", random_state=args.seed, **params).compute()
+        # equal terms: as many active channels as dictionary-learning components
+        vae = BetaVAEProcess(proj, preset="fast", random_state=args.seed,
+                             n_active=args.n_components, **params).compute()
         print(f"[4/{steps}] beta-VAE (fast preset) -> {vae.name} ({vae.attrs['fit_time_s']:.0f} "
               f"s): MSE {vae.attrs['mse']:.4f}, {vae.attrs['n_active_channels']} active latent "
               "channels", flush=True)

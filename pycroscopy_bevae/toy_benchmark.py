@@ -69,7 +69,8 @@ def run_toy_benchmark(out_dir: str | None = None, n_spectra: int = 3000,
     progress : bool
         Show the training progress bar.
     **vae_params
-        Other :class:`~pycroscopy_bevae.models.BetaVAE` parameters.
+        Other :class:`~pycroscopy_bevae.models.BetaVAE` parameters (default
+        ``target_active=3``: as many channels as dictionary-learning components).
 
     Returns
     -------
@@ -103,7 +104,7 @@ def run_toy_benchmark(out_dir: str | None = None, n_spectra: int = 3000,
         "training (s)": float(dl.fit_time_), "paper MSE": PAPER_TOY["dictionary learning "
                                                                    "(gamut)"],
     }]
-    params = dict(vae_params)
+    params = {"target_active": 3, **vae_params}  # equal terms: 3 channels as 3 atoms
     if epochs is not None:
         params["epochs"] = epochs
     vae = BetaVAE(preset="fast", random_state=seed, **params)
@@ -111,7 +112,7 @@ def run_toy_benchmark(out_dir: str | None = None, n_spectra: int = 3000,
     vae.fit(X, progress=progress)
     t_fit = time.perf_counter() - t0
     sel = vae.snapshots_[vae.select()]
-    act = np.flatnonzero(sel.channel_kl() >= vae.resolved_params()["kl_threshold"])
+    act = sel.active(vae.resolved_params()["kl_threshold"])
     vae_rec = vae.reconstruct(Xg)
     rows.append({
         "model": "beta-VAE", "active channels": f"{act.size} / {sel.mu.shape[1]}",

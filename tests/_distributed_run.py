@@ -22,6 +22,7 @@ from pycroscopy_bevae import BetaVAEProcess  # noqa: E402
 from pycroscopy_bevae.models import BetaVAE  # noqa: E402
 
 TINY = dict(preset="fast", units=8, embedding_dim=4, latent_dim=3, epochs=5, prime_epochs=3,
+            round_updates=0, relax_epochs=0, beta_growth=1.0, n_blocks=1, linear_path=False,
             step_epochs=1, beta_start=0.01, batch_size=64, random_state=0)
 
 
@@ -57,7 +58,8 @@ def main(h5_path: str, group: str) -> None:
     with h5py.File(h5_path, "r+") as f:
         grp = BetaVAEProcess(f[group], strategy=runs["two"], units=4, embedding_dim=4,
                              latent_dim=3, epochs=2, prime_epochs=1, step_epochs=1,
-                             beta_start=0.01, batch_size=32, progress=False).compute()
+                             beta_start=0.01, batch_size=32, round_updates=0, relax_epochs=0,
+                             beta_growth=1.0, progress=False).compute()
         out["process"] = {"group": grp.name, "strategy": str(grp.attrs["strategy"]),
                           "complete": bool(np.all(grp["completed_positions"][()] == 1)),
                           "finite": bool(np.isfinite(grp["Reconstruction"][()]).all())}

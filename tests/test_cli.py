@@ -65,7 +65,9 @@ def test_train_command(beps_file, capsys):
     capsys.readouterr()
     tiny = ["--param", "units=4", "--param", "embedding_dim=4", "--param", "latent_dim=3",
             "--param", "prime_epochs=1", "--param", "step_epochs=1", "--param",
-            "beta_start=0.01", "--epochs", "2"]
+            "beta_start=0.01", "--param", "round_updates=0", "--param", "relax_epochs=0",
+            "--param", "beta_growth=1.0",
+            "--epochs", "2"]
     assert main(["train", str(beps_file), *tiny]) == 0
     out = capsys.readouterr().out
     assert "Piezoresponse-Beta_VAE_000: written" in out and "active latent channels" in out

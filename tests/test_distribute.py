@@ -106,6 +106,7 @@ def test_bad_strategy_is_refused_before_any_write(tmp_path):
 def test_mixed_precision_trains_like_float32(precision):
     X = _sine_set()
     kw = dict(units=8, embedding_dim=4, latent_dim=3, epochs=4, prime_epochs=3,
+              round_updates=0, relax_epochs=0, beta_growth=1.0, n_blocks=1,
               step_epochs=1, beta_start=0.01, batch_size=32, random_state=0)
     ref = BetaVAE(**kw).fit(X, progress=False)
     mixed = BetaVAE(precision=precision, **kw).fit(X, progress=False)
@@ -130,7 +131,8 @@ def test_bad_precision_is_refused():
 
 def test_lstm_kernel_is_read_from_the_graph():
     vae = BetaVAE(units=4, embedding_dim=4, latent_dim=3, epochs=1, prime_epochs=1,
-                  batch_size=32).fit(_sine_set(64), progress=False)
+                  batch_size=32, round_updates=0, relax_epochs=0,
+                  beta_growth=1.0).fit(_sine_set(64), progress=False)
     import tensorflow as tf
 
     expected = "cudnn" if tf.config.list_logical_devices("GPU") else "generic"

@@ -44,7 +44,8 @@ FIT = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit"
 VAE = PROJ + "/Piezoresponse-Beta_VAE_000"
 TRAIN = ["--epochs", "3", "--param", "units=4", "--param", "embedding_dim=4", "--param",
          "latent_dim=3", "--param", "prime_epochs=1", "--param", "step_epochs=1", "--param",
-         "beta_start=0.01", "--param", "batch_size=16"]
+         "beta_start=0.01", "--param", "batch_size=16", "--param", "round_updates=0", "--param",
+         "relax_epochs=0", "--param", "beta_growth=1.0"]
 
 
 def _cli(args: list[str], ranks: int | None = None) -> subprocess.CompletedProcess:

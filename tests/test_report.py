@@ -37,6 +37,7 @@ from pycroscopy_bevae.viz import (  # noqa: E402
 from tests.conftest import file_digest  # noqa: E402
 
 TINY_VAE = dict(units=8, embedding_dim=8, latent_dim=4, epochs=5, prime_epochs=2,
+                round_updates=0, relax_epochs=0, beta_growth=1.0,
                 step_epochs=1, beta_start=0.01, batch_size=32)
 
 

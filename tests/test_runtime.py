@@ -15,6 +15,7 @@ from pycroscopy_bevae import ParameterError
 from pycroscopy_bevae.models import BetaVAE, configure_tensorflow, runtime_info
 
 SMALL = dict(preset="fast", units=8, embedding_dim=4, latent_dim=3, epochs=3, prime_epochs=1,
+             round_updates=0, relax_epochs=0, beta_growth=1.0,
              step_epochs=1, beta_start=0.01, batch_size=16, random_state=4)
 
 

@@ -16,6 +16,7 @@ from pycroscopy_bevae.io.beps import SHO_FIELDS
 FIT = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit"
 PROJ = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit-Loop_Projection_000"
 TINY = dict(units=4, embedding_dim=4, latent_dim=3, epochs=3, prime_epochs=1, step_epochs=1,
+            round_updates=0, relax_epochs=0, beta_growth=1.0,
             beta_start=0.01, batch_size=16, random_state=0, progress=False, checkpoint_every=1)
 RESULTS = ("Embedding", "Log_Variance", "Reconstruction", "Reconstruction_Error",
            "Training_History", "Embedding_Snapshots")

@@ -220,3 +220,22 @@ def test_linear_path_round_trips_and_old_configs_load(toy_x):
         BetaVAE(linear_path="yes").resolved_params()
     with pytest.raises(ParameterError, match="relax_beta must be a number in"):
         BetaVAE(relax_beta=2.0).resolved_params()
+
+
+@pytest.mark.parametrize("preset", ["fast", "paper"])
+def test_storage_estimate_bounds_the_built_network(preset):
+    """The estimate sizes the space check before any write: never below the real count
+    (incl. normalisation statistics and the channel mask), and close to it."""
+    from pycroscopy_bevae.models.vae_network import BetaVAEModel, NetworkConfig
+
+    vae = BetaVAE(preset=preset)
+    p = vae.resolved_params()
+    cfg = NetworkConfig(n_steps=96, n_channels=2, units=p["units"], n_blocks=p["n_blocks"],
+                        layers_per_block=p["layers_per_block"],
+                        embedding_dim=p["embedding_dim"], latent_dim=p["latent_dim"],
+                        linear_path=p["linear_path"])
+    model = BetaVAEModel(cfg)
+    model(np.zeros((1, 96, 2), "float32"))
+    real = sum(int(np.prod(w.shape)) for w in model.get_weight_arrays().values())
+    est = vae.storage_estimate(100, 96, 2)["weights"]
+    assert real <= est <= 1.05 * real

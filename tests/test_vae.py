@@ -14,6 +14,7 @@ from pycroscopy_bevae.models import PRESETS, BetaVAE, Snapshot, channel_kl, sche
 from pycroscopy_bevae.preprocessing import LoopScaler
 
 TINY = dict(preset="fast", units=4, embedding_dim=4, latent_dim=3, epochs=4, prime_epochs=2,
+            round_updates=0, relax_epochs=0, beta_growth=1.0,
             step_epochs=1, beta_start=0.01, beta_step=0.02, batch_size=50, random_state=1)
 
 

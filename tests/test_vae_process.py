@@ -22,6 +22,7 @@ from tests.conftest import file_digest
 
 PROJ = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit-Loop_Projection_000"
 TINY = dict(units=4, embedding_dim=4, latent_dim=3, epochs=4, prime_epochs=2, step_epochs=1,
+            round_updates=0, relax_epochs=0, beta_growth=1.0,
             beta_start=0.01, batch_size=32, random_state=0, progress=False, checkpoint_every=1)
 
 

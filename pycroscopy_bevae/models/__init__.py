@@ -21,5 +21,16 @@ from .vae import (  # noqa: E402
 __all__ += ["PRECISIONS", "PRESETS", "STRATEGIES", "BetaVAE", "Snapshot", "channel_kl",
             "resolve_strategy", "schedule_values"]
 from .runtime import configure_tensorflow, runtime_info  # noqa: E402
+from .schedule import (  # noqa: E402
+    CapacitySchedule,
+    RelaxSchedule,
+    Schedule,
+    ScheduleValues,
+    StepSchedule,
+    active_channels,
+)
+
+__all__ += ["CapacitySchedule", "RelaxSchedule", "Schedule", "ScheduleValues", "StepSchedule",
+            "active_channels"]
 
 __all__ += ["configure_tensorflow", "runtime_info"]

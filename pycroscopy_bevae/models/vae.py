@@ -54,16 +54,22 @@ __all__ = ["BetaVAE", "PRESETS", "PRECISIONS", "STRATEGIES", "Snapshot", "schedu
 logger = logging.getLogger(__name__)
 
 #: Preset parameter sets. ``paper``: exact sizes, optimiser and BEPS schedule of the paper
-#: (meant for a GPU). ``fast``: a compact model of the same family for a 2-core CPU.
+#: (meant for a GPU). ``fast``: a compact model of the same family for a 2-core CPU,
+#: redesigned from measurements (docs/method.rst): one BiLSTM per side beside a linear
+#: path, a schedule counted in rounds of 100 updates with geometric beta stairs from the
+#: ``auto`` start, and prune-then-relax (20 rounds) at ``target_active`` channels or,
+#: without a target, at 2 % of the data variance from the primed reconstruction.
 PRESETS: dict[str, dict] = {
     "paper": dict(units=128, n_blocks=3, layers_per_block=2, embedding_dim=16, latent_dim=16,
                   learning_rate=3e-5, batch_size=300, epochs=20_000, prime_epochs=6000,
                   beta_start=0.0025, beta_step=0.0025, step_epochs=1000, lambda0=1e-5,
                   lambda_mode="follow", kl_reduction="mean", layer_norm_axis="time"),
-    "fast": dict(units=32, n_blocks=1, layers_per_block=2, embedding_dim=16, latent_dim=16,
-                 learning_rate=1e-3, batch_size=256, epochs=90, prime_epochs=25,
-                 beta_start=0.002, beta_step=0.002, step_epochs=5, lambda0=1e-5,
-                 lambda_mode="follow", kl_reduction="sum", layer_norm_axis="time"),
+    "fast": dict(units=32, n_blocks=0, layers_per_block=2, embedding_dim=16, latent_dim=16,
+                 learning_rate=1e-3, batch_size=64, round_updates=100, epochs=110,
+                 prime_epochs=30, beta_start="auto", beta_step=0.0, beta_growth=1.3,
+                 step_epochs=3, lambda0=1e-5, lambda_mode="follow", kl_reduction="sum",
+                 layer_norm_axis="time", linear_path=True, relax_epochs=20, relax_beta=0.01,
+                 relax_lr=0.1, r2_tolerance=0.02),
 }
 
 _PARAMS = ("units", "n_blocks", "layers_per_block", "embedding_dim", "latent_dim",
@@ -278,6 +284,7 @@ class BetaVAE(BaseEstimator):
     >>> import numpy as np
     >>> X = np.sin(np.linspace(0, 6, 20))[None, :] * np.linspace(-1, 1, 64)[:, None]
     >>> vae = BetaVAE(preset="fast", units=4, embedding_dim=4, latent_dim=3, epochs=2,
+    ...               round_updates=0, relax_epochs=0, beta_growth=1.0,
     ...               prime_epochs=1, step_epochs=1, beta_start=0.01, batch_size=32)
     >>> vae = vae.fit(X, progress=False)
     >>> vae.transform(X).shape, vae.reconstruct(X).shape, [s.epoch for s in vae.snapshots_]
@@ -376,7 +383,7 @@ class BetaVAE(BaseEstimator):
         Examples
         --------
         >>> BetaVAE(preset="fast").storage_estimate(100, 96, 2)["snapshots"]
-        14
+        35
         """
         p = self.resolved_params()
         u, e, lat = p["units"], p["embedding_dim"], p["latent_dim"]
@@ -384,18 +391,21 @@ class BetaVAE(BaseEstimator):
         def bilstm(d_in: int) -> int:
             return 2 * 4 * u * (d_in + u + 1)
 
+        norm = 2 * (n_steps if p["layer_norm_axis"] == "time" else 2 * u)  # gamma, beta
+
         def blocks(d_in: int) -> int:
             total, d = 0, d_in
             for _ in range(p["n_blocks"]):
                 for _ in range(p["layers_per_block"]):
                     total += bilstm(d)
                     d = 2 * u
-                total += (d_in + 1) * 2 * u + 2 * max(n_steps, 2 * u)  # skip, LayerNorm
+                # a skip projection where the widths differ, then the layer norm
+                total += ((d_in + 1) * 2 * u if d_in != 2 * u else 0) + norm
                 d_in = d
             return total
 
         enc = blocks(n_channels) + bilstm(2 * u if p["n_blocks"] else n_channels) + 4 * 2 * u \
-            + (2 * u + 1) * e + 2 * (e + 1) * lat
+            + (2 * u + 1) * e + 2 * (e + 1) * lat + lat  # ... + the channel mask
         dec = (lat + 1) * e + bilstm(e) + blocks(2 * u) + (2 * u + 1) * n_channels
         if p["linear_path"]:
             enc += n_steps * n_channels * lat
@@ -713,8 +723,8 @@ class BetaVAE(BaseEstimator):
         --------
         >>> import numpy as np
         >>> X = np.sin(np.linspace(0, 6, 20))[None, :] * np.linspace(-1, 1, 32)[:, None]
-        >>> vae = BetaVAE(units=4, embedding_dim=4, latent_dim=3, epochs=1,
-        ...               prime_epochs=1).fit(X, progress=False)
+        >>> vae = BetaVAE(units=4, embedding_dim=4, latent_dim=3, epochs=1, prime_epochs=1,
+        ...               round_updates=0).fit(X, progress=False)
         >>> vae.lstm_implementation()  # on a CPU-only machine
         'generic'
         """

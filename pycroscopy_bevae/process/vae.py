@@ -123,7 +123,7 @@ class BetaVAEProcess(GlobalFitProcess):
     ...     proj = LoopProjector(f, progress=False).compute()
     ...     grp = BetaVAEProcess(proj, units=4, embedding_dim=4, latent_dim=3, epochs=3,
     ...                          prime_epochs=2, step_epochs=1, beta_start=0.01,
-    ...                          progress=False).compute()
+    ...                          round_updates=0, relax_epochs=0, progress=False).compute()
     ...     print(grp["Embedding"].shape, grp["Reconstruction"].shape)
     (36, 3) (36, 192)
     """
