@@ -239,3 +239,25 @@ def test_storage_estimate_bounds_the_built_network(preset):
     real = sum(int(np.prod(w.shape)) for w in model.get_weight_arrays().values())
     est = vae.storage_estimate(100, 96, 2)["weights"]
     assert real <= est <= 1.05 * real
+
+
+def test_process_trains_the_requested_channels_with_a_relax_phase(beps_file):
+    """``n_active`` of the process is the relax phase's target; what ran is recorded."""
+    from pycroscopy_bevae import BetaVAEProcess, LoopProjector
+
+    with h5py.File(beps_file, "r+") as f:
+        proj = LoopProjector(f, progress=False).compute()
+        grp = BetaVAEProcess(proj, n_active=2, units=4, embedding_dim=4, latent_dim=4,
+                             epochs=4, prime_epochs=1, step_epochs=1, beta_start=0.01,
+                             beta_growth=3.0, round_updates=3, relax_epochs=2, batch_size=32,
+                             random_state=0, progress=False).compute()
+        a = grp.attrs
+        assert a["target_active"] == 2 and a["relax_epochs"] == 2 and a["round_updates"] == 3
+        assert a["updates_per_epoch"] == 3 and a["relax_start_epoch"] >= 2
+        assert a["epochs_trained"] == a["relax_start_epoch"] + 2
+        assert a["n_active_channels"] == len(a["Active_Channels"]) <= 2
+        emb = grp["Embedding"][()]
+        frozen = np.setdiff1d(np.arange(4), a["Active_Channels"])
+        assert np.all(emb[:, frozen] == 0.0)  # the masked channels carry nothing
+        hist = grp["Training_History"]
+        assert {"capacity", "lr_scale"} <= set(hist.attrs["columns"])
