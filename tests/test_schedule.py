@@ -220,6 +220,12 @@ def test_linear_path_round_trips_and_old_configs_load(toy_x):
         BetaVAE(linear_path="yes").resolved_params()
     with pytest.raises(ParameterError, match="relax_beta must be a number in"):
         BetaVAE(relax_beta=2.0).resolved_params()
+    with pytest.raises(ParameterError, match="target_active=17 exceeds latent_dim=16"):
+        BetaVAE(target_active=17).resolved_params()
+    with pytest.raises(ParameterError, match="beta_growth must be a number in"):
+        BetaVAE(beta_growth=0.5).resolved_params()
+    with pytest.raises(ParameterError, match="round_updates must be a non-negative"):
+        BetaVAE(round_updates=-1).resolved_params()
 
 
 @pytest.mark.parametrize("preset", ["fast", "paper"])

@@ -1101,6 +1101,9 @@ def _validate(p: dict) -> None:
             raise ParameterError(f"{k} must be a non-negative integer, got {p[k]!r}")
     if p["epochs"] < 1:
         raise ParameterError(f"epochs must be >= 1, got {p['epochs']!r}")
+    if p["target_active"] > p["latent_dim"]:
+        raise ParameterError(f"target_active={p['target_active']} exceeds latent_dim="
+                             f"{p['latent_dim']}")
     if not (_is_number(p["r2_tolerance"]) and 0 <= p["r2_tolerance"] < 1):
         raise ParameterError(f"r2_tolerance must be a number in [0, 1), got "
                              f"{p['r2_tolerance']!r}")
