@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 __all__ = ["ScheduleValues", "Schedule", "StepSchedule", "CapacitySchedule", "RelaxSchedule",
-           "schedule_values", "active_channels"]
+           "schedule_values", "channel_kl", "active_channels"]
 
 
 @dataclass(frozen=True)
@@ -223,11 +223,23 @@ def schedule_values(epoch: int, prime_epochs: int, beta_start: float, beta_step:
     return v.beta, v.lam
 
 
+def channel_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
+    """Mean KL divergence of each latent channel from N(0, 1) over samples (nats).
+
+    Examples
+    --------
+    >>> channel_kl(np.zeros((4, 2)), np.zeros((4, 2)))
+    array([0., 0.])
+    """
+    kl = 0.5 * (np.square(mu) + np.exp(logvar) - 1.0 - logvar)
+    return kl.mean(axis=0)
+
+
 def active_channels(mu: np.ndarray, logvar: np.ndarray, kl_threshold: float) -> np.ndarray:
     """Indices of the *active* latent channels: the package's one definition.
 
     A channel is active when its mean KL divergence from the prior N(0, 1) over the
-    samples, ``mean(0.5 * (mu**2 + exp(logvar) - 1 - logvar))``, is at least
+    samples (:func:`channel_kl`) is at least
     ``kl_threshold`` nats. An inactive channel has collapsed to the prior (or was
     frozen by the relax phase): its means carry no information about the sample.
     The estimator, the process, the report and the viewers all count channels with this
@@ -239,6 +251,5 @@ def active_channels(mu: np.ndarray, logvar: np.ndarray, kl_threshold: float) -> 
     >>> active_channels(mu, np.zeros_like(mu), 0.1)
     array([0])
     """
-    mu, logvar = np.asarray(mu, float), np.asarray(logvar, float)
-    kl = (0.5 * (np.square(mu) + np.exp(logvar) - 1.0 - logvar)).mean(axis=0)
-    return np.flatnonzero(kl >= kl_threshold)
+    return np.flatnonzero(channel_kl(np.asarray(mu, float), np.asarray(logvar, float))
+                          >= kl_threshold)

@@ -44,6 +44,7 @@ from .schedule import (
     ScheduleValues,
     StepSchedule,
     active_channels,
+    channel_kl,
     schedule_values,
 )
 
@@ -94,18 +95,6 @@ SCHEDULES = ("steps", "capacity")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 #: Accepted ``strategy`` names (or pass a ``tf.distribute.Strategy`` instance).
 STRATEGIES = ("mirrored", "multiworker")
-
-
-def channel_kl(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
-    """Mean KL divergence of each latent channel from N(0, 1) over samples (nats).
-
-    Examples
-    --------
-    >>> channel_kl(np.zeros((4, 2)), np.zeros((4, 2)))
-    array([0., 0.])
-    """
-    kl = 0.5 * (np.square(mu) + np.exp(logvar) - 1.0 - logvar)
-    return kl.mean(axis=0)
 
 
 class IncompatibleStateError(ParameterError):
@@ -832,14 +821,12 @@ class BetaVAE(BaseEstimator):
     def get_config(self) -> dict:
         """JSON-serialisable description: resolved parameters and network sizes."""
         self._check_fitted()
-        relax = getattr(self, "relax_", None)
         variance = getattr(self, "data_variance_", None)
         return {"params": self.resolved_params(), "network": self.config_.to_dict(),
                 "input_shape": list(self.input_shape_),
                 "squeeze": bool(getattr(self, "_squeeze", False)),
                 "data_variance": None if variance is None else float(variance),
-                "relax": None if relax is None else
-                dict(vars(relax), from_snapshot=int(self.relax_from_))}
+                "relax": self._relax_record()}
 
     def training_state(self) -> dict:
         """Everything needed to continue training: epoch, weights, optimiser, history, snapshots."""
@@ -850,8 +837,21 @@ class BetaVAE(BaseEstimator):
                 "seed_state": np.asarray(self.model_.seed_gen.state.numpy()),
                 "history": {k: list(v) for k, v in self.history_.items()},
                 "snapshots": list(self.snapshots_), "beta_start": self.beta_start_,
-                "relax": None if self.relax_ is None else
-                dict(vars(self.relax_), from_snapshot=int(self.relax_from_))}
+                "relax": self._relax_record()}
+
+    def _relax_record(self) -> dict | None:
+        """The relax phase as plain numbers (None before one began); read by
+        :meth:`_set_relax`."""
+        relax = getattr(self, "relax_", None)
+        return None if relax is None else dict(vars(relax), from_snapshot=int(self.relax_from_))
+
+    def _set_relax(self, record: Mapping | None) -> None:
+        """Restore the relax phase written by :meth:`_relax_record`."""
+        relax = dict(record or {})
+        self.relax_ = None
+        if relax:
+            self.relax_from_ = int(relax.pop("from_snapshot"))
+            self.relax_ = RelaxSchedule(**relax)
 
     def _restore_state(self, state: Mapping) -> int:
         model = self.model_
@@ -871,10 +871,7 @@ class BetaVAE(BaseEstimator):
         self.snapshots_ = list(state.get("snapshots") or [])
         if state.get("beta_start") is not None:
             self.beta_start_ = float(state["beta_start"])
-        relax = dict(state.get("relax") or {})
-        if relax:
-            self.relax_from_ = int(relax.pop("from_snapshot"))
-            self.relax_ = RelaxSchedule(**relax)
+        self._set_relax(state.get("relax"))
         return int(state["epoch"])
 
     @classmethod
@@ -898,11 +895,7 @@ class BetaVAE(BaseEstimator):
         obj._squeeze = bool(config["squeeze"])
         variance = config.get("data_variance")
         obj.data_variance_ = None if variance is None else float(variance)
-        relax = dict(config.get("relax") or {})
-        obj.relax_ = None
-        if relax:
-            obj.relax_from_ = int(relax.pop("from_snapshot"))
-            obj.relax_ = RelaxSchedule(**relax)
+        obj._set_relax(config.get("relax"))
         obj.history_, obj.snapshots_, obj.selected_ = {}, [], -1
         return obj
 
