@@ -205,6 +205,46 @@ def _infinite_resonance(tmp, masters):
     return path
 
 
+def _edit_ancillary(name: str, edit: Callable[[np.ndarray], None]) -> Callable:
+    """A copy of the raw file whose Fit ancillary dataset ``name`` is changed by ``edit``."""
+    def build(tmp: Path, masters: dict) -> Path:
+        path = _copy_of("raw")(tmp, masters)
+        with h5py.File(path, "r+") as f:
+            anc = f[f[FIT].attrs[name]]
+            data = anc[()]
+            edit(data, [x.decode() if isinstance(x, bytes) else str(x)
+                        for x in anc.attrs["labels"]])
+            anc[...] = data
+        return path
+    return build
+
+
+def _grid_too_big(data, labels):  # 30 rows, but one index says the grid is 6 x 9
+    data[0, labels.index("X")] = 8
+
+
+def _repeated_row(data, labels):
+    data[7] = data[6]
+
+
+def _swapped_rows(data, labels):
+    data[[3, 4]] = data[[4, 3]]
+
+
+def _nan_field(data, labels):
+    data[labels.index("Field"), 5] = np.nan
+
+
+def _dangling_position_values(tmp, masters):
+    path = _copy_of("raw")(tmp, masters)
+    with h5py.File(path, "r+") as f:
+        fit = f[FIT]
+        fake = f.create_dataset("Measurement_000/Orphan_Values", data=np.zeros((30, 2)))
+        fit.attrs["Position_Values"] = fake.ref
+        del f["Measurement_000/Orphan_Values"]
+    return path
+
+
 # ---- actions ------------------------------------------------------------------------------
 def _on_file(call: Callable, mode: str = "r+", source: str | None = None) -> Callable:
     def act(path: Path) -> None:
@@ -311,6 +351,24 @@ CASES = [
          ParameterError, ["r2_threshold must be finite, got nan"]),
     Case("invalid_field", _copy_of("projected"), _dictionary(field="remanent"),
          ParameterError, [r"field must be one of \('off', 'on', 'both'\)", "'remanent'"]),
+    Case("position_indices_not_a_grid", _edit_ancillary("Position_Indices", _grid_too_big),
+         _projector(), BEPSFormatError,
+         [r"Fit' in file", "Position_Indices span a grid of", r"= 54 positions",
+          "the dataset has 30 rows", "expected every grid point exactly once"]),
+    Case("position_indices_repeated_row", _edit_ancillary("Position_Indices", _repeated_row),
+         _projector(), BEPSFormatError,
+         [r"Fit' in file", "Position_Indices repeat a position: rows 6 and 7",
+          "expected each position once"]),
+    Case("position_indices_shifted_rows", _edit_ancillary("Position_Indices", _swapped_rows),
+         _projector(), BEPSFormatError,
+         [r"Fit' in file", "out of grid order: row 3 has", "expected", "varying fastest"]),
+    Case("nan_spectroscopic_values", _edit_ancillary("Spectroscopic_Values", _nan_field),
+         _projector(), BEPSFormatError,
+         [r"Fit' in file", "Spectroscopic_Values of 'Field' are not finite at 1 step",
+          r"first: step 5, value nan", "expected a finite value at every step"]),
+    Case("dangling_position_values", _dangling_position_values, _projector(), BEPSFormatError,
+         [r"attribute 'Position_Values' of dataset '.*/Fit' in file", "no longer exists",
+          "dangling reference", "expected a reference to its Position_Values dataset"]),
 ]
 
 
@@ -618,3 +676,78 @@ def test_processing_keywords_and_learner_numbers_are_package_errors(masters, tmp
         with pytest.raises(ParameterError, match="cores must be"):
             LoopProjector(f, progress=False, cores=0)
     assert file_digest(path) == before
+
+
+_UNREGISTERED_FILTER = """
+import sys, h5py
+from pycroscopy_bevae import BEPSFormatError, LoopProjector
+h5py.h5z.unregister_filter(h5py.h5z.FILTER_LZF)  # as on an installation without the filter
+with h5py.File(sys.argv[1], "r+") as f:
+    try:
+        LoopProjector(f, progress=False)
+    except BEPSFormatError as exc:
+        print("REFUSED", exc)
+"""
+
+
+def test_a_fit_stored_with_an_unavailable_filter_is_refused_before_writing(masters, tmp_path):
+    path = tmp_path / "lzf.h5"
+    shutil.copy(masters["raw"], path)
+    with h5py.File(path, "r+") as f:
+        data, attrs = f[FIT][()], dict(f[FIT].attrs)
+        del f[FIT]
+        new = f.create_dataset(FIT, data=data, compression="lzf", chunks=(5, 96))
+        for k, v in attrs.items():
+            new.attrs[k] = v
+    before = _sha(path)
+    out = subprocess.run([sys.executable, "-c", _UNREGISTERED_FILTER, str(path)],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    assert re.search(r"REFUSED dataset '.*/Fit' in file '.*lzf\.h5' is stored with HDF5 filter "
+                     r"'lzf' \(id 32000\), which this HDF5 installation cannot read", out), out
+    assert "hdf5plugin" in out
+    assert _sha(path) == before
+    _project(path)  # where the filter is available the same file projects as usual
+    with h5py.File(path, "r") as f, h5py.File(masters["projected"], "r") as ref:
+        np.testing.assert_array_equal(f[PROJ]["Piezoresponse"][()],
+                                      ref[PROJ]["Piezoresponse"][()])
+
+
+def _linked_file(tmp_path: Path, masters: dict) -> tuple[Path, Path]:
+    """``user.h5`` whose SHO ``Fit`` is an external link into a copy of the raw file."""
+    data = tmp_path / "data.h5"
+    shutil.copy(masters["raw"], data)
+    user = tmp_path / "user.h5"
+    with h5py.File(user, "w") as f:
+        f.attrs["note"] = "the user's own file"
+        f[FIT] = h5py.ExternalLink("data.h5", "/" + FIT)
+    return user, data
+
+
+@pytest.mark.parametrize("pass_dataset", [False, True], ids=["file", "linked_dataset"])
+def test_results_of_an_externally_linked_fit_go_into_the_users_file(masters, tmp_path,
+                                                                      pass_dataset):
+    user, data = _linked_file(tmp_path, masters)
+    data_before = file_digest(data)  # (opened 'r+' through the link, HDF5 rewrites metadata)
+    with h5py.File(user, "r+") as f:
+        grp = LoopProjector(f[FIT] if pass_dataset else f, progress=False).compute()
+        assert grp.file.filename == str(user) and grp.name == "/" + PROJ
+    assert file_digest(data) == data_before, "the linked file changed"
+    with h5py.File(user, "r") as f, h5py.File(masters["projected"], "r") as ref:
+        for name in ("Piezoresponse", "Resonance", "Rotation_Angle"):
+            np.testing.assert_array_equal(f[PROJ][name][()], ref[PROJ][name][()], err_msg=name)
+            assert check_if_main(f[PROJ][name])
+    with h5py.File(user, "r+") as f:  # chained processes keep to the user's file as well
+        dl = DictionaryLearningProcess(f[PROJ], n_components=2, random_state=0).compute()
+        assert dl.file.filename == str(user)
+
+
+def test_an_external_link_to_a_missing_file_is_named(masters, tmp_path):
+    user, data = _linked_file(tmp_path, masters)
+    data.unlink()
+    before = _sha(user)
+    with h5py.File(user, "r+") as f:
+        with pytest.raises(BEPSFormatError, match=r"Fit' in file '.*user\.h5' is an external "
+                                                  r"link to .* in file 'data\.h5', which "
+                                                  "cannot be opened"):
+            LoopProjector(f, progress=False)
+    assert _sha(user) == before

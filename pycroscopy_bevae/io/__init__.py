@@ -5,6 +5,7 @@ from .beps import (
     LoopLayout,
     LoopSelection,
     check_fits_usable,
+    check_readable,
     describe_loops,
     find_sho_fit,
     open_h5,
@@ -13,5 +14,6 @@ from .beps import (
 )
 from .sidpy_conv import usid_to_sidpy
 
-__all__ = ["SHO_FIELDS", "LoopLayout", "LoopSelection", "check_fits_usable", "describe_loops",
-           "find_sho_fit", "open_h5", "select_loops", "validate_sho_fit", "usid_to_sidpy"]
+__all__ = ["SHO_FIELDS", "LoopLayout", "LoopSelection", "check_fits_usable", "check_readable",
+           "describe_loops", "find_sho_fit", "open_h5", "select_loops", "validate_sho_fit",
+           "usid_to_sidpy"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ __all__ = [
     "select_loops",
     "open_h5",
     "check_fits_usable",
+    "check_readable",
+    "external_link_holder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -164,7 +167,14 @@ def find_sho_fit(h5_obj: h5py.File | h5py.Group | h5py.Dataset) -> h5py.Dataset:
             if _SHO_GROUP.search(parent):
                 found.append(obj.name)
 
+    def _visit_link(name: str, link) -> None:  # SHO fits kept in another file
+        if isinstance(link, h5py.ExternalLink) and name.rsplit("/", 1)[-1] == "Fit":
+            parent = name.rsplit("/", 2)[-2] if "/" in name else h5_obj.name.rsplit("/", 1)[-1]
+            if _SHO_GROUP.search(parent):
+                found.append(posixpath.join(h5_obj.name, name))
+
     h5_obj.visititems(_visit)
+    h5_obj.visititems_links(_visit_link)
     if not found:
         raise BEPSFormatError(
             f"no SHO fit found under '{h5_obj.name}' in file '{h5_obj.file.filename}': "
@@ -173,9 +183,69 @@ def find_sho_fit(h5_obj: h5py.File | h5py.Group | h5py.Dataset) -> h5py.Dataset:
     found.sort()
     if len(found) > 1:
         logger.info("several SHO fits found (%s); using %s", ", ".join(found), found[-1])
-    dset = h5_obj.file[found[-1]]
+    try:
+        dset = h5_obj.file[found[-1]]
+    except (KeyError, OSError) as exc:
+        link = h5_obj.file.get(found[-1], getlink=True)
+        raise BEPSFormatError(
+            f"'{found[-1]}' in file '{h5_obj.file.filename}' is an external link to "
+            f"'{link.path}' in file '{link.filename}', which cannot be opened ({exc}); "
+            "expected the linked file beside it") from None
     validate_sho_fit(dset)
     return dset
+
+
+def external_link_holder(dset: h5py.Dataset) -> h5py.Group | None:
+    """The group of another open file that reaches ``dset`` through an external link.
+
+    A dataset opened through an HDF5 external link belongs, for h5py, to the linked
+    file; results written "beside it" would land there and the file the user opened
+    would get nothing.  The processes ask this function where the link lives and
+    write their results there instead (unless ``h5_target_group`` says otherwise).
+
+    Parameters
+    ----------
+    dset : h5py.Dataset
+        An open dataset.
+
+    Returns
+    -------
+    h5py.Group or None
+        The group holding the external link in the first other open file that has
+        one to ``dset``; None when ``dset`` was not reached that way.
+
+    Examples
+    --------
+    >>> import tempfile, os, h5py
+    >>> d = tempfile.mkdtemp()
+    >>> with h5py.File(os.path.join(d, "data.h5"), "w") as f:
+    ...     _ = f.create_dataset("Fit", data=[1.0])
+    >>> with h5py.File(os.path.join(d, "user.h5"), "w") as f:
+    ...     f["grp/Fit"] = h5py.ExternalLink("data.h5", "/Fit")
+    ...     print(external_link_holder(f["grp/Fit"]).name)
+    /grp
+    """
+    own = os.path.realpath(dset.file.filename)
+    target = "/" + dset.name.lstrip("/")
+    base = target.rsplit("/", 1)[-1]
+    for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        other = h5py.File(fid)
+        if os.path.realpath(other.filename) == own:
+            continue
+        home = os.path.dirname(os.path.realpath(other.filename))
+        hits: list[str] = []
+
+        def _visit(name: str, link, home=home, hits=hits) -> None:
+            if (isinstance(link, h5py.ExternalLink) and name.rsplit("/", 1)[-1] == base
+                    and "/" + link.path.lstrip("/") == target
+                    and own in (os.path.realpath(os.path.join(home, link.filename)),
+                                os.path.realpath(link.filename))):
+                hits.append(name)
+
+        other.visititems_links(_visit)
+        if hits:
+            return other[posixpath.dirname("/" + hits[0])]
+    return None
 
 
 @dataclass(frozen=True)
@@ -338,6 +408,7 @@ def describe_loops(dset: h5py.Dataset) -> LoopLayout:
         raise BEPSFormatError(f"{where} has shape {dset.shape}; expected 2-D (positions, steps)")
     if dset.shape[0] == 0 or dset.shape[1] == 0:
         raise BEPSFormatError(f"{where} is empty (shape {dset.shape}); expected positions x steps")
+    check_readable(dset)
     try:
         is_main = check_if_main(dset)
     except Exception as exc:  # pyUSID raises assorted errors on malformed ancillaries
@@ -363,6 +434,17 @@ def describe_loops(dset: h5py.Dataset) -> LoopLayout:
             f"{spec_vals.shape}, expected ({len(labels)}, {dset.shape[1]}) "
             "(one row per spectroscopic dimension, one column per step)"
         )
+    for i, lab in enumerate(labels):
+        bad = np.flatnonzero(~np.isfinite(spec_vals[i]))
+        if bad.size:
+            raise BEPSFormatError(
+                f"{where}: Spectroscopic_Values of '{lab}' are not finite at {bad.size} "
+                f"step(s) (first: step {int(bad[0])}, value {spec_vals[i, bad[0]]}); expected "
+                "a finite value at every step")
+        if np.issubdtype(spec_inds.dtype, np.floating) and not np.all(np.isfinite(spec_inds[i])):
+            raise BEPSFormatError(
+                f"{where}: Spectroscopic_Indices of '{lab}' are not finite; expected "
+                "non-negative integers")
     if "DC_Offset" not in labels:
         raise BEPSFormatError(
             f"{where} has spectroscopic dimensions {list(labels)}; expected a 'DC_Offset' dimension"
@@ -416,7 +498,7 @@ def describe_loops(dset: h5py.Dataset) -> LoopLayout:
             f"{where}: loops have {sorted(set(counts.tolist()))} steps; expected every "
             f"cycle/field to contain all {n_steps} DC steps"
         )
-    pos_labels, grid_shape = _position_grid(h5_pos_inds, dset.shape[0])
+    pos_labels, grid_shape = _position_grid(h5_pos_inds, dset.shape[0], where)
     return LoopLayout(
         file=str(dset.file.filename),
         dataset=str(dset.name),
@@ -662,14 +744,20 @@ def _read_columns(dset: h5py.Dataset, cols: np.ndarray, rows=None) -> np.ndarray
 
 
 def _position_grid(
-    h5_pos_inds: h5py.Dataset, n_positions: int
+    h5_pos_inds: h5py.Dataset, n_positions: int, where: str
 ) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Position labels and grid shape, slowest-varying dimension first.
 
     The column order of ``Position_Indices`` differs between writers, so the
     order of variation is read from the indices themselves (the stride at
-    which each dimension first changes).  Falls back to a flat
-    ``(n_positions,)`` grid when the indices do not form a full grid.
+    which each dimension first changes).  The rows must then enumerate the
+    full grid once, in that order (what pyUSID needs to reshape the results).
+
+    Raises
+    ------
+    BEPSFormatError
+        Naming ``where``: indices that are not non-negative integers, repeated or
+        missing grid points, or rows out of grid order.
     """
     from pyUSID.io.hdf_utils import get_attr
 
@@ -677,12 +765,99 @@ def _position_grid(
     inds = np.asarray(h5_pos_inds[()])
     if inds.ndim == 1:
         inds = inds[:, None]
+    if inds.dtype.kind not in "iuf" or inds.shape[0] != n_positions or (
+            inds.dtype.kind == "f" and not np.all(np.isfinite(inds) & (inds == np.rint(inds)))):
+        raise BEPSFormatError(
+            f"{where}: Position_Indices have shape {inds.shape} and dtype {inds.dtype}; "
+            f"expected integers, one row per position ({n_positions})")
+    inds = inds.astype(np.int64)
+    if inds.min() < 0:
+        raise BEPSFormatError(f"{where}: Position_Indices contain negative values "
+                              f"({int(inds.min())}); expected indices counted from 0")
     strides = []
     for i in range(inds.shape[1]):
         changed = np.flatnonzero(inds[:, i] != inds[0, i])
         strides.append(int(changed[0]) if changed.size else n_positions)
-    order = np.argsort(strides)[::-1]  # largest stride = slowest first
+    order = np.argsort(strides, kind="stable")[::-1]  # largest stride = slowest first
     sizes = tuple(int(inds[:, i].max()) + 1 for i in order)
+    names = tuple(labels[i] for i in order)
+    grid = " x ".join(f"{n} 0..{s - 1}" for n, s in zip(names, sizes, strict=True))
+    uniq, first, counts = np.unique(inds, axis=0, return_index=True, return_counts=True)
+    if np.any(counts > 1):
+        rep = int(np.argmax(counts > 1))
+        rows = np.flatnonzero(np.all(inds == uniq[rep], axis=1))[:2].tolist()
+        raise BEPSFormatError(
+            f"{where}: Position_Indices repeat a position: rows {rows[0]} and {rows[1]} both "
+            f"have indices {uniq[rep].tolist()} ({', '.join(labels)}); expected each position "
+            "once")
     if int(np.prod(sizes)) != n_positions:
-        return tuple(labels[i] for i in order), (n_positions,)
-    return tuple(labels[i] for i in order), sizes
+        raise BEPSFormatError(
+            f"{where}: Position_Indices span a grid of {grid} = {int(np.prod(sizes))} "
+            f"positions but the dataset has {n_positions} rows; expected every grid point "
+            "exactly once (indices counted from 0)")
+    expected = np.stack(np.unravel_index(np.arange(n_positions), sizes), axis=1)
+    off = np.flatnonzero(np.any(inds[:, order] != expected, axis=1))
+    if off.size:
+        r = int(off[0])
+        raise BEPSFormatError(
+            f"{where}: Position_Indices are out of grid order: row {r} has "
+            f"{dict(zip(names, inds[r, order].tolist(), strict=True))}, expected "
+            f"{dict(zip(names, expected[r].tolist(), strict=True))} for a {grid} grid "
+            "stored with the last dimension varying fastest")
+    return names, sizes
+
+
+def check_readable(dset: h5py.Dataset) -> None:
+    """Refuse a dataset HDF5 cannot read here, before anything is read or written.
+
+    Checks that every filter of the dataset's pipeline (compression) is available
+    in this HDF5 installation, and that the USID ancillary references it carries
+    (``Position_Indices``, ``Position_Values``, ``Spectroscopic_Indices``,
+    ``Spectroscopic_Values``) point to existing objects.
+
+    Parameters
+    ----------
+    dset : h5py.Dataset
+        The dataset to check.
+
+    Raises
+    ------
+    BEPSFormatError
+        Naming the dataset, the file, the filter or the attribute.
+
+    Examples
+    --------
+    >>> import tempfile, os, h5py
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.h5")
+    >>> with h5py.File(path, "w") as f:
+    ...     d = f.create_dataset("a", data=[[1.0, 2.0]], compression="gzip")
+    ...     d.attrs["Position_Values"] = f.create_dataset("p", data=[0.0]).ref
+    ...     del f["p"]
+    ...     check_readable(d)
+    Traceback (most recent call last):
+    ...
+    pycroscopy_bevae.exceptions.BEPSFormatError: attribute 'Position_Values' of dataset '/a' ...
+    """
+    where = _where(dset)
+    plist = dset.id.get_create_plist()
+    for i in range(plist.get_nfilters()):
+        code, _flags, _vals, name = plist.get_filter(i)
+        if not h5py.h5z.filter_avail(code):
+            label = name.decode(errors="replace") if isinstance(name, bytes) else str(name)
+            raise BEPSFormatError(
+                f"{where} is stored with HDF5 filter {label!r} (id {code}), which this HDF5 "
+                "installation cannot read; expected a filter h5py provides (gzip, lzf, "
+                "szip, shuffle, fletcher32) or its plugin installed (e.g. `pip install "
+                "hdf5plugin` and `import hdf5plugin` first)")
+    for attr in ("Position_Indices", "Position_Values", "Spectroscopic_Indices",
+                 "Spectroscopic_Values"):
+        ref = dset.attrs.get(attr)
+        if not isinstance(ref, h5py.Reference):
+            continue
+        try:
+            dset.file[ref]
+        except (ValueError, KeyError, OSError) as exc:
+            raise BEPSFormatError(
+                f"attribute '{attr}' of {where} refers to an object that no longer exists "
+                f"(a dangling reference: {exc}); expected a reference to its {attr} dataset"
+            ) from None

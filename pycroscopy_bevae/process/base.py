@@ -10,6 +10,7 @@ import h5py
 from pyUSID.processing import Process
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
+from ..io.beps import external_link_holder
 from ..io.sidpy_conv import usid_to_sidpy
 from ..io.space import WriteFailedError, reserved_space
 from ..io.usid import package_versions, quiet_pyusid, write_attrs
@@ -35,6 +36,13 @@ class BevaeProcess(Process):
                       **kwargs) -> None:
         _check_process_kwargs(kwargs)
         target = kwargs.get("h5_target_group")
+        if target is None:
+            # reached through an external link: results go to the file that holds the link
+            target = external_link_holder(h5_main)
+            if target is not None:
+                logger.info("'%s' is an external link in file '%s'; results go there",
+                            h5_main.name, target.file.filename)
+                kwargs["h5_target_group"] = target
         dest = target if target is not None else h5_main.parent
         if dest.file.mode == "r":
             raise ParameterError(

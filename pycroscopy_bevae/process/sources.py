@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError, ParameterError
-from ..io.beps import _read_columns, describe_loops
+from ..io.beps import _read_columns, check_readable, describe_loops
 from ..io.usid import make_dims
 
 __all__ = ["LoopSources", "resolve_sources"]
@@ -100,6 +100,7 @@ class LoopSources:
             if d.ndim != 2 or d.shape[0] == 0 or d.shape[1] == 0:
                 raise BEPSFormatError(f"{where} has shape {d.shape}; expected non-empty "
                                       "(positions, steps)")
+            check_readable(d)
             if not check_if_main(d):
                 raise BEPSFormatError(f"{where} is not a USID main dataset")
             if d.file != dsets[0].file:
@@ -178,4 +179,5 @@ class LoopSources:
 def _grid(dset: h5py.Dataset) -> tuple:
     from ..io.beps import _position_grid
 
-    return _position_grid(dset.file[dset.attrs["Position_Indices"]], dset.shape[0])[1]
+    return _position_grid(dset.file[dset.attrs["Position_Indices"]], dset.shape[0],
+                          f"dataset '{dset.name}' in file '{dset.file.filename}'")[1]
