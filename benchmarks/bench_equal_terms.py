@@ -17,7 +17,7 @@ For each data set, on the same scaled matrix the beta-VAE trains on:
   mechanism classification (cross-validated random forest accuracy).
 
 Data: ``toy`` (10,000 RGB spectra x 25 steps, per-step scaling; factors R, G, B),
-``pzt`` (the real 3600 x 96 x 2 map, global scaling, from ``../shared/data``; no
+``pzt`` (the real 3600 x 96 x 2 map, global or ``--scaling balanced``, from ``../shared/data``; no
 ground truth), ``factors`` (a 40 x 40 synthetic map with ``variant='factors'``,
 projected, remanent loops of the last cycle, global scaling; six known factors and
 one- vs two-step mechanism). Prints one table per data set: the median over seeds and
@@ -51,18 +51,18 @@ def toy_data(n: int = 10_000):
     return X, {"R": tr.rgb[:, 0], "G": tr.rgb[:, 1], "B": tr.rgb[:, 2]}, None
 
 
-def pzt_data():
+def pzt_data(scaling: str = "global"):
     folder = DATA / "pzt_beps"
     if not folder.exists():
         return None
-    from pycroscopy_bevae.preprocessing import stack_channels
+    from pycroscopy_bevae.preprocessing import MultiScaler, stack_channels
 
     p = np.load(folder / "pizoresponse.npy")[:, :, 0]
-    r = np.load(folder / "resonance.npy")
-    return stack_channels([p, r]), None, None
+    r = np.load(folder / "resonance.npy")  # both stored globally standardised already
+    return stack_channels(MultiScaler(scaling).fit_transform([p, r])), None, None
 
 
-def factor_data(size: int = 40, seed: int = 0):
+def factor_data(size: int = 40, seed: int = 0, scaling: str = "global"):
     import h5py
 
     from pycroscopy_bevae import LoopProjector, write_synthetic_beps
@@ -76,7 +76,7 @@ def factor_data(size: int = 40, seed: int = 0):
         mods = LoopSources.from_input(grp, cycle=None, field="off").read()
         truth = {k: v[()] for k, v in f["Ground_Truth/Loop_Parameters"].items()}
         labels = f["Ground_Truth/Mechanism"][()].ravel()
-    return stack_channels(MultiScaler("global").fit(mods).transform(mods)), truth, labels
+    return stack_channels(MultiScaler(scaling).fit(mods).transform(mods)), truth, labels
 
 
 def vae_rows(X, ks, seeds, preset, overrides, auto=False):
@@ -177,6 +177,9 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="K=V",
                     help="beta-VAE parameter overrides, e.g. epochs=60 batch_size=64")
     ap.add_argument("--toy-n", type=int, default=10_000)
+    ap.add_argument("--scaling", default="global", choices=("global", "balanced"),
+                    help="scaling of the two-modality maps (pzt, factors); the toy keeps "
+                         "per-step scaling")
     args = ap.parse_args()
     overrides = {}
     for kv in args.set:
@@ -187,7 +190,9 @@ def main() -> None:
             overrides[k] = v
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, python "
           f"{platform.python_version()}; ks {args.ks}, seeds {args.seeds}")
-    loaders = {"toy": lambda: toy_data(args.toy_n), "pzt": pzt_data, "factors": factor_data}
+    print(f"scaling of pzt / factors: {args.scaling}")
+    loaders = {"toy": lambda: toy_data(args.toy_n), "pzt": lambda: pzt_data(args.scaling),
+               "factors": lambda: factor_data(scaling=args.scaling)}
     for name in args.data:
         got = loaders[name]()
         if got is None:

@@ -23,6 +23,7 @@ from .exceptions import (
     InsufficientSpaceError,
     MissingFileError,
     ParameterError,
+    TrainingDivergedError,
     WriteFailedError,
 )
 
@@ -42,7 +43,7 @@ _LAZY = {
 }
 
 __all__ = ["__version__", "BevaeError", "BEPSFormatError", "ParameterError", "MissingFileError",
-           "InsufficientSpaceError", "WriteFailedError", *_LAZY]
+           "InsufficientSpaceError", "WriteFailedError", "TrainingDivergedError", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

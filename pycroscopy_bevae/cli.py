@@ -150,7 +150,8 @@ def _add_loop_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--cycle", type=int, default=None,
                         help="cycle, 0-based (default: last)")
     parser.add_argument("--field", choices=("off", "on", "both"), default="off")
-    parser.add_argument("--scaling", choices=("global", "step", "none"), default="global")
+    parser.add_argument("--scaling", choices=("global", "step", "balanced", "none"),
+                        default="global")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,7 +8,8 @@ class (``ValueError``, ``FileNotFoundError``) so generic handlers still work.
 from __future__ import annotations
 
 __all__ = ["BevaeError", "BEPSFormatError", "ParameterError", "MissingFileError",
-           "FileInUseError", "InsufficientSpaceError", "WriteFailedError", "DataQualityWarning"]
+           "FileInUseError", "InsufficientSpaceError", "WriteFailedError",
+           "TrainingDivergedError", "DataQualityWarning"]
 
 
 class BevaeError(Exception):
@@ -54,6 +55,28 @@ class WriteFailedError(BevaeError, OSError):
     The partial results of the failed call are removed again, so the file keeps what it
     held before and still opens.
     """
+
+
+class TrainingDivergedError(BevaeError, FloatingPointError):
+    """Training stopped because the loss stopped being finite (NaN or infinity).
+
+    Nothing after the last finite epoch is kept: the model holds the weights of the
+    last good snapshot (``snapshot``, None when there was none), and a results group
+    in a file keeps its snapshots and last checkpoint. The message names the epoch,
+    the schedule values and what to change (usually a smaller ``learning_rate``).
+
+    Attributes
+    ----------
+    epoch : int
+        The epoch whose loss was not finite.
+    snapshot : int or None
+        Index of the last good snapshot.
+    """
+
+    def __init__(self, message: str, epoch: int, snapshot: int | None):
+        super().__init__(message)
+        self.epoch = epoch
+        self.snapshot = snapshot
 
 
 class DataQualityWarning(UserWarning):

@@ -159,10 +159,15 @@ class LoopScaler:
 
     Parameters
     ----------
-    mode : {'global', 'step', 'none'}
+    mode : {'global', 'step', 'balanced', 'none'}
         ``'global'``: one mean and standard deviation over the whole array
         (reference code of the paper); ``'step'``: per-step standardisation
-        fitted on training data (paper text, toy benchmark); ``'none'``: identity.
+        fitted on training data (paper text, toy benchmark); ``'balanced'``: the
+        global mean, divided by the loops' spread about the mean loop (root mean
+        square of ``x - x.mean(axis=0)``), so that the position-to-position variation
+        of every modality has unit size whatever the share of its mean loop (modality
+        balancing: on the real PZT map the piezoresponse varies by 8 % of its global
+        variance, the resonance by 99 %); ``'none'``: identity.
 
     Attributes
     ----------
@@ -178,9 +183,11 @@ class LoopScaler:
            [ 1.,  1.]])
     >>> np.allclose(s.inverse_transform(s.transform(x)), x)
     True
+    >>> LoopScaler("balanced").fit(x).std_  # spread about the mean loop [2, 4]: sqrt(2.5)
+    array([1.58113883, 1.58113883])
     """
 
-    MODES = ("global", "step", "none")
+    MODES = ("global", "step", "balanced", "none")
 
     def __init__(self, mode: str = "global"):
         if mode not in self.MODES:
@@ -198,6 +205,9 @@ class LoopScaler:
         elif self.mode == "global":
             self.mean_ = np.full(steps, np.nanmean(x))
             self.std_ = np.full(steps, np.nanstd(x))
+        elif self.mode == "balanced":
+            self.mean_ = np.full(steps, np.nanmean(x))
+            self.std_ = np.full(steps, np.sqrt(np.nanmean((x - np.nanmean(x, axis=0)) ** 2)))
         else:
             self.mean_, self.std_ = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
         self.std_ = np.where(self.std_ > 0, self.std_, 1.0)
@@ -243,8 +253,8 @@ class MultiScaler:
 
     Parameters
     ----------
-    mode : {'global', 'step', 'none'}
-        Scaling of every modality.
+    mode : {'global', 'step', 'balanced', 'none'}
+        Scaling of every modality (see :class:`LoopScaler`).
 
     Examples
     --------

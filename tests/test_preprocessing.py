@@ -48,18 +48,23 @@ def test_clean_loops_validates():
         clean_loops(np.zeros((2, 10)), n_outliers=10)
 
 
-@pytest.mark.parametrize("mode", ["global", "step", "none"])
+@pytest.mark.parametrize("mode", ["global", "step", "balanced", "none"])
 def test_scaler_roundtrip_and_statistics(mode):
     rng = np.random.default_rng(0)
     x = rng.normal(3.0, 2.0, (200, 7)) * np.arange(1, 8)
     s = LoopScaler(mode).fit(x)
     z = s.transform(x)
-    np.testing.assert_allclose(s.inverse_transform(z), x, rtol=1e-12)
+    # (float rounding: relative to the data scale, entries near 0 have no relative digits)
+    np.testing.assert_allclose(s.inverse_transform(z), x, rtol=1e-12, atol=1e-12 * np.abs(x).max())
     if mode == "global":
         assert z.mean() == pytest.approx(0, abs=1e-12) and z.std() == pytest.approx(1)
     elif mode == "step":
         np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-12)
         np.testing.assert_allclose(z.std(axis=0), 1)
+    elif mode == "balanced":  # centred globally; unit spread about the mean loop
+        assert z.mean() == pytest.approx(0, abs=1e-12)
+        assert np.sqrt(np.mean((z - z.mean(axis=0)) ** 2)) == pytest.approx(1)
+        assert np.ptp(s.std_) == 0 and z.std() > 1  # the mean loop's shape is kept on top
     else:
         np.testing.assert_array_equal(z, x)
     s2 = LoopScaler.from_dict(s.to_dict())
@@ -106,3 +111,40 @@ def test_stacking():
         stack_channels([a, np.zeros((2, 4))])
     with pytest.raises(ParameterError, match="do not add up"):
         unstack_features(s, [2, 3])
+
+
+def test_balanced_scaling_gives_each_modality_unit_variation():
+    """A modality that is mostly its mean loop (the PZT piezoresponse: 8 % variation)
+    weighs as much as one that is all variation, unlike under global scaling."""
+    rng = np.random.default_rng(1)
+    loop = np.sin(np.linspace(0, 2 * np.pi, 40))
+    mostly_loop = 10 * loop + rng.normal(0, 1, (300, 40))
+    all_variation = rng.normal(5, 3, (300, 40))
+    glob = MultiScaler("global").fit_transform([mostly_loop, all_variation])
+    bal = MultiScaler("balanced").fit_transform([mostly_loop, all_variation])
+
+    def spread(z):
+        return float(np.sqrt(np.mean((z - z.mean(axis=0)) ** 2)))
+
+    assert spread(glob[0]) < 0.2 and spread(glob[1]) == pytest.approx(1, abs=0.01)
+    assert spread(bal[0]) == pytest.approx(1) and spread(bal[1]) == pytest.approx(1)
+
+
+def test_streamed_scaler_fit_equals_in_memory_for_every_mode(tmp_path, monkeypatch):
+    import h5py
+
+    from pycroscopy_bevae import LoopProjector, write_synthetic_beps
+    from pycroscopy_bevae.process import vae as vae_process
+    from pycroscopy_bevae.process.sources import LoopSources
+
+    monkeypatch.setattr(vae_process, "_SCALER_ROWS", 10)  # 42 positions in 5 blocks
+    path = write_synthetic_beps(tmp_path / "s.h5", shape=(7, 6), seed=2)
+    with h5py.File(path, "r+") as f:
+        src = LoopSources.from_input(LoopProjector(f, progress=False).compute())
+        mods = src.read()
+        for mode in LoopScaler.MODES:
+            ref = MultiScaler(mode).fit(mods)
+            streamed = vae_process._fit_scaler_in_chunks(src, mode)
+            np.testing.assert_allclose(streamed.mean_, ref.mean_, rtol=1e-12, atol=1e-12,
+                                       err_msg=mode)
+            np.testing.assert_allclose(streamed.std_, ref.std_, rtol=1e-12, err_msg=mode)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pycroscopy_bevae import ParameterError
+from pycroscopy_bevae import ParameterError, TrainingDivergedError
 from pycroscopy_bevae.datasets import toy_training_set
 from pycroscopy_bevae.models import PRESETS, BetaVAE, Snapshot, channel_kl, schedule_values
 from pycroscopy_bevae.preprocessing import LoopScaler
@@ -176,3 +176,15 @@ def test_numpy_scalars_are_plain_numbers_and_non_numbers_are_refused():
                      (dict(strategy=5), "strategy")):
         with pytest.raises(ParameterError, match=name):
             BetaVAE(**kw).resolved_params()
+
+
+def test_a_loss_that_overflows_stops_training_with_a_clear_error():
+    """Input of 1e20 passes the finiteness check, but its squares overflow float32: the
+    first epoch's loss is infinite and nothing was trained worth keeping."""
+    vae = BetaVAE(**TINY)
+    with pytest.raises(TrainingDivergedError, match=r"the loss of epoch 0 is not finite "
+                       r"\(loss (inf|nan).*beta 0,.*no snapshot was taken before.*scaled "
+                       "input") as info:
+        vae.fit(np.full((32, 25, 1), 1e20), progress=False)
+    assert info.value.epoch == 0 and info.value.snapshot is None
+    assert isinstance(info.value, FloatingPointError) and not vae.snapshots_

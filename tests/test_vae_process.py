@@ -15,6 +15,7 @@ from pycroscopy_bevae import (
     BetaVAEProcess,
     LoopProjector,
     ParameterError,
+    TrainingDivergedError,
     load_beta_vae,
 )
 from pycroscopy_bevae.datasets import write_synthetic_beps
@@ -179,3 +180,42 @@ def test_numpy_parameters_train_and_bad_ones_write_nothing(tmp_path, _projected_
                                 "learning_rate": np.float32(1e-3)}).compute()
         config = json.loads(grp["Model"].attrs["config"])
         assert config["params"]["epochs"] == 2 and grp.attrs["epochs"] == 2
+
+
+class _Poison(BetaVAEProcess):
+    """Turns the weights into NaN after epoch 2 (its snapshot and checkpoint are written):
+    epoch 3's loss is then NaN, as after a blown-up optimiser step."""
+
+    def _after_epoch(self, epoch, est):
+        if epoch == 2:
+            est.model_.set_weight_arrays({k: v * np.nan for k, v in
+                                          est.model_.get_weight_arrays().items()})
+
+
+def test_a_diverged_training_stops_clearly_and_keeps_the_last_good_snapshot(projected):
+    before = file_digest(projected)
+    with h5py.File(projected, "r+") as f:
+        proc = _Poison(f[PROJ], **TINY)
+        with pytest.raises(TrainingDivergedError, match=r"the loss of epoch 3 is not finite "
+                           r"\(loss nan.*beta 0\.01.*back at snapshot 1 \(epoch 2.*smaller "
+                           "learning_rate") as info:
+            proc.compute()
+        assert info.value.epoch == 3 and info.value.snapshot == 1
+        vae = proc.vae
+        assert vae.selected_ == 1 and vae.snapshots_[1].epoch == 2
+        good = vae.snapshots_[1].weights
+        assert all(np.isfinite(w).all() for w in good.values())
+        for k, w in vae.model_.get_weight_arrays().items():
+            np.testing.assert_array_equal(w, good[k], err_msg=k)
+        assert np.isfinite(vae.transform(np.zeros((2, 96, 2), "float32"))).all()
+        grp = f[PROJ + "/Piezoresponse-Beta_VAE_000"]
+        # nothing of the NaN epoch was stored: its snapshots and checkpoint end at epoch 2
+        assert sorted(grp["Model/Snapshots"]) == ["0000", "0001"]
+        assert grp["Checkpoint"].attrs["epoch"] == 3
+        stored = []
+        grp["Checkpoint/Weights"].visititems(
+            lambda name, obj: stored.append(obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        assert len(stored) == len(good) and all(np.isfinite(w).all() for w in stored)
+        assert not grp["completed_positions"][()].any()
+    after = file_digest(projected)
+    assert {k: after.get(k) for k in before} == before  # every earlier object unchanged

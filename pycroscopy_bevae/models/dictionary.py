@@ -57,7 +57,7 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
         Iterations (batch) or epochs (mini-batch).
     tol : float
         Convergence tolerance.
-    scaling : {'none', 'global', 'step'}
+    scaling : {'none', 'global', 'step', 'balanced'}
         Scaling of each modality before learning
         (see :class:`~pycroscopy_bevae.preprocessing.LoopScaler`).
     segments : sequence of int, optional

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from ..exceptions import ParameterError
+from ..exceptions import ParameterError, TrainingDivergedError
 from .runtime import tensorflow
 from .schedule import (
     CapacitySchedule,
@@ -622,6 +622,8 @@ class BetaVAE(BaseEstimator):
                     on_epoch_end: Callable[[int, BetaVAE], None] | None) -> None:
         """Book-keeping after each epoch: history, snapshot, progress bar, user callback."""
         logs = {k: float(v) for k, v in logs.items()}
+        if not all(np.isfinite(logs.get(k, 0.0)) for k in ("loss", "mse", "kl", "l1")):
+            self._diverged(epoch, values, logs)
         for k, v in logs.items():
             self.history_.setdefault(k, []).append(v)
         for k, v in (("beta", values.beta), ("lambda", values.lam),
@@ -635,6 +637,24 @@ class BetaVAE(BaseEstimator):
             bar.update(1)
         if on_epoch_end is not None:
             on_epoch_end(epoch, self)
+
+    def _diverged(self, epoch: int, values: ScheduleValues, logs: dict) -> None:
+        """Stop: back to the last good snapshot, then raise TrainingDivergedError."""
+        snap = len(self.snapshots_) - 1 if self.snapshots_ else None
+        if snap is not None:
+            self.model_.set_weight_arrays(self.snapshots_[snap].weights)
+            self.selected_ = snap
+        self.fit_time_ = float("nan")
+        lr = float(self.resolved_params()["learning_rate"]) * values.lr_scale
+        kept = (f"the model is back at snapshot {snap} (epoch {self.snapshots_[snap].epoch}, "
+                f"beta {self.snapshots_[snap].beta:.4g})" if snap is not None
+                else "no snapshot was taken before")
+        raise TrainingDivergedError(
+            f"beta-VAE training diverged: the loss of epoch {epoch} is not finite "
+            f"(loss {logs.get('loss')}, mse {logs.get('mse')}, kl {logs.get('kl')}; beta "
+            f"{values.beta:.4g}, learning rate {lr:.3g}); {kept}. Expected finite losses: "
+            "try a smaller learning_rate, or scaled input (scaling='global')",
+            epoch=int(epoch), snapshot=snap)
 
     def _snapshot_due(self, epoch: int, p: dict) -> bool:
         if epoch == self._last_epoch(p) - 1 or epoch + 1 == p["prime_epochs"]:

@@ -51,7 +51,7 @@ class DictionaryLearningProcess(GlobalFitProcess):
         Cycle to use (0-based, negative from the end; default the last).
     field : {'off', 'on', 'both'}
         Field to use (default remanent, as the paper).
-    scaling : {'global', 'step', 'none'}
+    scaling : {'global', 'step', 'balanced', 'none'}
         Scaling of each modality (default one global mean/std, as the reference code).
     n_components, alpha, transform_algorithm, fit_algorithm, method, batch_size, max_iter, \
 tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`

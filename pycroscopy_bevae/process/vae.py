@@ -80,8 +80,9 @@ class BetaVAEProcess(GlobalFitProcess):
         Loop dataset(s) (e.g. a ``Fit-Loop_Projection_NNN`` group: Piezoresponse + Resonance).
         All modalities need the same number of steps.
     cycle, field : see :class:`~pycroscopy_bevae.DictionaryLearningProcess`
-    scaling : {'global', 'step', 'none'}
-        Scaling of each modality.
+    scaling : {'global', 'step', 'balanced', 'none'}
+        Scaling of each modality (see :class:`~pycroscopy_bevae.preprocessing.LoopScaler`;
+        ``'balanced'`` weighs each modality by its own spread about the mean loop).
     preset : {'fast', 'paper'}
         Model and schedule defaults (see :data:`pycroscopy_bevae.models.vae.PRESETS`).
     n_active : int, optional
@@ -492,7 +493,7 @@ def _fit_scaler_in_chunks(sources: LoopSources, mode: str) -> MultiScaler:
     n_mod = len(sources.datasets)
     if mode == "none":
         return MultiScaler.from_arrays(mode, np.zeros((n_mod, steps)), np.ones((n_mod, steps)))
-    axis = 0 if mode == "step" else None
+    axis = 0 if mode in ("step", "balanced") else None  # balanced: about the mean loop
 
     def blocks():
         for a in range(0, n, _SCALER_ROWS):
@@ -506,8 +507,10 @@ def _fit_scaler_in_chunks(sources: LoopSources, mode: str) -> MultiScaler:
     dev = np.zeros((n_mod, steps))
     for mods in blocks():
         dev += np.stack([((m - mean[i]) ** 2).sum(axis=0) for i, m in enumerate(mods)])
-    var = dev / n if axis == 0 else np.repeat(dev.sum(axis=1, keepdims=True) / (n * steps),
-                                              steps, axis=1)
+    var = dev / n if mode == "step" else np.repeat(dev.sum(axis=1, keepdims=True) /
+                                                   (n * steps), steps, axis=1)
+    if mode == "balanced":  # centred on the global mean, scaled by the spread about the loop
+        mean = np.repeat(mean.mean(axis=1, keepdims=True), steps, axis=1)
     std = np.sqrt(var)
     return MultiScaler.from_arrays(mode, mean, np.where(std > 0, std, 1.0))
 
