@@ -39,13 +39,19 @@ def _sparse_data(n=300, seed=0):
 def test_identical_to_plain_sklearn():
     X = _sparse_data()
     ours = DictionaryLearner(n_components=4, alpha=0.1, max_iter=30, random_state=0,
-                             transform_algorithm="fit").fit(X)
-    sk = DictionaryLearning(n_components=4, alpha=0.1, max_iter=30, random_state=0)
+                             transform_algorithm="fit")
+    ours_codes = ours.fit_transform(X)
+    sk = DictionaryLearning(n_components=4, alpha=0.1, max_iter=30, random_state=0,
+                            transform_algorithm="lasso_lars")
     codes = sk.fit_transform(X)
     np.testing.assert_allclose(ours.components_, sk.components_)
-    np.testing.assert_allclose(ours.transform(X), codes)
-    ours.set_params(transform_algorithm="omp")
+    np.testing.assert_allclose(ours_codes, codes)  # the fit's own codes
+    # transform is a function of the dictionary and X: new lasso codes, not the fit's
     np.testing.assert_allclose(ours.transform(X), sk.transform(X))
+    np.testing.assert_array_equal(ours.transform(X), ours.transform(X.copy()))
+    ours.set_params(transform_algorithm="omp")
+    np.testing.assert_allclose(ours.transform(X),
+                               sk.set_params(transform_algorithm="omp").transform(X))
 
 
 def test_learns_sparse_structure_and_reconstructs():
@@ -103,9 +109,9 @@ def test_minibatch_and_alpha_search():
     mb = DictionaryLearner(n_components=4, alpha=0.1, method="minibatch", max_iter=5,
                            batch_size=32, random_state=0).fit(X)
     assert mb.components_.shape == (4, 30) and mb.fit_codes_.shape == (200, 4)
-    # the training data's codes are reused (computed once, in fit) and are exactly what
-    # scikit-learn's transform gives; new data or another coding is computed afresh
+    # the training data's codes were computed once, in fit, exactly as transform does
     np.testing.assert_array_equal(mb.transform(X), mb._est.transform(mb._scale(X)))
+    np.testing.assert_array_equal(mb.fit_transform(X), mb.transform(X))
     assert mb.transform(X) is not mb.fit_codes_
     X2 = X[::-1].copy()
     np.testing.assert_array_equal(mb.transform(X2), mb.transform(X)[::-1])
@@ -242,3 +248,22 @@ def test_non_finite_loops_are_refused_before_writing(projected):
         with pytest.raises(BEPSFormatError, match=r"Piezoresponse.*1 non-finite values"):
             proc.compute()
     assert file_digest(projected) == before
+
+
+def test_spectra_without_a_bias_axis_are_learned_over_all_steps(tmp_path):
+    """A USID main dataset whose spectroscopic dimension is not DC_Offset (here a
+    frequency sweep) is taken whole, on a 'Step' axis."""
+    from pycroscopy_bevae.io.usid import make_dims, write_main
+    from pycroscopy_bevae.process.sources import LoopSources
+
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(12, 2)) @ rng.normal(size=(2, 20))
+    with h5py.File(tmp_path / "spectra.h5", "w") as f:
+        dset = write_main(f, data, "Spectra", "Amplitude", "V",
+                          make_dims([("Y", "m", np.arange(3.0)), ("X", "m", np.arange(4.0))]),
+                          make_dims([("Frequency", "Hz", np.linspace(3e5, 4e5, 20))]))
+        src = LoopSources.from_input(dset)
+        assert src.axis_name == "Step" and src.columns[0].tolist() == list(range(20))
+        assert src.grid_shape == (3, 4) and src.cycle is None
+        grp = DictionaryLearningProcess(dset, n_components=2, random_state=0).compute()
+        assert grp["Coefficients"].shape == (12, 2) and float(grp.attrs["mse"]) < 1e-3

@@ -23,10 +23,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.docs, pytest.mark.skipif(
     importlib.util.find_spec("sphinx") is None,
     reason="Sphinx is not installed (pip install -e '.[test]' or '.[docs]')",
-)
+)]
 
 
 def _public_modules() -> list[str]:

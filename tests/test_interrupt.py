@@ -39,7 +39,8 @@ PROJ = PROJ_GROUP
 VAE_RESULTS = ("Embedding", "Log_Variance", "Reconstruction", "Reconstruction_Error",
                "Training_History", "Embedding_Snapshots", "Scaler_Mean", "Scaler_Std")
 
-pytestmark = pytest.mark.filterwarnings("ignore::pycroscopy_bevae.exceptions.DataQualityWarning")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore::pycroscopy_bevae.exceptions.DataQualityWarning")]
 
 
 def _flush(k: int) -> dict:

@@ -27,6 +27,7 @@ pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install "
 MPIEXEC = shutil.which("mpiexec", path=os.pathsep.join(
     [str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
 pytestmark = [
+    pytest.mark.mpi,
     pytest.mark.skipif(MPIEXEC is None, reason="no mpiexec launcher found"),
     pytest.mark.filterwarnings("ignore::pycroscopy_bevae.exceptions.DataQualityWarning"),
 ]

@@ -8,6 +8,7 @@ import pytest
 from tests.conftest import SHARED_DATA
 
 papermill = pytest.importorskip("papermill", reason="papermill is in the test extras")
+pytestmark = pytest.mark.notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 EXPECTED = {

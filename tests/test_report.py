@@ -234,6 +234,7 @@ def test_report_cli_and_errors(fitted, tmp_path, capsys):
     assert "holds no complete loop projection" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0

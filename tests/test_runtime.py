@@ -74,6 +74,7 @@ def test_configure_validates():
     assert runtime_info()["intra_op_threads"] == 1
 
 
+@pytest.mark.slow
 def test_same_seed_same_bits_while_the_cores_are_busy():
     """Two trainings of one seed, the second while every core runs a busy loop in other
     processes: weights, history and latent means are bit-identical."""

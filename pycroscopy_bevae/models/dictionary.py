@@ -197,7 +197,6 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
         self.components_ = est.components_
         self.n_iter_ = int(getattr(est, "n_iter_", self.max_iter))
         self._est = est
-        self._train_digest = _digest(X)
         if self.fit_codes_ is None:
             self.fit_codes_ = est.transform(Xs)
             self._fit_codes_by = self._coding()
@@ -206,19 +205,18 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Sparse codes (samples, n_components) with ``transform_algorithm``."""
+        """Sparse codes (samples, n_components) with ``transform_algorithm``.
+
+        A function of the fitted dictionary and ``X`` only (``'fit'`` codes new data with
+        lasso_lars); the codes the fit itself found for its training data are
+        :meth:`fit_transform`'s.
+        """
         self._check_fitted()
         X = self._validate(X)
         if X.shape[1] != self.components_.shape[1]:
             raise ParameterError(
                 f"X has {X.shape[1]} features (steps x modalities); the dictionary was fitted on "
                 f"{self.components_.shape[1]} ({' + '.join(map(str, self._sizes_))})")
-        # the training data again: its codes are known when they were computed the way
-        # asked now (the fit's own codes, or the same coding in a mini-batch fit)
-        by = getattr(self, "_fit_codes_by", ("fit",))
-        if (by == self._coding() or (self.transform_algorithm == "fit" and by == ("fit",))) \
-                and X.shape == self._train_shape() and _digest(X) == self._train_digest:
-            return self.fit_codes_.copy()
         transform, alpha, nnz = self._coding()
         # the coding may have been changed with set_params after the fit
         self._est.set_params(transform_algorithm=transform, transform_alpha=alpha,
@@ -233,8 +231,17 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
         return (transform, self.transform_alpha, self.transform_n_nonzero_coefs)
 
     def fit_transform(self, X: np.ndarray, y=None, **fit_params) -> np.ndarray:
-        """Fit, then :meth:`transform` the training data."""
-        return self.fit(X).transform(X)
+        """Fit, and return the training data's codes.
+
+        With ``transform_algorithm='fit'`` (batch method) these are the fit's own lasso
+        codes, as the reference code uses; with a mini-batch fit, the codes it computed
+        once with the chosen coding. Otherwise :meth:`transform` of ``X``.
+        """
+        self.fit(X)
+        if self._fit_codes_by == self._coding() or (
+                self.transform_algorithm == "fit" and self._fit_codes_by == ("fit",)):
+            return self.fit_codes_.copy()
+        return self.transform(X)
 
     def inverse_transform(self, codes: np.ndarray, scaled: bool = False) -> np.ndarray:
         """Reconstruction ``codes @ components_``, un-scaled unless ``scaled=True``."""
@@ -262,14 +269,6 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
         if not hasattr(self, "components_"):
             raise ParameterError("this DictionaryLearner is not fitted yet: call fit() first")
 
-    def _train_shape(self) -> tuple[int, int]:
-        return (self.fit_codes_.shape[0], self.components_.shape[1])
-
-
-def _digest(X: np.ndarray) -> str:
-    import hashlib
-
-    return hashlib.sha1(np.ascontiguousarray(X).tobytes()).hexdigest()
 
 
 @dataclass

@@ -147,8 +147,8 @@ tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
         X = stack_features(self.sources.read(pos))
         from sklearn.base import clone
 
-        learner = clone(self.learner).fit(X)
-        codes = learner.transform(X)
+        learner = clone(self.learner)
+        codes = learner.fit_transform(X)
         recon = learner.inverse_transform(codes, scaled=True)
         mse = np.mean((recon - learner._scale(X)) ** 2, axis=1)
         return {"positions": pos, "coefficients": codes, "dictionary": learner.components_,
@@ -162,11 +162,11 @@ tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
     def _fit_and_write(self) -> None:
         src = self.sources
         X = stack_features(src.read())
-        learner = self.learner.fit(X)
+        learner = self.learner
         t0 = time.perf_counter()
-        codes = learner.transform(X)
+        codes = learner.fit_transform(X)
         recon = learner.inverse_transform(codes, scaled=True)
-        t_infer = time.perf_counter() - t0
+        t_infer = time.perf_counter() - t0 - learner.fit_time_
         Xs = learner._scale(X)
         sq = (recon - Xs) ** 2
         err = sq.mean(axis=1)

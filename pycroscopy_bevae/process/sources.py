@@ -111,14 +111,11 @@ class LoopSources:
                     f"{where} has {d.shape[0]} positions but '{dsets[0].name}' has {n_pos}; "
                     "all modalities must describe the same positions"
                 )
-            try:
-                lay = describe_loops(d)
-            except BEPSFormatError as exc:
-                if "expected a 'DC_Offset' dimension" not in str(exc):
-                    raise
+            if "DC_Offset" not in _spectroscopic_labels(d):  # generic spectra: all steps
                 cols = np.arange(d.shape[1])
                 this_axis = ("Step", "", cols.astype(float))
             else:
+                lay = describe_loops(d)
                 cols = lay.columns(cycle=cycle, field=field)
                 chosen_cycle = lay.n_cycles - 1 if cycle is None else int(cycle) % lay.n_cycles
                 this_axis = ("DC_Offset", "V", lay.dc_values[cols])
@@ -174,6 +171,13 @@ class LoopSources:
             "cycle": -1 if self.cycle is None else int(self.cycle),
             "field": self.field,
         }
+
+
+def _spectroscopic_labels(dset: h5py.Dataset) -> list[str]:
+    """Names of the spectroscopic dimensions of a USID main dataset."""
+    from pyUSID.io.hdf_utils import get_attr
+
+    return [str(x) for x in get_attr(dset.file[dset.attrs["Spectroscopic_Indices"]], "labels")]
 
 
 def _grid(dset: h5py.Dataset) -> tuple:
