@@ -78,7 +78,7 @@ def test_shapes_history_and_loss_terms(trained, toy_x):
     mu, logvar = vae.encode(toy_x)
     assert mu.shape == logvar.shape == (200, 3)
     np.testing.assert_array_equal(vae.transform(toy_x), mu)
-    assert vae.decode(mu).shape == (200, 12)  # 2-D input gives 2-D output
+    assert vae.decode(mu).shape == (200, 12, 1)  # always (n, steps, channels)
     assert vae.reconstruct(toy_x).shape == toy_x.shape
     h = vae.history_
     assert all(len(h[k]) == 4 for k in ("loss", "mse", "l1", "kl", "beta", "lambda"))

@@ -220,7 +220,6 @@ def _vae_decoder(grp: h5py.Group) -> Callable:
                 with h5py.File(file_name, "r") as f:
                     cache["vae"] = load_beta_vae(f[name])[0]
         out = cache["vae"].decode(z)
-        out = out[..., None] if out.ndim == 2 else out
         return np.moveaxis(out, 2, 1).reshape(len(out), -1)  # modality-major features
 
     return decoder

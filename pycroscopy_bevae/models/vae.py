@@ -442,7 +442,6 @@ class BetaVAE(BaseEstimator):
 
         p = self.resolved_params()
         streamed = isinstance(X, SpectraSource)
-        self._squeeze = not streamed and np.ndim(X) == 2
         X = _check_source(X) if streamed else _as_3d(X, "X")
         val = None
         if X_val is not None:
@@ -767,20 +766,21 @@ class BetaVAE(BaseEstimator):
         return self.encode(X)[0]
 
     def decode(self, Z: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Spectra generated from latent vectors: (n, T, C) (or (n, T) for one channel)."""
+        """Spectra generated from latent vectors, always (n, steps, channels)."""
         self._check_fitted()
         Z = np.asarray(Z, dtype="float32")
         if Z.ndim != 2 or Z.shape[1] != self.config_.latent_dim:
             raise ParameterError(f"Z must be (n, {self.config_.latent_dim}), got {Z.shape}")
         out, _ = self._run("decoder", Z, batch_size)
-        out = np.asarray(out, float)
-        return out[..., 0] if getattr(self, "_squeeze", False) else out
+        return np.asarray(out, float)
 
     inverse_transform = decode
 
     def reconstruct(self, X: np.ndarray) -> np.ndarray:
-        """``decode(transform(X))`` (deterministic, from the latent means)."""
-        return self.decode(self.transform(X))
+        """``decode(transform(X))`` (deterministic, from the latent means), in the shape
+        of ``X`` ((n, steps) input of one channel gives (n, steps))."""
+        out = self.decode(self.transform(X))
+        return out[..., 0] if np.ndim(X) == 2 else out
 
     def score_mse(self, X: np.ndarray) -> float:
         """Mean squared reconstruction error."""
@@ -844,7 +844,6 @@ class BetaVAE(BaseEstimator):
         variance = getattr(self, "data_variance_", None)
         return {"params": self.resolved_params(), "network": self.config_.to_dict(),
                 "input_shape": list(self.input_shape_),
-                "squeeze": bool(getattr(self, "_squeeze", False)),
                 "data_variance": None if variance is None else float(variance),
                 "relax": self._relax_record()}
 
@@ -912,7 +911,6 @@ class BetaVAE(BaseEstimator):
         obj.model_, obj.config_ = model, cfg
         obj.input_shape_ = tuple(config["input_shape"])
         obj.n_features_in_ = int(np.prod(obj.input_shape_))
-        obj._squeeze = bool(config["squeeze"])
         variance = config.get("data_variance")
         obj.data_variance_ = None if variance is None else float(variance)
         obj._set_relax(config.get("relax"))

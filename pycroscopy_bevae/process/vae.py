@@ -591,8 +591,7 @@ def _checked_config(grp: h5py.Group, where: str) -> tuple[dict, dict]:
     except (ValueError, TypeError, RecursionError) as exc:
         raise BEPSFormatError(f"{where}: model config is not valid JSON: "
                               f"{type(exc).__name__}") from None
-    if not isinstance(config, dict) or not {"params", "network", "input_shape",
-                                            "squeeze"} <= set(config):
+    if not isinstance(config, dict) or not {"params", "network", "input_shape"} <= set(config):
         raise BEPSFormatError(f"{where}: model config lacks params/network/input_shape")
     net, params = config["network"], config["params"]
     if not isinstance(net, dict) or not set(_NETWORK_KEYS) <= set(net) <= \
