@@ -13,7 +13,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 from . import __version__
 from .exceptions import BevaeError
@@ -168,8 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         commands = {"demo": _demo, "info": _info, "project": _project, "dictionary": _dictionary,
                     "train": _train, "report": _report, "convert-pzt": _convert_pzt}
-        # under mpiexec: rank 0 runs the command, the other ranks compute for it
-        status = run_mpi(commands[args.command], args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning(args.command)
+            # under mpiexec: rank 0 runs the command, the other ranks compute for it
+            status = run_mpi(commands[args.command], args)
         return 0 if status is None else status
     except BevaeError as exc:
         print(f"pycroscopy-bevae {args.command}: error: {exc}", file=sys.stderr)
@@ -177,6 +180,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"pycroscopy-bevae {args.command}: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _one_line_warning(command: str) -> Callable:
+    """``warnings.showwarning`` for the shell: each warning as one line on stderr, without
+    the source line that raised it (a user of the command cannot act on that); written
+    above a running progress bar, not into it."""
+    from tqdm import tqdm
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        tqdm.write(f"pycroscopy-bevae {command}: {category.__name__}: {text}",
+                   file=sys.stderr if file is None else file)
+    return show
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -113,3 +113,16 @@ def test_param_clashes_and_bad_options_are_one_line_before_any_write(beps_file, 
         err = [x for x in out.stderr.splitlines() if "error:" in x]
         assert len(err) == 1 and "is in use" in err[0] and str(beps_file) in err[0]
         assert "errno" not in err[0] and "Traceback" not in out.stderr
+
+
+def test_warnings_are_one_readable_line(beps_file):
+    """The shell shows a warning as one line, not with the library line that raised it."""
+    run = subprocess.run([sys.executable, "-m", "pycroscopy_bevae", "project", str(beps_file)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    lines = [ln for ln in run.stderr.splitlines() if "DataQualityWarning" in ln]
+    assert len(lines) == 1, run.stderr
+    assert lines[0].startswith("pycroscopy-bevae project: DataQualityWarning: loop projection "
+                               "of dataset '/Measurement_000/")
+    assert "SHO fits" in lines[0] and "rejected" in lines[0]
+    assert "_warn_rejected" not in run.stderr and "warnings.warn" not in run.stderr
