@@ -14,7 +14,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from . import __version__
 from .exceptions import BevaeError
@@ -301,21 +301,13 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _project(args: argparse.Namespace) -> int:
-
-    from .io import open_h5
     from .process import LoopProjector
 
-    with open_h5(args.file):  # validates existence and HDF5-ness with clear errors
-        pass
     with _open_writable(args.file) as f:
         t0 = time.perf_counter()
         proj = LoopProjector(f, per=args.per, r2_threshold=args.r2_threshold, sign=args.sign)
-        existed = bool(proj.duplicate_h5_groups) and not args.override
-        grp = proj.compute(override=args.override)
-        dt = time.perf_counter() - t0
-        state = "existing results with identical parameters" if existed else "written"
-        print(f"{grp.name}: {state} ({dt:.2f} s, {int(grp.attrs['n_rejected_fits'])} rejected "
-              "fits interpolated)")
+        _compute_and_report(proj, args.override, t0, "{:.2f}", lambda a: (
+            f", {int(a['n_rejected_fits'])} rejected fits interpolated"))
     return 0
 
 
@@ -340,12 +332,8 @@ def _latest_projection(f) -> str:
 
 
 def _dictionary(args: argparse.Namespace) -> int:
-
-    from .io import open_h5
     from .process import DictionaryLearningProcess
 
-    with open_h5(args.file):
-        pass
     if args.figures and os.path.exists(args.figures) and not os.path.isdir(args.figures):
         from .exceptions import ParameterError
 
@@ -357,23 +345,30 @@ def _dictionary(args: argparse.Namespace) -> int:
             _loop_sources(f, args.source), cycle=args.cycle, field=args.field, scaling=args.scaling,
             n_components=args.n_components, alpha=args.alpha, transform_algorithm=args.transform,
             method=args.method, max_iter=args.max_iter, random_state=args.seed)
-        grp = _compute_and_report(proc, args.override, t0, "{:.1f}")
+        grp = _compute_and_report(proc, args.override, t0, "{:.1f}",
+                                  lambda a: _mse(a, proc.sources.names))
         if args.figures:
             _dictionary_figures(grp, proc, args.figures)
     return 0
 
 
-def _compute_and_report(proc, override: bool, t0: float, time_fmt: str, extra=None):
-    """Run a learning process's compute() and print where its results are and their MSE
-    (``extra(attrs)`` appends process-specific details to the line)."""
+def _compute_and_report(proc, override: bool, t0: float, time_fmt: str,
+                        details: Callable[[Mapping], str]):
+    """Run a process's compute() and print, on one line, where its results are, whether
+    they were written now or found with identical parameters, the time taken since
+    ``t0`` and ``details(attrs)`` of the results group."""
     existed = bool(proc.duplicate_h5_groups) and not override
     grp = proc.compute(override=override)
-    a = grp.attrs
-    per_mod = ", ".join(f"{n} {a['mse_' + n]:.4f}" for n in proc.sources.names)
     state = "existing results with identical parameters" if existed else "written"
-    print(f"{grp.name}: {state} ({time_fmt.format(time.perf_counter() - t0)} s); MSE "
-          f"{a['mse']:.4f} ({per_mod}), scaled units{extra(a) if extra else ''}")
+    print(f"{grp.name}: {state} ({time_fmt.format(time.perf_counter() - t0)} s)"
+          f"{details(grp.attrs)}")
     return grp
+
+
+def _mse(attrs: Mapping, names: Sequence[str], extra: str = "") -> str:
+    """``details`` of a learning process: overall and per-modality (``names``) MSE."""
+    per_mod = ", ".join(f"{n} {attrs['mse_' + n]:.4f}" for n in names)
+    return f"; MSE {attrs['mse']:.4f} ({per_mod}), scaled units{extra}"
 
 
 def _dictionary_figures(grp, proc, folder: str) -> None:
@@ -401,11 +396,15 @@ def _dictionary_figures(grp, proc, folder: str) -> None:
 
 
 def _open_writable(path: str):
-    """``h5py.File(path, 'r+')``, with a one-line error when another program holds it."""
+    """``h5py.File(path, 'r+')`` after :class:`~pycroscopy_bevae.io.open_h5`'s checks (the
+    file exists, is HDF5), with a one-line error when another program holds it."""
     import h5py
 
     from .exceptions import FileInUseError
+    from .io import open_h5
 
+    with open_h5(path):
+        pass
     try:
         return h5py.File(path, "r+")
     except OSError as exc:
@@ -467,12 +466,8 @@ def _parse_params(items: Sequence[str]) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
-
-    from .io import open_h5
     from .process import BetaVAEProcess
 
-    with open_h5(args.file):
-        pass
     params = _parse_params(args.param)
     if args.epochs is not None:
         params["epochs"] = args.epochs
@@ -481,9 +476,9 @@ def _train(args: argparse.Namespace) -> int:
         proc = BetaVAEProcess(_loop_sources(f, args.source), cycle=args.cycle, field=args.field,
                               scaling=args.scaling, preset=args.preset, n_active=args.n_active,
                               random_state=args.seed, **params)
-        _compute_and_report(proc, args.override, t0, "{:.0f}", lambda a: (
-            f"; {a['n_active_channels']} active latent channels (snapshot "
-            f"{a['selected_snapshot']}, epoch {a['selected_epoch']}, beta "
+        _compute_and_report(proc, args.override, t0, "{:.0f}", lambda a: _mse(
+            a, proc.sources.names, f"; {a['n_active_channels']} active latent channels "
+            f"(snapshot {a['selected_snapshot']}, epoch {a['selected_epoch']}, beta "
             f"{a['selected_beta']:.4g})"))
     return 0
 
