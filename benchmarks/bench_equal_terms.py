@@ -67,8 +67,8 @@ def factor_data(size: int = 40, seed: int = 0, scaling: str = "global"):
     import h5py
 
     from pycroscopy_bevae import LoopProjector, write_synthetic_beps
+    from pycroscopy_bevae.io.loop_sources import LoopSources
     from pycroscopy_bevae.preprocessing import MultiScaler, stack_channels
-    from pycroscopy_bevae.process.sources import LoopSources
 
     path = os.path.join(tempfile.mkdtemp(), "factors.h5")
     write_synthetic_beps(path, shape=(size, size), seed=seed, variant="factors")

@@ -33,7 +33,7 @@ _LAZY = {
     "LoopProjector": "pycroscopy_bevae.process.loop_projection",
     "DictionaryLearningProcess": "pycroscopy_bevae.process.dictionary",
     "BetaVAEProcess": "pycroscopy_bevae.process.vae",
-    "load_beta_vae": "pycroscopy_bevae.process.vae",
+    "load_beta_vae": "pycroscopy_bevae.io.model_store",
     "write_synthetic_beps": "pycroscopy_bevae.datasets.synthetic_beps",
     "find_sho_fit": "pycroscopy_bevae.io.beps",
     "select_loops": "pycroscopy_bevae.io.beps",

@@ -253,8 +253,8 @@ def test_non_finite_loops_are_refused_before_writing(projected):
 def test_spectra_without_a_bias_axis_are_learned_over_all_steps(tmp_path):
     """A USID main dataset whose spectroscopic dimension is not DC_Offset (here a
     frequency sweep) is taken whole, on a 'Step' axis."""
+    from pycroscopy_bevae.io.loop_sources import LoopSources
     from pycroscopy_bevae.io.usid import make_dims, write_main
-    from pycroscopy_bevae.process.sources import LoopSources
 
     rng = np.random.default_rng(0)
     data = rng.normal(size=(12, 2)) @ rng.normal(size=(2, 20))

@@ -192,7 +192,7 @@ def test_beta_vae_killed_then_interrupted_while_writing_resumes_exactly(tiny_vae
     before = file_digest(path)
     # flush 1 ends the group's creation; flushes 2-4 end the checkpoints of epochs 0-2
     stop = rng.choice(
-        [{"target": "pycroscopy_bevae.process.vae:_write_snapshot", "when": "after",
+        [{"target": "pycroscopy_bevae.process.vae:write_snapshot", "when": "after",
           "call": k} for k in (1, 2, 3)]  # a snapshot written, its checkpoint not
         + [_flush(k) for k in (2, 3, 4)]  # a checkpoint written, not flushed
         + [{"target": "pycroscopy_bevae.process.vae:BetaVAEProcess._after_epoch",

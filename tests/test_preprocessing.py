@@ -134,8 +134,8 @@ def test_streamed_scaler_fit_equals_in_memory_for_every_mode(tmp_path, monkeypat
     import h5py
 
     from pycroscopy_bevae import LoopProjector, write_synthetic_beps
+    from pycroscopy_bevae.io.loop_sources import LoopSources
     from pycroscopy_bevae.process import vae as vae_process
-    from pycroscopy_bevae.process.sources import LoopSources
 
     monkeypatch.setattr(vae_process, "_SCALER_ROWS", 10)  # 42 positions in 5 blocks
     path = write_synthetic_beps(tmp_path / "s.h5", shape=(7, 6), seed=2)

@@ -32,7 +32,7 @@ from pycroscopy_bevae import (
 )
 from pycroscopy_bevae.datasets import write_synthetic_beps
 from pycroscopy_bevae.exceptions import DataQualityWarning
-from pycroscopy_bevae.process.vae import _read_checkpoint
+from pycroscopy_bevae.io.model_store import read_checkpoint
 from tests.conftest import PROJ_GROUP
 
 
@@ -170,7 +170,7 @@ def test_a_crafted_checkpoint_is_ignored_not_run(vae_group_copy, tiny_vae_run, t
         ckpt.attrs.update({"epoch": 0, "n_snapshots": 0, "beta_start": "None"})
         with pytest.warns(DataQualityWarning, match=r"Optimizer/0000' .* non-numeric type.*"
                           "restarts from epoch 0"):
-            assert _read_checkpoint(grp) is None
+            assert read_checkpoint(grp) is None
     assert not marker.exists()
 
 
@@ -221,8 +221,7 @@ def test_every_attribute_written_is_a_plain_type(tiny_vae_run, tmp_path):
     assert not bad, bad
     # the model is described by JSON text, not by code or a serialised object
     config = json.loads(vae_attrs[f"{tiny_vae_run['group']}/Model@config"][0])
-    assert set(config) == {"params", "network", "input_shape", "squeeze", "data_variance",
-                           "relax"}
+    assert set(config) == {"params", "network", "input_shape", "data_variance", "relax"}
 
 
 # ---- no pickle, eval or unsafe deserialisation in the package; no network at run time ------
@@ -282,7 +281,7 @@ def test_no_network_access_while_processing_and_loading(monkeypatch, tiny_vae_ru
     with h5py.File(tiny_vae_run["results"], "r") as f, \
             h5py.File(tiny_vae_run["source"], "r") as src:
         vae, scaler = load_beta_vae(f[tiny_vae_run["group"]])
-        from pycroscopy_bevae.process.sources import LoopSources
+        from pycroscopy_bevae.io.loop_sources import LoopSources
 
         loops = LoopSources.from_input(src[PROJ_GROUP]).read()
         assert vae.transform(np.stack(scaler.transform(loops), axis=-1)).shape == (30, 3)

@@ -227,8 +227,8 @@ def test_linear_models_leave_structure_at_as_many_components_as_factors(factor_m
 
     from pycroscopy_bevae import LoopProjector
     from pycroscopy_bevae.analysis import ground_truth_r2
+    from pycroscopy_bevae.io.loop_sources import LoopSources
     from pycroscopy_bevae.preprocessing import MultiScaler, stack_channels
-    from pycroscopy_bevae.process.sources import LoopSources
 
     with h5py.File(factor_map, "r+") as f:
         grp = LoopProjector(f, progress=False).compute()

@@ -9,7 +9,9 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError
-from ..preprocessing import MultiScaler, unstack_features
+from ..io.model_store import load_beta_vae, read_scaler
+from ..io.usid import as_text
+from ..preprocessing import unstack_features
 from .validation import active_channels
 
 __all__ = ["ModelResult", "find_results", "read_model_result", "read_ground_truth"]
@@ -17,10 +19,6 @@ __all__ = ["ModelResult", "find_results", "read_model_result", "read_ground_trut
 KINDS = {"Fit-Loop_Projection": "projection", "Dictionary_Learning": "dictionary",
          "Beta_VAE": "beta_vae"}
 LABELS = {"dictionary": "dictionary learning", "beta_vae": "beta-VAE"}
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _kind(name: str) -> str | None:
@@ -162,7 +160,7 @@ def read_model_result(grp: h5py.Group) -> ModelResult:
     >>> res.embedding.shape, res.steps, res.names
     ((36, 3), [96, 96], ['Piezoresponse', 'Resonance'])
     """
-    from ..process.sources import LoopSources
+    from ..io.loop_sources import LoopSources
 
     where = f"group '{grp.name}' in file '{grp.file.filename}'"
     kind = _kind(grp.name)
@@ -174,16 +172,14 @@ def read_model_result(grp: h5py.Group) -> ModelResult:
     if missing or "num_source_dsets" not in grp.attrs:
         raise BEPSFormatError(f"{where} lacks {missing or ['num_source_dsets']}; expected a "
                               "complete results group")
-    attrs = {k: (_text(v) if isinstance(v, bytes) else v) for k, v in grp.attrs.items()
+    attrs = {k: (as_text(v) if isinstance(v, bytes) else v) for k, v in grp.attrs.items()
              if not isinstance(v, h5py.Reference)}
     sources = [grp.file[grp.attrs[f"source_{i:03d}"]]
                for i in range(int(grp.attrs["num_source_dsets"]))]
     cycle = attrs.get("cycle", -1)
-    src = LoopSources.from_input(sources, cycle=int(cycle), field=_text(attrs.get("field",
+    src = LoopSources.from_input(sources, cycle=int(cycle), field=as_text(attrs.get("field",
                                                                                   "off")))
-    means = [row[np.isfinite(row)] for row in grp["Scaler_Mean"][()]]
-    stds = [row[np.isfinite(row)] for row in grp["Scaler_Std"][()]]
-    scaler = MultiScaler.from_arrays(_text(attrs.get("scaling", "global")), means, stds)
+    scaler = read_scaler(grp)
     data = scaler.transform(src.read())
     recon = unstack_features(grp["Reconstruction"][()].astype(float), src.steps)
     errors = grp["Reconstruction_Error"][:, 0].astype(float)
@@ -212,8 +208,6 @@ def _vae_decoder(grp: h5py.Group) -> Callable:
 
     def decoder(z: np.ndarray) -> np.ndarray:
         if "vae" not in cache:
-            from ..process.vae import load_beta_vae
-
             if grp.id.valid:
                 cache["vae"] = load_beta_vae(grp)[0]
             else:  # the file was closed since: open it again, read-only
@@ -240,7 +234,7 @@ def read_ground_truth(h5: h5py.File) -> dict | None:
     out: dict = {}
     if "Mechanism" in gt:
         out["mechanism"] = gt["Mechanism"][()].ravel()
-        out["mechanism_names"] = [_text(v) for v in gt["Mechanism"].attrs.get("labels", [])]
+        out["mechanism_names"] = [as_text(v) for v in gt["Mechanism"].attrs.get("labels", [])]
     if "Loop_Parameters" in gt:
         out["loop_parameters"] = {k: v[()] for k, v in gt["Loop_Parameters"].items()}
     return out

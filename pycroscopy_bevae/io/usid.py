@@ -19,7 +19,7 @@ import numpy as np
 
 from ..parallel import active_pool
 
-__all__ = ["quiet_pyusid", "write_main", "write_attrs", "make_dims", "package_versions",
+__all__ = ["as_text", "quiet_pyusid", "write_main", "write_attrs", "make_dims", "package_versions",
            "linked_ancillaries", "check_new_file", "new_h5_file"]
 
 logger = logging.getLogger(__name__)
@@ -135,6 +135,17 @@ def write_main(
     if attrs:
         write_attrs(dset, attrs)
     return dset
+
+
+def as_text(value) -> str:
+    """An HDF5 string attribute (bytes or str) as str.
+
+    Examples
+    --------
+    >>> as_text(b"global"), as_text("step")
+    ('global', 'step')
+    """
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def write_attrs(obj: h5py.HLObject, attrs: Mapping) -> None:

@@ -8,11 +8,11 @@ import time
 import numpy as np
 
 from ..exceptions import ParameterError
+from ..io.loop_sources import LoopSources
 from ..io.usid import linked_ancillaries, make_dims, write_attrs, write_main
 from ..models.dictionary import DictionaryLearner
 from ..preprocessing import stack_features
 from .base import GlobalFitProcess
-from .sources import LoopSources
 
 __all__ = ["DictionaryLearningProcess"]
 

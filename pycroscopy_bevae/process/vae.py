@@ -13,21 +13,26 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
+from ..io.loop_sources import LoopSources
+from ..io.model_store import (
+    load_beta_vae,
+    read_checkpoint,
+    write_arrays,
+    write_checkpoint,
+    write_snapshot,
+)
 from ..io.usid import linked_ancillaries, make_dims, write_attrs, write_main
 from ..models.runtime import runtime_info
-from ..models.schedule import RelaxSchedule
 from ..models.vae import (
     _DEFAULTS,
     _PARAMS,
     BetaVAE,
     IncompatibleStateError,
-    Snapshot,
     SpectraSource,
 )
 from ..parallel import active_pool
 from ..preprocessing import MultiScaler, stack_channels
 from .base import GlobalFitProcess, clear_group
-from .sources import LoopSources
 
 __all__ = ["BetaVAEProcess", "load_beta_vae"]
 
@@ -257,7 +262,7 @@ class BetaVAEProcess(GlobalFitProcess):
         if "Checkpoint_new" in grp:  # a checkpoint cut short by a crash
             del grp["Checkpoint_new"]
             grp.file.flush()  # see clear_group: freed space must not be reused before this
-        state = _read_checkpoint(grp)
+        state = read_checkpoint(grp)
         if state is not None:
             logger.info("resuming beta-VAE training at epoch %d from %s", state["epoch"],
                         grp.name)
@@ -268,10 +273,10 @@ class BetaVAEProcess(GlobalFitProcess):
         def checkpoint(epoch: int, est: BetaVAE) -> None:
             new_snaps = est.snapshots_[saved["n"]:]
             for i, snap in enumerate(new_snaps, start=saved["n"]):
-                _write_snapshot(grp, i, snap)
+                write_snapshot(grp, i, snap)
             saved["n"] = len(est.snapshots_)
             if new_snaps or (epoch + 1) % self.checkpoint_every == 0:
-                _write_checkpoint(grp, est)
+                write_checkpoint(grp, est)
             self._after_epoch(epoch, est)
 
         vae = self.vae
@@ -334,7 +339,6 @@ class BetaVAEProcess(GlobalFitProcess):
             t0 = time.perf_counter()
             mu, logvar, recon = infer(xb)
             t_infer += time.perf_counter() - t0
-            recon = recon[..., None] if recon.ndim == 2 else recon
             sq = (recon - xb) ** 2
             err[a:b] = sq.mean(axis=(1, 2))
             mod_err[a:b] = sq.mean(axis=1)
@@ -361,7 +365,7 @@ class BetaVAEProcess(GlobalFitProcess):
         model = grp.require_group("Model")
         model.attrs["config"] = vae.config_json()
         model.attrs["selected_snapshot"] = int(vae.selected_)
-        _write_arrays(model.create_group("Weights"), snaps[vae.selected_].weights)
+        write_arrays(model.create_group("Weights"), snaps[vae.selected_].weights)
         per_mod = {f"mse_{name}": float(mod_err[:, i].mean()) for i, name in enumerate(src.names)}
         sel = snaps[vae.selected_]
         active = sel.active(p["kl_threshold"])
@@ -398,72 +402,8 @@ class BetaVAEProcess(GlobalFitProcess):
         vae, _ = load_beta_vae(self.h5_results_grp, n_active=n_active, snapshot=snapshot)
         X, _ = self._scaled_input()
         mu, logvar, recon = _inferrer(vae)(X)
-        recon = recon[..., None] if recon.ndim == 2 else recon
         return {"embedding": mu, "log_variance": logvar, "reconstruction": recon,
                 "mse": np.mean((recon - X) ** 2, axis=(1, 2)), "snapshot": vae.selected_}
-
-
-def load_beta_vae(grp: h5py.Group, n_active: int | None = None,
-                  snapshot: int | None = None) -> tuple[BetaVAE, MultiScaler]:
-    """Rebuild a trained beta-VAE and its scaler from a ``*-Beta_VAE_NNN`` group.
-
-    Only JSON text and numeric arrays are read (no pickle, no code): the network is
-    rebuilt from the stored sizes and the weights are assigned by name and shape.
-
-    Parameters
-    ----------
-    grp : h5py.Group
-        A results group written by :class:`BetaVAEProcess`.
-    n_active : int, optional
-        Load the latest snapshot with this many active channels instead of the selected one.
-    snapshot : int, optional
-        Load this snapshot index.
-
-    Returns
-    -------
-    (BetaVAE, MultiScaler)
-    """
-    where = f"group '{grp.name}' in file '{grp.file.filename}'"
-    if "Model" not in grp or "config" not in grp["Model"].attrs:
-        raise BEPSFormatError(f"{where} holds no trained beta-VAE (Model/ with a config)")
-    # sizes are checked against the data before anything big is read or built
-    config, limits = _checked_config(grp, where)
-    try:
-        snaps = _read_snapshots(grp, limits)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise BEPSFormatError(f"{where}: stored snapshots are unreadable: {exc}") from exc
-    # everything else is read and checked before the (slow) network is built
-    hist_ds = grp["Training_History"]
-    if hist_ds.dtype.kind in "fiub" and (hist_ds.ndim != 2 or hist_ds.shape[0] > limits[
-            "epochs"] or hist_ds.shape[1] > 64):
-        raise BEPSFormatError(f"{where}: Training_History has shape {hist_ds.shape}; expected "
-                              f"at most {limits['epochs']} epochs x 64 columns")
-    hist = _numeric(hist_ds)
-    history = {c: hist[:, i].tolist() for i, c in enumerate(
-        _text(x) for x in grp["Training_History"].attrs["columns"])}
-    scaler = MultiScaler.from_arrays(_text(grp.attrs["scaling"]),
-                                     _numeric(grp["Scaler_Mean"]), _numeric(grp["Scaler_Std"]))
-    selected = grp["Model"].attrs.get("selected_snapshot", len(snaps) - 1)
-    if isinstance(selected, np.ndarray) or not isinstance(selected, (int, np.integer)) \
-            or not -1 <= int(selected) < max(len(snaps), 1):
-        raise BEPSFormatError(f"{where}: selected_snapshot {selected!r} is not one of the "
-                              f"{len(snaps)} stored snapshots")
-    try:
-        vae = BetaVAE.from_config(config, _read_arrays(grp["Model/Weights"], limits["weights"]))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise BEPSFormatError(f"{where}: stored weights do not fit the stored config: "
-                              f"{exc}") from exc
-    vae.snapshots_ = snaps
-    vae.selected_ = int(selected)
-    if snapshot is not None:
-        if not 0 <= snapshot < len(snaps):
-            raise ParameterError(f"snapshot must be in 0..{len(snaps) - 1}, got {snapshot}")
-        vae.model_.set_weight_arrays(snaps[snapshot].weights)
-        vae.selected_ = snapshot
-    elif n_active is not None:
-        vae.select(n_active=n_active)
-    vae.history_ = history
-    return vae, scaler
 
 
 # ---- streaming from the file ----------------------------------------------------------
@@ -486,36 +426,14 @@ class _ScaledLoops(SpectraSource):
 
 
 def _fit_scaler_in_chunks(sources: LoopSources, mode: str) -> MultiScaler:
-    """``MultiScaler(mode).fit(sources.read())`` without reading everything at once: two
-    passes (mean, then squared deviations, as numpy's std) over blocks of rows; equal to
-    the in-memory fit up to summation order (~1e-15 relative)."""
-    n, steps = sources.datasets[0].shape[0], sources.steps[0]
-    n_mod = len(sources.datasets)
-    if mode == "none":
-        return MultiScaler.from_arrays(mode, np.zeros((n_mod, steps)), np.ones((n_mod, steps)))
-    axis = 0 if mode in ("step", "balanced") else None  # balanced: about the mean loop
-
-    def blocks():
-        for a in range(0, n, _SCALER_ROWS):
-            yield sources.read(np.arange(a, min(a + _SCALER_ROWS, n)))
-
-    total = np.zeros((n_mod, steps))
-    for mods in blocks():
-        total += np.stack([m.sum(axis=0) for m in mods])
-    mean = total / n if axis == 0 else np.repeat(total.sum(axis=1, keepdims=True) / (n * steps),
-                                                 steps, axis=1)
-    dev = np.zeros((n_mod, steps))
-    for mods in blocks():
-        dev += np.stack([((m - mean[i]) ** 2).sum(axis=0) for i, m in enumerate(mods)])
-    var = dev / n if mode == "step" else np.repeat(dev.sum(axis=1, keepdims=True) /
-                                                   (n * steps), steps, axis=1)
-    if mode == "balanced":  # centred on the global mean, scaled by the spread about the loop
-        mean = np.repeat(mean.mean(axis=1, keepdims=True), steps, axis=1)
-    std = np.sqrt(var)
-    return MultiScaler.from_arrays(mode, mean, np.where(std > 0, std, 1.0))
+    """``MultiScaler(mode).fit(sources.read())`` read in blocks of ``_SCALER_ROWS`` rows."""
+    n = sources.datasets[0].shape[0]
+    return MultiScaler(mode).fit_blocks(
+        lambda: (sources.read(np.arange(a, min(a + _SCALER_ROWS, n)))
+                 for a in range(0, n, _SCALER_ROWS)))
 
 
-# ---- HDF5 helpers: arrays by name, snapshots, checkpoints --------------------------------
+# ---- inference, spread over MPI ranks when a pool is active ----------------------------
 def _inferrer(vae: BetaVAE) -> Callable[[np.ndarray], tuple]:
     """A function giving latent means, log-variances and reconstructions of a block;
     spread over the MPI ranks under :func:`~pycroscopy_bevae.parallel.run_mpi`. What the
@@ -555,217 +473,7 @@ def _infer_block(X: np.ndarray, vae: BetaVAE | None = None, config: str | None =
     return mu, logvar, vae.decode(mu)
 
 
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _write_arrays(g: h5py.Group, arrays: dict) -> None:
-    for name, arr in arrays.items():
-        g.create_dataset(name, data=np.asarray(arr))
-
-
-#: Largest network a stored model may describe (a config beyond is refused unread).
-_MAX_NETWORK = {"units": 4096, "n_blocks": 32, "layers_per_block": 16, "embedding_dim": 4096,
-                "latent_dim": 4096}
-_NETWORK_KEYS = ("n_steps", "n_channels", "units", "n_blocks", "layers_per_block",
-                 "embedding_dim", "latent_dim", "layer_norm_axis", "kl_reduction")
-#: Network keys added later: optional in stored configs (absent: the value given here).
-_LATER_NETWORK_KEYS = {"linear_path": False}
 #: BetaVAE parameters added later: left out of the duplicate check at these default values.
 _LATER_PARAMS = ("precision", "round_updates", "schedule", "capacity_start", "capacity_step",
                  "target_active", "relax_epochs", "relax_beta", "relax_lr", "linear_path",
                  "beta_growth", "r2_tolerance")
-_MAX_CONFIG_CHARS = 1 << 20
-
-
-def _checked_config(grp: h5py.Group, where: str) -> tuple[dict, dict]:
-    """The stored model config, checked against the results' own datasets, and the
-    bounds (``weights``: values per weight set, ``positions``, ``latent_dim``,
-    ``epochs``) that every stored array must keep to."""
-    text = _text(grp["Model"].attrs["config"])
-    if len(text) > _MAX_CONFIG_CHARS:
-        raise BEPSFormatError(f"{where}: model config has {len(text)} characters; expected "
-                              f"at most {_MAX_CONFIG_CHARS}")
-    try:
-        config = json.loads(text)
-    except (ValueError, TypeError, RecursionError) as exc:
-        raise BEPSFormatError(f"{where}: model config is not valid JSON: "
-                              f"{type(exc).__name__}") from None
-    if not isinstance(config, dict) or not {"params", "network", "input_shape"} <= set(config):
-        raise BEPSFormatError(f"{where}: model config lacks params/network/input_shape")
-    net, params = config["network"], config["params"]
-    if not isinstance(net, dict) or not set(_NETWORK_KEYS) <= set(net) <= \
-            set(_NETWORK_KEYS) | set(_LATER_NETWORK_KEYS):
-        raise BEPSFormatError(f"{where}: model config 'network' must have the keys "
-                              f"{list(_NETWORK_KEYS)} (and optionally "
-                              f"{list(_LATER_NETWORK_KEYS)})")
-    if not isinstance(net.get("linear_path", False), bool):
-        raise BEPSFormatError(f"{where}: model config network linear_path="
-                              f"{net['linear_path']!r}; expected true or false")
-    for key in _NETWORK_KEYS[:7]:
-        val = net[key]
-        top = _MAX_NETWORK.get(key, 10**6)
-        low = 0 if key == "n_blocks" else 1
-        if isinstance(val, bool) or not isinstance(val, int) or not low <= val <= top:
-            raise BEPSFormatError(f"{where}: model config network {key}={val!r}; expected an "
-                                  f"integer in {low}..{top}")
-    emb = grp.get("Embedding")
-    recon = grp.get("Reconstruction")
-    if not isinstance(emb, h5py.Dataset) or emb.ndim != 2 or emb.shape[1] != net["latent_dim"]:
-        raise BEPSFormatError(f"{where}: Embedding does not have the model's "
-                              f"{net['latent_dim']} latent channels")
-    if isinstance(recon, h5py.Dataset) and (recon.ndim != 2 or recon.shape[1] !=
-                                            net["n_steps"] * net["n_channels"]):
-        raise BEPSFormatError(f"{where}: the model's {net['n_steps']} x {net['n_channels']} "
-                              f"input does not match Reconstruction {recon.shape}")
-    if config["input_shape"] != [net["n_steps"], net["n_channels"]]:
-        raise BEPSFormatError(f"{where}: input_shape {config['input_shape']!r} does not match "
-                              f"the network's ({net['n_steps']}, {net['n_channels']})")
-    if not isinstance(params, dict) or not set(params) <= set(_PARAMS):
-        raise BEPSFormatError(f"{where}: model config 'params' must be a mapping of BetaVAE "
-                              "parameters")
-    try:
-        est = BetaVAE(preset=None, **params)
-        resolved = est.resolved_params()
-    except (ParameterError, TypeError) as exc:
-        raise BEPSFormatError(f"{where}: stored parameters are invalid: {exc}") from None
-    for key in ("units", "n_blocks", "layers_per_block", "embedding_dim", "latent_dim"):
-        if resolved[key] != net[key]:
-            raise BEPSFormatError(f"{where}: parameter {key}={resolved[key]!r} differs from "
-                                  f"the network's {net[key]!r}")
-    if resolved["linear_path"] != net.get("linear_path", False):
-        raise BEPSFormatError(f"{where}: parameter linear_path={resolved['linear_path']!r} "
-                              f"differs from the network's {net.get('linear_path', False)!r}")
-    _check_stored_schedule(config, where)
-    weights = est.storage_estimate(emb.shape[0], net["n_steps"], net["n_channels"])["weights"]
-    return config, {"weights": weights, "positions": emb.shape[0],
-                    "latent_dim": net["latent_dim"],
-                    "epochs": int(resolved["epochs"]) + int(resolved["relax_epochs"]) + 1}
-
-
-def _check_stored_schedule(config: dict, where: str) -> None:
-    """The optional ``data_variance`` and ``relax`` entries of a stored model config."""
-    var = config.get("data_variance")
-    if var is not None and (isinstance(var, bool) or not isinstance(var, (int, float))
-                            or not np.isfinite(var) or var < 0):
-        raise BEPSFormatError(f"{where}: model config data_variance={var!r}; expected a "
-                              "finite number >= 0 or null")
-    relax = config.get("relax")
-    if relax is None:
-        return
-    fields = set(RelaxSchedule.__dataclass_fields__) | {"from_snapshot"}
-    if not isinstance(relax, dict) or set(relax) != fields or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-            for v in relax.values()):
-        raise BEPSFormatError(f"{where}: model config 'relax' must be null or a mapping of "
-                              f"the numbers {sorted(fields)}")
-
-
-def _read_arrays(g: h5py.Group, max_values: int | None = None) -> dict:
-    """Every dataset under ``g`` by path; with ``max_values``, refused unread when the
-    datasets hold more values than that in all."""
-    dsets = {}
-    g.visititems(lambda name, obj: dsets.__setitem__(name, obj)
-                 if isinstance(obj, h5py.Dataset) else None)
-    if max_values is not None:
-        total = sum(int(d.size) for d in dsets.values())
-        if total > max_values:
-            raise ValueError(f"'{g.name}' holds {total} values; the stored network has at "
-                             f"most {max_values} weights")
-    return {name: _numeric(d) for name, d in dsets.items()}
-
-
-def _numeric(dset: h5py.Dataset) -> np.ndarray:
-    """The values of a numeric dataset; anything else (strings, opaque bytes) is refused."""
-    if dset.dtype.kind not in "fiub":
-        raise BEPSFormatError(f"'{dset.name}' in file '{dset.file.filename}' has non-numeric "
-                              f"type {dset.dtype}; expected numbers")
-    return dset[()]
-
-
-def _write_snapshot(grp: h5py.Group, index: int, snap: Snapshot) -> None:
-    snaps = grp.require_group("Model").require_group("Snapshots")
-    name = f"{index:04d}"
-    if name in snaps:  # written after the checkpoint a run was resumed from
-        del snaps[name]
-        snaps.file.flush()  # see clear_group: freed space must not be reused before this
-    g = snaps.create_group(name)
-    _write_arrays(g.create_group("Weights"), snap.weights)
-    g.create_dataset("mu", data=snap.mu)
-    g.create_dataset("logvar", data=snap.logvar)
-    write_attrs(g, {"epoch": snap.epoch, "beta": snap.beta, "lambda": snap.lam,
-                    **{f"loss_{k}": v for k, v in snap.losses.items()}})
-
-
-def _read_snapshots(grp: h5py.Group, limits: dict | None = None) -> list[Snapshot]:
-    if "Model/Snapshots" not in grp:
-        return []
-    out = []
-    names = sorted(grp["Model/Snapshots"])
-    if limits is not None and len(names) > limits["epochs"]:
-        raise ValueError(f"{len(names)} snapshots for at most {limits['epochs']} epochs")
-    for name in names:
-        g = grp["Model/Snapshots"][name]
-        a = g.attrs
-        if limits is not None:
-            want = (limits["positions"], limits["latent_dim"])
-            for key in ("mu", "logvar"):
-                d = g.get(key)
-                if not isinstance(d, h5py.Dataset) or (d.dtype.kind in "fiub"
-                                                       and d.shape != want):
-                    raise ValueError(f"snapshot {name} {key} is not positions x latent {want}")
-        out.append(Snapshot(epoch=int(a["epoch"]), beta=float(a["beta"]), lam=float(a["lambda"]),
-                            losses={k[5:]: float(a[k]) for k in a if k.startswith("loss_")},
-                            mu=_numeric(g["mu"]), logvar=_numeric(g["logvar"]),
-                            weights=_read_arrays(g["Weights"], limits and limits["weights"])))
-    return out
-
-
-def _write_checkpoint(grp: h5py.Group, est: BetaVAE) -> None:
-    """Write the training state to Checkpoint_new, then swap it in for Checkpoint."""
-    st = est.training_state()
-    g = grp.create_group("Checkpoint_new")
-    _write_arrays(g.create_group("Weights"), st["weights"])
-    opt = g.create_group("Optimizer")
-    for i, v in enumerate(st["optimizer"]):
-        opt.create_dataset(f"{i:04d}", data=v)
-    g.create_dataset("seed_state", data=st["seed_state"])
-    hist = g.create_group("History")
-    for k, v in st["history"].items():
-        hist.create_dataset(k, data=np.asarray(v, dtype=float))
-    write_attrs(hist, {"columns": list(st["history"])})  # HDF5 lists members sorted
-    write_attrs(g, {"epoch": int(st["epoch"]), "n_snapshots": len(st["snapshots"]),
-                    "beta_start": "None" if st["beta_start"] is None else float(st["beta_start"]),
-                    "relax": json.dumps(st["relax"])})
-    if "Checkpoint" in grp:
-        del grp["Checkpoint"]
-    grp.move("Checkpoint_new", "Checkpoint")
-    grp.file.flush()
-
-
-def _read_checkpoint(grp: h5py.Group) -> dict | None:
-    """The training state in ``grp/Checkpoint``; None (with a warning) if absent or unusable."""
-    if "Checkpoint" not in grp:
-        return None
-    try:
-        g = grp["Checkpoint"]
-        n_snaps = int(g.attrs["n_snapshots"])
-        snaps = _read_snapshots(grp)[:n_snaps]
-        if len(snaps) != n_snaps:
-            raise BEPSFormatError(f"it needs {n_snaps} snapshots, {len(snaps)} are stored")
-        bs = g.attrs["beta_start"]
-        state = {"epoch": int(g.attrs["epoch"]), "weights": _read_arrays(g["Weights"]),
-                 "optimizer": [_numeric(g["Optimizer"][k]) for k in sorted(g["Optimizer"])],
-                 "seed_state": _numeric(g["seed_state"]),
-                 "history": {_text(k): _numeric(g["History"][_text(k)]).tolist()
-                             for k in g["History"].attrs["columns"]},
-                 "snapshots": snaps, "beta_start": None if _text(bs) == "None" else float(bs),
-                 "relax": json.loads(_text(g.attrs.get("relax", "null")))}
-        if any(len(v) != state["epoch"] for v in state["history"].values()):
-            raise BEPSFormatError(f"its history does not cover its {state['epoch']} epochs")
-    except (KeyError, ValueError, TypeError, OSError) as exc:
-        warnings.warn(f"checkpoint in results group '{grp.name}' in file '{grp.file.filename}' "
-                      f"is unreadable ({exc}); training restarts from epoch 0",
-                      DataQualityWarning, stacklevel=2)
-        return None
-    return state

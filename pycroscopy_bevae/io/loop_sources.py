@@ -9,8 +9,8 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError, ParameterError
-from ..io.beps import _read_columns, check_readable, describe_loops
-from ..io.usid import make_dims
+from .beps import _position_grid, _read_columns, check_readable, describe_loops
+from .usid import make_dims
 
 __all__ = ["LoopSources", "resolve_sources"]
 
@@ -181,7 +181,5 @@ def _spectroscopic_labels(dset: h5py.Dataset) -> list[str]:
 
 
 def _grid(dset: h5py.Dataset) -> tuple:
-    from ..io.beps import _position_grid
-
     return _position_grid(dset.file[dset.attrs["Position_Indices"]], dset.shape[0],
                           f"dataset '{dset.name}' in file '{dset.file.filename}'")[1]
