@@ -348,7 +348,7 @@ CASES = [
          [r"cycle=7 is out of range for dataset '.*/Piezoresponse'", "has 2 cycle",
           r"valid: 0\.\.1"], "test_dictionary"),
     Case("r2_threshold_not_finite", _copy_of("raw"), _projector(r2_threshold=math.nan),
-         ParameterError, ["r2_threshold must be finite, got nan"]),
+         ParameterError, ["r2_threshold must be a finite number, got nan"]),
     Case("invalid_field", _copy_of("projected"), _dictionary(field="remanent"),
          ParameterError, [r"field must be one of \('off', 'on', 'both'\)", "'remanent'"]),
     Case("position_indices_not_a_grid", _edit_ancillary("Position_Indices", _grid_too_big),
@@ -667,7 +667,7 @@ def test_processing_keywords_and_learner_numbers_are_package_errors(masters, tmp
                  (dict(batch_size=0), "batch_size must be a positive integer"),
                  (dict(cores="2"), "cores must be None or a positive integer"),
                  (dict(h5_target_group="string"), "h5_target_group must be an h5py Group"),
-                 (dict(max_mem_mb="abc"), "max_mem_mb must be a positive number"),
+                 (dict(max_mem_mb="abc"), "max_mem_mb must be None or a finite positive number"),
                  (dict(verbose="yes"), "verbose must be True or False"),
                  (dict(bogus=1), r"unknown parameter\(s\) \['bogus'\]")]
         for kw, message in cases:

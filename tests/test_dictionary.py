@@ -222,7 +222,8 @@ def test_bad_inputs_write_nothing(projected, tmp_path):
     with h5py.File(projected, "r+") as f:
         with pytest.raises(ParameterError, match="n_components must be a positive integer"):
             DictionaryLearningProcess(f[PROJ], n_components=0)
-        with pytest.raises(ParameterError, match="scaling mode"):
+        with pytest.raises(ParameterError, match=r"scaling must be one of \(.global., .step., "
+                                                 r".balanced., .none.\), got .minmax."):
             DictionaryLearningProcess(f[PROJ], scaling="minmax")
         with pytest.raises(ParameterError, match="cycle=7 is out of range"):
             DictionaryLearningProcess(f[PROJ], cycle=7)

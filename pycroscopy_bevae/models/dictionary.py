@@ -11,7 +11,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from ..exceptions import ParameterError
-from ..preprocessing import MultiScaler, stack_features, unstack_features
+from ..params import Choice, Either, Flag, Integer, Literal, Real, check_params
+from ..preprocessing import LoopScaler, MultiScaler, stack_features, unstack_features
 
 __all__ = ["DictionaryLearner", "AlphaSearch", "alpha_grid_search"]
 
@@ -19,6 +20,23 @@ logger = logging.getLogger(__name__)
 
 _TRANSFORMS = ("omp", "lasso_lars", "lasso_cd", "lars", "threshold", "fit")
 _METHODS = ("batch", "minibatch")
+#: What each DictionaryLearner parameter accepts (``segments`` is checked against X).
+CONSTRAINTS = {
+    "n_components": Integer(low=1),
+    "alpha": Real(low=0),
+    "transform_algorithm": Choice(_TRANSFORMS),
+    "transform_alpha": Either((Literal(None), Real(low=0, low_open=True))),
+    "transform_n_nonzero_coefs": Either((Literal(None), Integer(low=1))),
+    "positive_code": Flag(),
+    "positive_dict": Flag(),
+    "fit_algorithm": Choice(("lars", "cd")),
+    "method": Choice(_METHODS),
+    "batch_size": Integer(low=1),
+    "max_iter": Integer(low=1),
+    "tol": Real(low=0),
+    "scaling": Choice(LoopScaler.MODES),
+    "random_state": Either((Literal(None), Integer(low=0, high=2**32, high_open=True))),
+}
 
 
 class DictionaryLearner(TransformerMixin, BaseEstimator):
@@ -123,31 +141,23 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     # ---- validation ---------------------------------------------------------------
+    def checked_params(self) -> dict:
+        """The parameters, checked against :data:`CONSTRAINTS`, as plain Python values.
+
+        Raises
+        ------
+        ParameterError
+            Naming the first parameter out of its range.
+
+        Examples
+        --------
+        >>> DictionaryLearner(n_components=np.int64(4)).checked_params()["n_components"]
+        4
+        """
+        return check_params({k: getattr(self, k) for k in CONSTRAINTS}, CONSTRAINTS)
+
     def _validate(self, X: np.ndarray) -> np.ndarray:
-        if isinstance(self.n_components, bool) or not isinstance(self.n_components,
-                                                                 (int, np.integer)) \
-                or self.n_components < 1:
-            raise ParameterError(f"n_components must be a positive integer, got "
-                                 f"{self.n_components!r}")
-        if not np.isfinite(self.alpha) or self.alpha < 0:
-            raise ParameterError(f"alpha must be finite and >= 0, got {self.alpha!r}")
-        if self.transform_algorithm not in _TRANSFORMS:
-            raise ParameterError(f"transform_algorithm must be one of {_TRANSFORMS}, got "
-                                 f"{self.transform_algorithm!r}")
-        if self.method not in _METHODS:
-            raise ParameterError(f"method must be one of {_METHODS}, got {self.method!r}")
-        if self.fit_algorithm not in ("lars", "cd"):
-            raise ParameterError(f"fit_algorithm must be 'lars' or 'cd', got "
-                                 f"{self.fit_algorithm!r}")
-        if int(self.max_iter) < 1:
-            raise ParameterError(f"max_iter must be >= 1, got {self.max_iter!r}")
-        if isinstance(self.tol, (bool, np.bool_, str)) or not np.isfinite(self.tol) \
-                or self.tol < 0:
-            raise ParameterError(f"tol must be a finite number >= 0, got {self.tol!r}")
-        if isinstance(self.batch_size, (bool, np.bool_)) or not isinstance(
-                self.batch_size, (int, np.integer)) or self.batch_size < 1:
-            raise ParameterError(f"batch_size must be a positive integer, got "
-                                 f"{self.batch_size!r}")
+        self.checked_params()
         X = np.asarray(X, dtype=float)
         if X.ndim != 2 or X.shape[0] == 0:
             raise ParameterError(f"X must be a non-empty 2-D array (samples, features), got "

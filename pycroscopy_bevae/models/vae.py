@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ..exceptions import ParameterError, TrainingDivergedError
+from ..params import Choice, Either, Flag, Integer, Literal, Real, check_params, plain
 from .runtime import tensorflow
 from .schedule import (
     CapacitySchedule,
@@ -352,12 +352,11 @@ class BetaVAE(BaseEstimator):
         out = {}
         for name in _PARAMS:
             val = getattr(self, name)
-            out[name] = _plain(base.get(name) if val is None else val)
+            out[name] = plain(base.get(name) if val is None else val)
         missing = [k for k, v in out.items() if v is None]
         if missing:
             raise ParameterError(f"parameters {missing} have no value: set them or use a preset")
-        _validate(out)
-        return out
+        return _validate(out)
 
     def storage_estimate(self, n: int, n_steps: int, n_channels: int) -> dict:
         """Numbers that size what training on ``n`` spectra of ``(n_steps, n_channels)``
@@ -1079,71 +1078,37 @@ def _as_3d(X: np.ndarray, name: str) -> np.ndarray:
     return X
 
 
-def _plain(value):
-    """A numpy scalar as the plain Python value it stands for (others unchanged)."""
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.str_):
-        return str(value)
-    return value
+#: What each BetaVAE parameter accepts (checked by :func:`~pycroscopy_bevae.params.check_params`).
+_CONSTRAINTS = {
+    **dict.fromkeys(("units", "layers_per_block", "embedding_dim", "latent_dim", "batch_size",
+                     "step_epochs"), Integer(low=1)),
+    **dict.fromkeys(("n_blocks", "epochs", "prime_epochs", "snapshot_every", "round_updates",
+                     "target_active", "relax_epochs"), Integer(low=0)),
+    "r2_tolerance": Real(low=0, high=1, high_open=True),
+    **dict.fromkeys(("learning_rate", "mse_tolerance"), Real(low=0, low_open=True)),
+    **dict.fromkeys(("beta_step", "lambda0", "lambda_step", "kl_threshold", "capacity_start",
+                     "capacity_step"), Real(low=0)),
+    "beta_start": Either((Literal("auto"), Real(low=0))),
+    **dict.fromkeys(("relax_beta", "relax_lr"), Real(low=0, high=1)),
+    "beta_growth": Real(low=1, high=100),
+    "linear_path": Flag(),
+    "kl_fraction": Real(low=0, high=1, low_open=True, high_open=True),
+    "random_state": Integer(low=0, high=2**32, high_open=True),
+    "lambda_mode": Choice(("follow", "step")),
+    "kl_reduction": Choice(("mean", "sum")),
+    "layer_norm_axis": Choice(("time", "features")),
+    "precision": Choice(PRECISIONS),
+    "schedule": Choice(SCHEDULES),
+}
 
 
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _validate(p: dict) -> None:
-    ints = ("units", "layers_per_block", "embedding_dim", "latent_dim", "batch_size",
-            "step_epochs")
-    for k in ints:
-        if not _is_int(p[k]) or p[k] < 1:
-            raise ParameterError(f"{k} must be a positive integer, got {p[k]!r}")
-    for k in ("n_blocks", "epochs", "prime_epochs", "snapshot_every", "round_updates",
-              "target_active", "relax_epochs"):
-        if not _is_int(p[k]) or p[k] < 0:
-            raise ParameterError(f"{k} must be a non-negative integer, got {p[k]!r}")
+def _validate(p: dict) -> dict:
+    """The resolved parameters checked (:data:`_CONSTRAINTS` and the rules between
+    parameters), as plain values."""
+    p = check_params(p, _CONSTRAINTS)
     if p["epochs"] < 1:
         raise ParameterError(f"epochs must be >= 1, got {p['epochs']!r}")
     if p["target_active"] > p["latent_dim"]:
         raise ParameterError(f"target_active={p['target_active']} exceeds latent_dim="
                              f"{p['latent_dim']}")
-    if not (_is_number(p["r2_tolerance"]) and 0 <= p["r2_tolerance"] < 1):
-        raise ParameterError(f"r2_tolerance must be a number in [0, 1), got "
-                             f"{p['r2_tolerance']!r}")
-    for k in ("learning_rate", "mse_tolerance"):
-        if not (_is_number(p[k]) and p[k] > 0):
-            raise ParameterError(f"{k} must be a finite positive number, got {p[k]!r}")
-    for k in ("beta_step", "lambda0", "lambda_step", "kl_threshold", "capacity_start",
-              "capacity_step"):
-        if not (_is_number(p[k]) and p[k] >= 0):
-            raise ParameterError(f"{k} must be a finite number >= 0, got {p[k]!r}")
-    if p["beta_start"] != "auto" and not (_is_number(p["beta_start"]) and p["beta_start"] >= 0):
-        raise ParameterError(f"beta_start must be 'auto' or a finite number >= 0, got "
-                             f"{p['beta_start']!r}")
-    for k in ("relax_beta", "relax_lr"):
-        if not (_is_number(p[k]) and 0 <= p[k] <= 1):
-            raise ParameterError(f"{k} must be a number in [0, 1], got {p[k]!r}")
-    if not (_is_number(p["beta_growth"]) and 1 <= p["beta_growth"] <= 100):
-        raise ParameterError(f"beta_growth must be a number in [1, 100], got "
-                             f"{p['beta_growth']!r}")
-    if not isinstance(p["linear_path"], bool):
-        raise ParameterError(f"linear_path must be True or False, got {p['linear_path']!r}")
-    if not (_is_number(p["kl_fraction"]) and 0 < p["kl_fraction"] < 1):
-        raise ParameterError(f"kl_fraction must be a number in (0, 1), got {p['kl_fraction']!r}")
-    if not _is_int(p["random_state"]) or not 0 <= p["random_state"] < 2**32:
-        raise ParameterError(f"random_state must be an integer in [0, 2**32), got "
-                             f"{p['random_state']!r}")
-    choices = {"lambda_mode": ("follow", "step"), "kl_reduction": ("mean", "sum"),
-               "layer_norm_axis": ("time", "features"), "precision": PRECISIONS,
-               "schedule": SCHEDULES}
-    for k, allowed in choices.items():
-        if p[k] not in allowed:
-            raise ParameterError(f"{k} must be one of {allowed}, got {p[k]!r}")
+    return p

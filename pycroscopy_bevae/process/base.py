@@ -14,6 +14,7 @@ from ..io.beps import external_link_holder
 from ..io.sidpy_conv import usid_to_sidpy
 from ..io.space import WriteFailedError, reserved_space
 from ..io.usid import package_versions, quiet_pyusid, write_attrs
+from ..params import Either, Flag, Integer, Literal, Real, check_params
 
 __all__ = ["BevaeProcess", "GlobalFitProcess", "clear_group"]
 
@@ -258,12 +259,20 @@ class GlobalFitProcess(BevaeProcess):
         raise NotImplementedError("global-fit processes write results in _fit_and_write")
 
 
+#: pyUSID's processing keywords and what each accepts (``h5_target_group`` is checked apart).
+_PROCESS_CONSTRAINTS = {
+    "cores": Either((Literal(None), Integer(low=1))),
+    "max_mem_mb": Either((Literal(None), Real(low=0, low_open=True))),
+    "mem_multiplier": Either((Literal(None), Real(low=0, low_open=True))),
+    "verbose": Flag(),
+    "lazy": Flag(),
+}
+
+
 def _check_process_kwargs(kwargs: dict) -> None:
     """pyUSID's ``Process`` keywords, checked before pyUSID sees them (its own errors are
-    raw TypeErrors and AttributeErrors)."""
-    import numpy as np
-
-    allowed = ("h5_target_group", "verbose", "max_mem_mb", "cores", "mem_multiplier", "lazy")
+    raw TypeErrors and AttributeErrors); numpy scalars become plain values in place."""
+    allowed = ("h5_target_group", *_PROCESS_CONSTRAINTS)
     unknown = sorted(set(kwargs) - set(allowed))
     if unknown:
         raise ParameterError(f"unknown parameter(s) {unknown}; the processing keywords are "
@@ -272,18 +281,8 @@ def _check_process_kwargs(kwargs: dict) -> None:
     if target is not None and not isinstance(target, h5py.Group):
         raise ParameterError(f"h5_target_group must be an h5py Group (or File) in a writable "
                              f"file, got {type(target).__name__} {target!r}")
-    cores = kwargs.get("cores")
-    if cores is not None and (isinstance(cores, (bool, np.bool_)) or not isinstance(
-            cores, (int, np.integer)) or cores < 1):
-        raise ParameterError(f"cores must be None or a positive integer, got {cores!r}")
-    for key in ("max_mem_mb", "mem_multiplier"):
-        val = kwargs.get(key)
-        if val is not None and (isinstance(val, (bool, np.bool_, str)) or not isinstance(
-                val, (int, float, np.integer, np.floating)) or not val > 0):
-            raise ParameterError(f"{key} must be a positive number, got {val!r}")
-    for key in ("verbose", "lazy"):
-        if key in kwargs and not isinstance(kwargs[key], (bool, np.bool_)):
-            raise ParameterError(f"{key} must be True or False, got {kwargs[key]!r}")
+    kwargs.update(check_params({k: v for k, v in kwargs.items() if k != "h5_target_group"},
+                               _PROCESS_CONSTRAINTS))
 
 
 def clear_group(grp: h5py.Group, keep: tuple[str, ...] = ()) -> None:

@@ -99,28 +99,21 @@ tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
             fit_algorithm=fit_algorithm, method=method, batch_size=batch_size,
             max_iter=max_iter, tol=tol, positive_code=positive_code, scaling=scaling,
             segments=self.sources.steps, random_state=random_state)
-        # validate every learner parameter before anything is written
-        n_feat = sum(self.sources.steps)
-        self.learner._validate(np.zeros((1, n_feat)))
-        self.learner._sizes(n_feat)
+        # every learner parameter is checked before anything is written
+        p = self.learner.checked_params()
         main = self.sources.datasets[0]
-        if n_components > main.shape[0]:
+        if p["n_components"] > main.shape[0]:
             raise ParameterError(
                 f"n_components={n_components} exceeds the {main.shape[0]} position(s) of dataset "
                 f"'{main.name}' in file '{main.file.filename}'; expected at most one atom per "
                 "position")
-        from ..preprocessing import LoopScaler
-
-        LoopScaler(scaling)
         parms = self.sources.parms()
-        parms.update({
-            "scaling": scaling, "n_components": int(n_components), "alpha": float(alpha),
-            "transform_algorithm": transform_algorithm, "fit_algorithm": fit_algorithm,
-            "method": method, "batch_size": int(batch_size), "max_iter": int(max_iter),
-            "tol": float(tol), "positive_code": bool(positive_code),
-            "random_state": "None" if random_state is None else int(random_state),
-            "stacking": "dimensional",
-        })
+        parms.update({k: p[k] for k in ("scaling", "n_components", "transform_algorithm",
+                                        "fit_algorithm", "method", "batch_size", "max_iter",
+                                        "positive_code")})
+        parms.update({"alpha": float(p["alpha"]), "tol": float(p["tol"]),
+                      "random_state": "None" if p["random_state"] is None else p["random_state"],
+                      "stacking": "dimensional"})
         self._init_process(self.sources.datasets[0], "Dictionary_Learning", parms, **kwargs)
 
     def test(self, n_positions: int = 500, seed: int = 0) -> dict:

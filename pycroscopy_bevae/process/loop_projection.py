@@ -16,6 +16,7 @@ from ..io.beps import check_fits_usable, find_sho_fit, validate_sho_fit
 from ..io.usid import linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.projection import ProjectionResult, project_loops
 from ..parallel import active_pool
+from ..params import Choice, Flag, Real, check_params
 from .base import BevaeProcess
 
 __all__ = ["LoopProjector"]
@@ -29,6 +30,11 @@ _ALGORITHM = "principal axis of the centred complex response (closed form), v1"
 #: ~9x the float32 compound (measured: 68 kB per 384-step position of 7.7 kB).
 _MAX_MEM_MB = 512
 _MEM_MULTIPLIER = 9.0
+
+
+#: What each LoopProjector parameter accepts.
+_CONSTRAINTS = {"per": Choice(("position", "loop")), "sign": Choice(("positive", "negative")),
+                "fill_failed": Flag(), "r2_threshold": Real()}
 
 
 class LoopProjector(BevaeProcess):
@@ -99,21 +105,11 @@ class LoopProjector(BevaeProcess):
         progress: bool = True,
         **kwargs,
     ) -> None:
-        if per not in ("position", "loop"):
-            raise ParameterError(f"per must be 'position' or 'loop', got {per!r}")
-        if sign not in ("positive", "negative"):
-            raise ParameterError(f"sign must be 'positive' or 'negative', got {sign!r}")
-        per, sign = str(per), str(sign)  # numpy strings are stored as plain ones
-        if not isinstance(fill_failed, (bool, np.bool_)):
-            raise ParameterError(f"fill_failed must be True or False, got {fill_failed!r}")
-        if isinstance(r2_threshold, (bool, np.bool_, str)):
-            raise ParameterError(f"r2_threshold must be a number, got {r2_threshold!r}")
-        try:
-            r2_threshold = float(r2_threshold)
-        except (TypeError, ValueError):
-            raise ParameterError(f"r2_threshold must be a number, got {r2_threshold!r}") from None
-        if not np.isfinite(r2_threshold):
-            raise ParameterError(f"r2_threshold must be finite, got {r2_threshold}")
+        checked = check_params(
+            {"per": per, "sign": sign, "fill_failed": fill_failed, "r2_threshold": r2_threshold},
+            _CONSTRAINTS)  # numpy strings and scalars come back as plain values
+        per, sign, fill_failed = checked["per"], checked["sign"], checked["fill_failed"]
+        r2_threshold = float(checked["r2_threshold"])
         fit = find_sho_fit(h5_main)
         self.layout = validate_sho_fit(fit)
         check_fits_usable(fit, r2_threshold)  # an all-NaN or all-rejected fit: refuse now

@@ -31,7 +31,8 @@ from ..models.vae import (
     SpectraSource,
 )
 from ..parallel import active_pool
-from ..preprocessing import MultiScaler, stack_channels
+from ..params import Choice, Either, Flag, Integer, Literal, check_params
+from ..preprocessing import LoopScaler, MultiScaler, stack_channels
 from .base import GlobalFitProcess, clear_group
 
 __all__ = ["BetaVAEProcess", "load_beta_vae"]
@@ -40,6 +41,14 @@ logger = logging.getLogger(__name__)
 
 _PROCESS_KWARGS = ("h5_target_group", "verbose", "max_mem_mb", "cores", "mem_multiplier",
                    "lazy")
+#: What the process's own parameters accept (the BetaVAE's are the estimator's).
+_CONSTRAINTS = {
+    "scaling": Choice(LoopScaler.MODES),
+    "n_active": Either((Literal(None), Integer(low=0))),
+    "checkpoint_every": Integer(low=1),
+    "stream": Either((Flag(), Literal("auto"))),
+    "progress": Flag(),
+}
 
 #: ``stream='auto'`` streams the training data from the file above this size (float32 MB
 #: of positions x steps x modalities; 256 x 256 positions of 96 x 2 steps take 48 MB). In
@@ -156,32 +165,25 @@ class BetaVAEProcess(GlobalFitProcess):
                 f"dataset '{self.sources.datasets[0].name}' in file "
                 f"'{self.sources.datasets[0].file.filename}' has {n_pos} position; the beta-VAE "
                 "needs at least 2 positions to learn from")
-        MultiScaler(scaling)  # validates
-        if n_active is not None and (isinstance(n_active, bool) or not
-                                     isinstance(n_active, (int, np.integer)) or n_active < 0):
-            raise ParameterError(f"n_active must be a non-negative integer, got {n_active!r}")
+        own = check_params({"scaling": scaling, "n_active": n_active,
+                            "checkpoint_every": checkpoint_every, "stream": stream,
+                            "progress": progress}, _CONSTRAINTS)
+        scaling, n_active, checkpoint_every, stream = (own[k] for k in (
+            "scaling", "n_active", "checkpoint_every", "stream"))
         self.vae = BetaVAE(preset=preset, strategy=strategy, **kwargs)
         resolved = self.vae.resolved_params()  # validates every parameter before any write
         if n_active and resolved["relax_epochs"] and "target_active" not in kwargs:
             # a relax phase trains the requested channel count to convergence
             self.vae.set_params(target_active=int(n_active))
             resolved = self.vae.resolved_params()
-        if isinstance(checkpoint_every, (np.integer, np.bool_)):
-            checkpoint_every = checkpoint_every.item()
-        if isinstance(checkpoint_every, bool) or not isinstance(checkpoint_every, int) \
-                or checkpoint_every < 1:
-            raise ParameterError(f"checkpoint_every must be a positive integer, got "
-                                 f"{checkpoint_every!r}")
         self.scaling = scaling
-        self.n_active = None if n_active is None else int(n_active)
+        self.n_active = n_active
         self.checkpoint_every = checkpoint_every
-        self.progress = progress
+        self.progress = own["progress"]
         if stream == "auto":
             size_mb = n_pos * sum(self.sources.steps) * 4 / 2**20
             stream = size_mb > _STREAM_ABOVE_MB
-        elif not isinstance(stream, (bool, np.bool_)):
-            raise ParameterError(f"stream must be True, False or 'auto', got {stream!r}")
-        self.stream = bool(stream)
+        self.stream = stream
         parms = self.sources.parms()
         parms.update({"scaling": scaling, "preset": str(preset), "stacking": "channels"})
         parms.update(resolved)
