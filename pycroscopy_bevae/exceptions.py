@@ -7,9 +7,10 @@ class (``ValueError``, ``FileNotFoundError``) so generic handlers still work.
 
 from __future__ import annotations
 
-__all__ = ["BevaeError", "BEPSFormatError", "ParameterError", "MissingFileError",
+# NotFittedError is created on first use (module __getattr__ below)
+__all__ = ["BevaeError", "BEPSFormatError", "ParameterError", "MissingFileError",  # noqa: F822
            "FileInUseError", "InsufficientSpaceError", "WriteFailedError",
-           "TrainingDivergedError", "DataQualityWarning"]
+           "TrainingDivergedError", "NotFittedError", "DataQualityWarning"]
 
 
 class BevaeError(Exception):
@@ -81,3 +82,26 @@ class TrainingDivergedError(BevaeError, FloatingPointError):
 
 class DataQualityWarning(UserWarning):
     """The input is usable, but part of it was rejected or replaced (e.g. failed SHO fits)."""
+
+
+def _not_fitted_error() -> type:
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    class NotFittedError(ParameterError, SklearnNotFittedError):
+        """An estimator or scaler was used before ``fit``.
+
+        Both a package error (:class:`ParameterError`) and scikit-learn's
+        ``NotFittedError``, so either ``except`` clause catches it. Created on first use
+        (importing scikit-learn takes about a second, which ``import pycroscopy_bevae``
+        does not pay).
+        """
+
+    NotFittedError.__module__ = __name__
+    return NotFittedError
+
+
+def __getattr__(name: str):
+    if name == "NotFittedError":
+        cls = globals()["NotFittedError"] = _not_fitted_error()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

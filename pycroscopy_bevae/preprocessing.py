@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from . import exceptions as _exceptions
 from .exceptions import ParameterError
 
 __all__ = [
@@ -215,7 +216,7 @@ class LoopScaler:
 
     def _check(self, x: np.ndarray) -> np.ndarray:
         if not hasattr(self, "mean_"):
-            raise ParameterError("this LoopScaler is not fitted yet: call fit() first")
+            raise _exceptions.NotFittedError("this LoopScaler is not fitted yet: call fit() first")
         x = np.asarray(x, dtype=float)
         if x.shape[-1] != self.mean_.size:
             raise ParameterError(
@@ -338,7 +339,7 @@ class MultiScaler:
 
     def _check(self, modalities: Sequence[np.ndarray]) -> None:
         if not hasattr(self, "scalers_"):
-            raise ParameterError("this MultiScaler is not fitted yet: call fit() first")
+            raise _exceptions.NotFittedError("this MultiScaler is not fitted yet: call fit() first")
         if len(modalities) != len(self.scalers_):
             raise ParameterError(
                 f"expected {len(self.scalers_)} modalities (as fitted), got {len(modalities)}"

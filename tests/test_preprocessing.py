@@ -148,3 +148,21 @@ def test_streamed_scaler_fit_equals_in_memory_for_every_mode(tmp_path, monkeypat
             np.testing.assert_allclose(streamed.mean_, ref.mean_, rtol=1e-12, atol=1e-12,
                                        err_msg=mode)
             np.testing.assert_allclose(streamed.std_, ref.std_, rtol=1e-12, err_msg=mode)
+
+
+def test_not_fitted_is_a_package_error_and_scikit_learns():
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    from pycroscopy_bevae import BevaeError
+    from pycroscopy_bevae.exceptions import NotFittedError
+    from pycroscopy_bevae.models import BetaVAE, DictionaryLearner
+
+    calls = {"LoopScaler": lambda: LoopScaler().transform(np.zeros((2, 3))),
+             "MultiScaler": lambda: MultiScaler().transform([np.zeros((2, 3))]),
+             "DictionaryLearner": lambda: DictionaryLearner().transform(np.zeros((2, 3))),
+             "BetaVAE": lambda: BetaVAE().transform(np.zeros((2, 3)))}
+    for name, call in calls.items():
+        with pytest.raises(NotFittedError, match=f"this {name} is not fitted yet") as info:
+            call()
+        for cls in (SklearnNotFittedError, ParameterError, BevaeError):
+            assert isinstance(info.value, cls), (name, cls)

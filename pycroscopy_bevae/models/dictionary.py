@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from .. import exceptions as _exceptions
 from ..exceptions import ParameterError
 from ..params import Choice, Either, Flag, Integer, Literal, Real, check_params
 from ..preprocessing import LoopScaler, MultiScaler, stack_features, unstack_features
@@ -277,7 +278,8 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "components_"):
-            raise ParameterError("this DictionaryLearner is not fitted yet: call fit() first")
+            raise _exceptions.NotFittedError(
+                "this DictionaryLearner is not fitted yet: call fit() first")
 
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.base import BaseEstimator
 
+from .. import exceptions as _exceptions
 from ..exceptions import ParameterError, TrainingDivergedError
 from ..params import Choice, Either, Flag, Integer, Literal, Real, check_params, plain
 from .runtime import tensorflow
@@ -923,7 +924,7 @@ class BetaVAE(BaseEstimator):
     # ---- helpers -----------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
-            raise ParameterError("this BetaVAE is not fitted yet: call fit() first")
+            raise _exceptions.NotFittedError("this BetaVAE is not fitted yet: call fit() first")
 
     def _check_input(self, X: np.ndarray) -> np.ndarray:
         X3 = _as_3d(X, "X")
