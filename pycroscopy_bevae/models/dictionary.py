@@ -109,6 +109,7 @@ class DictionaryLearner(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
+        *,
         n_components: int = 5,
         alpha: float = 1.0,
         transform_algorithm: str = "omp",

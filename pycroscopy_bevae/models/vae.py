@@ -281,7 +281,7 @@ class BetaVAE(BaseEstimator):
     ((64, 3), (64, 20), [0, 1])
     """
 
-    def __init__(self, preset: str | None = "fast", units=None, n_blocks=None,
+    def __init__(self, *, preset: str | None = "fast", units=None, n_blocks=None,
                  layers_per_block=None, embedding_dim=None, latent_dim=None, learning_rate=None,
                  batch_size=None, epochs=None, prime_epochs=None, beta_start=None,
                  beta_step=None, step_epochs=None, kl_fraction=None, lambda0=None,

@@ -78,6 +78,7 @@ tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
     def __init__(
         self,
         h5_main,
+        *,
         cycle: int | None = None,
         field: str = "off",
         scaling: str = "global",

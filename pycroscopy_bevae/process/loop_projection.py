@@ -98,6 +98,7 @@ class LoopProjector(BevaeProcess):
     def __init__(
         self,
         h5_main: h5py.Dataset | h5py.File | h5py.Group,
+        *,
         per: str = "position",
         r2_threshold: float = 0.5,
         sign: str = "positive",

@@ -145,7 +145,7 @@ class BetaVAEProcess(GlobalFitProcess):
 
     result_names = ("Embedding", "Log_Variance", "Reconstruction", "Reconstruction_Error")
 
-    def __init__(self, h5_main, cycle: int | None = None, field: str = "off",
+    def __init__(self, h5_main, *, cycle: int | None = None, field: str = "off",
                  scaling: str = "global", preset: str = "fast", n_active: int | None = None,
                  checkpoint_every: int = 10, progress: bool = True,
                  stream: bool | str = "auto", strategy=None, **kwargs) -> None:
