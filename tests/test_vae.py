@@ -104,6 +104,11 @@ def test_selection(trained, toy_x):
     np.testing.assert_allclose(vae.transform(toy_x), vae.snapshots_[idx].mu, atol=1e-5)
     with pytest.raises(ParameterError, match="no snapshot has exactly 99"):
         vae.select(n_active=99)
+    # closest: the latest snapshot with the count nearest to the one asked for
+    most = max(counts)
+    assert vae.select(n_active=99, closest=True) == max(
+        i for i, c in enumerate(counts) if c == most)
+    assert vae.select(n_active=k, closest=True) == idx
     auto = vae.select()
     ref = vae.snapshots_[0].losses["recon_mse"]  # last primed snapshot
     ok = [i for i, s in enumerate(vae.snapshots_) if s.losses["recon_mse"] <= 2.0 * ref]

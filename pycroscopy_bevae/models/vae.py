@@ -797,13 +797,15 @@ class BetaVAE(BaseEstimator):
         """Active channels (KL >= ``kl_threshold``) at a snapshot (default: selected)."""
         return self._snapshot(snapshot).n_active(self.resolved_params()["kl_threshold"])
 
-    def select(self, n_active: int | None = None) -> int:
+    def select(self, n_active: int | None = None, closest: bool = False) -> int:
         """Load the weights of a snapshot chosen by its number of active channels.
 
         Parameters
         ----------
         n_active : int, optional
-            The latest snapshot with exactly this many active channels. Without it,
+            The latest snapshot with exactly this many active channels (``closest``: the
+            latest of those whose count is nearest to it, with a warning in the log when
+            none has exactly as many). Without it,
             the last snapshot when a relax phase ran (``relax_epochs``), else the latest
             snapshot whose reconstruction MSE (decoded from the latent means, on the
             training data) is at most ``mse_tolerance`` x that of the last primed
@@ -821,11 +823,15 @@ class BetaVAE(BaseEstimator):
             raise ParameterError("no snapshots recorded; train for at least one epoch")
         counts = [s.n_active(p["kl_threshold"]) for s in snaps]
         if n_active is not None:
-            idx = [i for i, c in enumerate(counts) if c == n_active]
+            gap = [abs(c - n_active) for c in counts]
+            idx = [i for i, g in enumerate(gap) if g == (min(gap) if closest else 0)]
             if not idx:
                 raise ParameterError(f"no snapshot has exactly {n_active} active channels; "
                                      f"snapshots have {sorted(set(counts))}")
             choice = idx[-1]
+            if counts[choice] != n_active:
+                logger.warning("no snapshot has exactly %d active channels; using %d "
+                               "(snapshot %d)", n_active, counts[choice], choice)
         elif getattr(self, "relax_", None) is not None:
             choice = len(snaps) - 1  # the end of the relax phase
         else:

@@ -291,17 +291,7 @@ class BetaVAEProcess(GlobalFitProcess):
             clear_group(grp, keep=(self._status_dset_name,))
             saved["n"] = 0
             vae.fit(X, progress=self.progress, on_epoch_end=checkpoint)
-        if self.n_active is not None:
-            counts = np.array([s.n_active(vae.resolved_params()["kl_threshold"])
-                               for s in vae.snapshots_])
-            best = np.flatnonzero(np.abs(counts - self.n_active) ==
-                                  np.abs(counts - self.n_active).min())[-1]
-            if counts[best] != self.n_active:
-                logger.warning("no snapshot has exactly %d active channels; using %d (snapshot "
-                               "%d)", self.n_active, counts[best], best)
-            vae.select(n_active=int(counts[best]))
-        else:
-            vae.select()
+        vae.select(n_active=self.n_active, closest=True)
         self._write_results(grp, vae, scaler, X)
         if "Checkpoint" in grp:
             del grp["Checkpoint"]
