@@ -8,12 +8,11 @@ from pathlib import Path
 
 import h5py
 import matplotlib
-import numpy as np
 import pytest
 
 matplotlib.use("Agg")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from tests.helpers import PROJ_GROUP, TINY_VAE, projected_map  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -33,40 +32,6 @@ def beps_file(_synthetic_master, tmp_path) -> Path:
     return dst
 
 
-def file_digest(path: Path) -> dict:
-    """Checksums of every dataset and attribute in an HDF5 file (for 'unchanged' checks)."""
-    out = {}
-
-    def _attrs(name, obj):
-        for k, v in obj.attrs.items():
-            arr = np.asarray(v)
-            raw = repr(arr.tolist()).encode() if arr.dtype == object else arr.tobytes()
-            out[f"{name}@{k}"] = hashlib.sha1(raw).hexdigest()
-
-    with h5py.File(path, "r") as f:
-        _attrs("/", f)
-
-        def _visit(name, obj):
-            _attrs(name, obj)
-            if isinstance(obj, h5py.Dataset):
-                arr = np.asarray(obj[()])
-                raw = repr(arr.tolist()).encode() if arr.dtype == object else arr.tobytes()
-                out[name] = hashlib.sha1(raw).hexdigest()
-            else:
-                out[name] = "group"
-
-        f.visititems(_visit)
-    return out
-
-
-#: A beta-VAE small enough to train in seconds on a 2-core CPU (3 epochs, 3 snapshots).
-TINY_VAE = dict(units=4, embedding_dim=4, latent_dim=3, epochs=3, prime_epochs=1,
-                round_updates=0, relax_epochs=0, beta_growth=1.0,
-                step_epochs=1, beta_start=0.01, batch_size=32, random_state=0, progress=False,
-                checkpoint_every=1)
-PROJ_GROUP = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit-Loop_Projection_000"
-
-
 @pytest.fixture(scope="session")
 def tiny_vae_run(tmp_path_factory) -> dict:
     """One tiny beta-VAE run shared by the reliability tests (training is the slow part).
@@ -76,18 +41,10 @@ def tiny_vae_run(tmp_path_factory) -> dict:
     (``h5_target_group``). Returns ``source`` (path), ``source_sha`` (SHA-256 of its bytes
     before the training), ``results`` (path) and ``group`` (results group name).
     """
-    import warnings
-
-    from pycroscopy_bevae import BetaVAEProcess, LoopProjector
-    from pycroscopy_bevae.datasets import write_synthetic_beps
-    from pycroscopy_bevae.exceptions import DataQualityWarning
+    from pycroscopy_bevae import BetaVAEProcess
 
     d = tmp_path_factory.mktemp("tiny_vae")
-    src = Path(write_synthetic_beps(d / "projected.h5", shape=(6, 5), seed=3))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataQualityWarning)
-        with h5py.File(src, "r+") as f:
-            LoopProjector(f, progress=False).compute()
+    src = projected_map(d / "projected.h5", shape=(6, 5), seed=3)
     sha = hashlib.sha256(src.read_bytes()).hexdigest()
     out = d / "results.h5"
     with h5py.File(src, "r") as f, h5py.File(out, "w") as o:

@@ -40,14 +40,12 @@ from pycroscopy_bevae.exceptions import DataQualityWarning, FileInUseError
 from pycroscopy_bevae.io import SHO_FIELDS, select_loops
 from pycroscopy_bevae.io.usid import make_dims, write_main
 from pycroscopy_bevae.models import project_loops
-from tests.conftest import file_digest
-from tests.test_io import _fit_file
+from tests.helpers import FIT, PROJ_GROUP, file_digest, fit_file
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:This dataset does not have an N-dimensional form")  # pyUSID, on a 1 x 1 grid
 
-FIT = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit"
-PROJ = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit-Loop_Projection_000"
+PROJ = PROJ_GROUP
 TINY_VAE = dict(units=4, embedding_dim=4, latent_dim=3, epochs=2, prime_epochs=1, step_epochs=1,
                 round_updates=0, relax_epochs=0, beta_growth=1.0,
                 beta_start=0.01, batch_size=32, random_state=0, progress=False)
@@ -152,7 +150,7 @@ def _spec_indices_wrong_shape(tmp, masters):
 
 
 def _spec_indices_repeat(tmp, masters):
-    path = _fit_file(tmp / "repeat.h5")
+    path = fit_file(tmp / "repeat.h5")
     with h5py.File(path, "r+") as f:
         inds = f[f[FIT].attrs["Spectroscopic_Indices"]]
         data = inds[()]
@@ -290,18 +288,18 @@ CASES = [
          "test_io::test_not_usid_main"),
     Case("usid_without_sho_fit", _usid_without_sho_fit, _projector(), BEPSFormatError,
          ["no SHO fit found", r"raw_only\.h5", "SHO_Fit_NNN/Fit"]),
-    Case("sho_missing_field", lambda t, m: _fit_file(
+    Case("sho_missing_field", lambda t, m: fit_file(
         t / "f.h5", fields=[f for f in SHO_FIELDS if f != "Phase [rad]"]), _projector(),
         BEPSFormatError, [r"Fit' in file '[^']*f\.h5'", r"lacks field\(s\) \['Phase \[rad\]'\]",
                           r"expected \['Amplitude \[V\]'"],
         "test_io::test_missing_and_wrongly_typed_fields"),
-    Case("sho_renamed_field", lambda t, m: _fit_file(
+    Case("sho_renamed_field", lambda t, m: fit_file(
         t / "f.h5", fields=["Amplitude", *SHO_FIELDS[1:]]), _projector(), BEPSFormatError,
         [r"lacks field\(s\) \['Amplitude \[V\]'\]", r"found \['Amplitude', 'Frequency"]),
-    Case("sho_integer_fields", lambda t, m: _fit_file(t / "f.h5", dtype="i4"), _projector(),
+    Case("sho_integer_fields", lambda t, m: fit_file(t / "f.h5", dtype="i4"), _projector(),
          BEPSFormatError, [r"Fit' in file", "have types", "expected float32 or float64"],
          "test_io::test_missing_and_wrongly_typed_fields"),
-    Case("missing_dc_offset", lambda t, m: _fit_file(t / "f.h5", with_dc=False), _projector(),
+    Case("missing_dc_offset", lambda t, m: fit_file(t / "f.h5", with_dc=False), _projector(),
          BEPSFormatError, [r"Fit' in file", r"spectroscopic dimensions \['Cycle', 'Field'\]",
                            "expected a 'DC_Offset' dimension"], "test_io::test_missing_dc_offset"),
     Case("spec_indices_shape_mismatch", _spec_indices_wrong_shape, _projector(), BEPSFormatError,

@@ -19,9 +19,9 @@ from pycroscopy_bevae import (
 )
 from pycroscopy_bevae.models import DictionaryLearner, alpha_grid_search
 from pycroscopy_bevae.preprocessing import LoopScaler
-from tests.conftest import file_digest
+from tests.helpers import PROJ_GROUP, file_digest
 
-PROJ = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit-Loop_Projection_000"
+PROJ = PROJ_GROUP
 
 
 def _sparse_data(n=300, seed=0):

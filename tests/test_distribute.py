@@ -19,10 +19,11 @@ from pycroscopy_bevae import BetaVAEProcess, LoopProjector
 from pycroscopy_bevae.datasets import write_synthetic_beps
 from pycroscopy_bevae.exceptions import DataQualityWarning, ParameterError
 from pycroscopy_bevae.models import BetaVAE, resolve_strategy
+from tests.helpers import PROJ_GROUP
 
 pytestmark = pytest.mark.slow  # child processes with several virtual devices
 CHILD = Path(__file__).with_name("_distributed_run.py")
-PROJ = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit-Loop_Projection_000"
+PROJ = PROJ_GROUP
 
 
 def _sine_set(n: int = 128) -> np.ndarray:

@@ -31,7 +31,7 @@ import pytest
 
 from pycroscopy_bevae import BetaVAEProcess, DictionaryLearningProcess, LoopProjector
 from pycroscopy_bevae.exceptions import DataQualityWarning
-from tests.conftest import PROJ_GROUP, TINY_VAE, file_digest
+from tests.helpers import PROJ_GROUP, TINY_VAE, file_digest
 
 SEED = int(os.environ.get("BEVAE_KILL_SEED", "0"))
 CHILD = Path(__file__).with_name("_killable_run.py")

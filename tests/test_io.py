@@ -8,47 +8,16 @@ import pytest
 
 from pycroscopy_bevae import BEPSFormatError, MissingFileError, ParameterError
 from pycroscopy_bevae.io import SHO_FIELDS, describe_loops, find_sho_fit, select_loops
-from pycroscopy_bevae.io.usid import make_dims, write_main
+from tests.helpers import DC, FIT, fit_file
 
 N_STEPS = 8
-DC = np.array([0.0, 1.0, 2.0, 1.0, 0.0, -1.0, -2.0, -1.0])
-
-
-def _fit_file(path, order=("Cycle", "DC_Offset", "Field"), fields=SHO_FIELDS, dtype="f4",
-              n_pos=6, cycles=2, field_vals=(1, 0), with_dc=True, group="Raw_Data-SHO_Fit_000"):
-    """A small USID SHO-fit file whose spectroscopic dims are stored in ``order``
-    (slowest first).  Amplitude encodes (cycle, step, field) so selection can be checked:
-    amplitude = 100 * cycle + 10 * field + step_index, + 1000 * position."""
-    values = {"Cycle": np.arange(cycles), "DC_Offset": DC, "Field": np.array(field_vals)}
-    units = {"Cycle": "", "DC_Offset": "V", "Field": ""}
-    names = [n for n in order if with_dc or n != "DC_Offset"]
-    dims = make_dims([(n, units[n], values[n]) for n in names])
-    sizes = [len(values[n]) for n in names]
-    grids = np.meshgrid(*[np.arange(s) for s in sizes], indexing="ij")
-    idx = {n: g.ravel() for n, g in zip(names, grids, strict=True)}
-    n_spec = int(np.prod(sizes))
-    cyc = idx.get("Cycle", np.zeros(n_spec, int))
-    fld = np.array(field_vals)[idx["Field"]] if "Field" in idx else np.zeros(n_spec, int)
-    step = idx.get("DC_Offset", np.zeros(n_spec, int))
-    code = 100 * cyc + 10 * fld + step
-    dt = np.dtype([(f, dtype) for f in fields])
-    data = np.zeros((n_pos, n_spec), dtype=dt)
-    for f in fields:
-        data[f] = 1.0
-    if "Amplitude [V]" in fields:
-        data["Amplitude [V]"] = code[None, :] + 1000 * np.arange(n_pos)[:, None]
-    with h5py.File(path, "w") as h5:
-        grp = h5.create_group(f"Measurement_000/Channel_000/{group}")
-        pos = make_dims([("Y", "m", np.arange(2.0)), ("X", "m", np.arange(n_pos // 2))])
-        write_main(grp, data, "Fit", "SHO", "compound", pos, dims)
-    return path
 
 
 @pytest.mark.parametrize("order", [("Cycle", "DC_Offset", "Field"),
                                    ("Field", "Cycle", "DC_Offset"),
                                    ("DC_Offset", "Field", "Cycle")])
 def test_selection_independent_of_storage_order(tmp_path, order):
-    path = _fit_file(tmp_path / "f.h5", order=order)
+    path = fit_file(tmp_path / "f.h5", order=order)
     for cycle in (0, 1):
         for field, fval in (("off", 0), ("on", 1)):
             sel = select_loops(path, cycle=cycle, field=field, fields=("Amplitude [V]",))
@@ -61,7 +30,7 @@ def test_selection_independent_of_storage_order(tmp_path, order):
 
 
 def test_default_cycle_is_last_and_negative_index(tmp_path):
-    path = _fit_file(tmp_path / "f.h5")
+    path = fit_file(tmp_path / "f.h5")
     a = select_loops(path, fields=("Amplitude [V]",))
     b = select_loops(path, cycle=-1, fields=("Amplitude [V]",))
     assert a.cycle == 1 == b.cycle
@@ -69,7 +38,7 @@ def test_default_cycle_is_last_and_negative_index(tmp_path):
 
 
 def test_field_both_interleaves_in_acquisition_order(tmp_path):
-    path = _fit_file(tmp_path / "f.h5", order=("Cycle", "DC_Offset", "Field"))
+    path = fit_file(tmp_path / "f.h5", order=("Cycle", "DC_Offset", "Field"))
     sel = select_loops(path, cycle=0, field="both", fields=("Amplitude [V]",))
     amp = sel.data["Amplitude [V]"][0]
     assert amp.shape == (2 * N_STEPS,)
@@ -92,13 +61,13 @@ def test_layout_of_synthetic_file(beps_file):
 
 def test_float64_and_float32_compounds_are_valid(tmp_path):
     for dt in ("f4", "f8"):
-        path = _fit_file(tmp_path / f"{dt}.h5", dtype=dt)
+        path = fit_file(tmp_path / f"{dt}.h5", dtype=dt)
         with h5py.File(path, "r") as f:
             assert find_sho_fit(f).dtype["Phase [rad]"] == np.dtype(dt)
 
 
 def test_file_without_field_or_cycle(tmp_path):
-    path = _fit_file(tmp_path / "f.h5", order=("DC_Offset",))
+    path = fit_file(tmp_path / "f.h5", order=("DC_Offset",))
     sel = select_loops(path, fields=("Amplitude [V]",))
     assert sel.data["Amplitude [V]"].shape == (6, N_STEPS)
     assert sel.layout.fields == () and sel.layout.n_cycles == 1
@@ -145,16 +114,16 @@ def test_not_usid_main(tmp_path):
 
 
 def test_missing_and_wrongly_typed_fields(tmp_path):
-    path = _fit_file(tmp_path / "a.h5", fields=[f for f in SHO_FIELDS if f != "Phase [rad]"])
+    path = fit_file(tmp_path / "a.h5", fields=[f for f in SHO_FIELDS if f != "Phase [rad]"])
     with pytest.raises(BEPSFormatError, match=r"lacks field\(s\) \['Phase \[rad\]'\]"):
         select_loops(path)
-    path = _fit_file(tmp_path / "b.h5", dtype="i4")
+    path = fit_file(tmp_path / "b.h5", dtype="i4")
     with pytest.raises(BEPSFormatError, match="expected float32 or float64"):
         select_loops(path)
 
 
 def test_missing_dc_offset(tmp_path):
-    path = _fit_file(tmp_path / "f.h5", with_dc=False)
+    path = fit_file(tmp_path / "f.h5", with_dc=False)
     with pytest.raises(BEPSFormatError, match="expected a 'DC_Offset' dimension"):
         select_loops(path)
 
@@ -169,9 +138,9 @@ def test_empty_dataset(tmp_path):
 
 
 def test_inconsistent_spectroscopic_indices(tmp_path):
-    path = _fit_file(tmp_path / "f.h5")
+    path = fit_file(tmp_path / "f.h5")
     with h5py.File(path, "r+") as f:
-        fit = f["Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit"]
+        fit = f[FIT]
         inds = f[fit.attrs["Spectroscopic_Indices"]]
         data = inds[()]
         data[:, 1] = data[:, 0]  # the same step twice
@@ -181,7 +150,7 @@ def test_inconsistent_spectroscopic_indices(tmp_path):
 
 
 def test_bad_selection_parameters(tmp_path):
-    path = _fit_file(tmp_path / "f.h5", field_vals=(0,))
+    path = fit_file(tmp_path / "f.h5", field_vals=(0,))
     with pytest.raises(ParameterError, match=r"field='on'.*only has off-field"):
         select_loops(path, field="on")
     with pytest.raises(ParameterError, match="field must be one of"):

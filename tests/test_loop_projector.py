@@ -10,9 +10,8 @@ from pyUSID.io.hdf_utils import check_if_main
 from pycroscopy_bevae import BEPSFormatError, LoopProjector, ParameterError
 from pycroscopy_bevae.analysis import angle_difference, rowwise_correlation
 from pycroscopy_bevae.io import describe_loops
-from tests.conftest import file_digest
+from tests.helpers import FIT, file_digest
 
-FIT = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit"
 GROUP = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit-Loop_Projection_{:03d}"
 
 

@@ -21,6 +21,7 @@ import pytest
 from pycroscopy_bevae.datasets import write_synthetic_beps
 from pycroscopy_bevae.exceptions import DataQualityWarning
 from pycroscopy_bevae.parallel import MPIPool, mpi_world, run_mpi
+from tests.helpers import FIT, PROJ_GROUP
 
 pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install "
                                       "pycroscopy-bevae[mpi])")
@@ -40,8 +41,7 @@ def _launcher(ranks: int) -> list[str]:
     return [MPIEXEC, "-n", str(ranks), *extra]
 
 
-PROJ = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit-Loop_Projection_000"
-FIT = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit"
+PROJ = PROJ_GROUP
 VAE = PROJ + "/Piezoresponse-Beta_VAE_000"
 TRAIN = ["--epochs", "3", "--param", "units=4", "--param", "embedding_dim=4", "--param",
          "latent_dim=3", "--param", "prime_epochs=1", "--param", "step_epochs=1", "--param",

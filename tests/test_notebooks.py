@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SHARED_DATA
+from tests.helpers import SHARED_DATA
 
 papermill = pytest.importorskip("papermill", reason="papermill is in the test extras")
 pytestmark = pytest.mark.notebook

@@ -16,7 +16,7 @@ from pycroscopy_bevae.io.pzt import (
     reference_clean,
     write_projected_loops,
 )
-from tests.conftest import SHARED_DATA
+from tests.helpers import SHARED_DATA
 
 PZT = SHARED_DATA / "pzt_beps"
 needs_data = pytest.mark.skipif(not PZT.exists(), reason=f"PZT benchmark data absent ({PZT})")

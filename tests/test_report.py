@@ -34,7 +34,7 @@ from pycroscopy_bevae.viz import (  # noqa: E402
     plot_training_history,
     plot_traversals,
 )
-from tests.conftest import file_digest  # noqa: E402
+from tests.helpers import file_digest  # noqa: E402
 
 TINY_VAE = dict(units=8, embedding_dim=8, latent_dim=4, epochs=5, prime_epochs=2,
                 round_updates=0, relax_epochs=0, beta_growth=1.0,

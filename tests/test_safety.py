@@ -33,7 +33,7 @@ from pycroscopy_bevae import (
 from pycroscopy_bevae.datasets import write_synthetic_beps
 from pycroscopy_bevae.exceptions import DataQualityWarning
 from pycroscopy_bevae.io.model_store import read_checkpoint
-from tests.conftest import PROJ_GROUP
+from tests.helpers import PROJ_GROUP
 
 
 class _Touch:

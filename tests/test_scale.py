@@ -12,9 +12,9 @@ import pytest
 from pycroscopy_bevae import BetaVAEProcess, LoopProjector, ParameterError
 from pycroscopy_bevae.datasets import make_synthetic_beps, write_synthetic_beps
 from pycroscopy_bevae.io.beps import SHO_FIELDS
+from tests.helpers import FIT, PROJ_GROUP, projected_map
 
-FIT = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit"
-PROJ = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit-Loop_Projection_000"
+PROJ = PROJ_GROUP
 TINY = dict(units=4, embedding_dim=4, latent_dim=3, epochs=3, prime_epochs=1, step_epochs=1,
             round_updates=0, relax_epochs=0, beta_growth=1.0,
             beta_start=0.01, batch_size=16, random_state=0, progress=False, checkpoint_every=1)
@@ -111,11 +111,7 @@ def test_estimator_streams_the_same_batches():
 
 @pytest.fixture(scope="module")
 def _vae_master(tmp_path_factory):
-    path = tmp_path_factory.mktemp("scale") / "small.h5"
-    write_synthetic_beps(path, shape=(8, 9), seed=5)
-    with h5py.File(path, "r+") as f:
-        LoopProjector(f, progress=False).compute()
-    return path
+    return projected_map(tmp_path_factory.mktemp("scale") / "small.h5", shape=(8, 9), seed=5)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 
 from pycroscopy_bevae import InsufficientSpaceError, LoopProjector
 from pycroscopy_bevae.io.space import reserved_space, room_for
-from tests.conftest import file_digest
+from tests.helpers import file_digest
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
 

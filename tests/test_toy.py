@@ -13,7 +13,7 @@ from pycroscopy_bevae.datasets import (
     toy_spectra,
     toy_training_set,
 )
-from tests.conftest import SHARED_DATA
+from tests.helpers import SHARED_DATA
 
 
 def _reference(r, g, b, t):

@@ -13,15 +13,13 @@ from pyUSID.io.hdf_utils import check_if_main
 from pycroscopy_bevae import (
     BEPSFormatError,
     BetaVAEProcess,
-    LoopProjector,
     ParameterError,
     TrainingDivergedError,
     load_beta_vae,
 )
-from pycroscopy_bevae.datasets import write_synthetic_beps
-from tests.conftest import file_digest
+from tests.helpers import PROJ_GROUP, file_digest, projected_map
 
-PROJ = "Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit-Loop_Projection_000"
+PROJ = PROJ_GROUP
 TINY = dict(units=4, embedding_dim=4, latent_dim=3, epochs=4, prime_epochs=2, step_epochs=1,
             round_updates=0, relax_epochs=0, beta_growth=1.0,
             beta_start=0.01, batch_size=32, random_state=0, progress=False, checkpoint_every=1)
@@ -29,11 +27,7 @@ TINY = dict(units=4, embedding_dim=4, latent_dim=3, epochs=4, prime_epochs=2, st
 
 @pytest.fixture(scope="module")
 def _projected_master(tmp_path_factory):
-    path = tmp_path_factory.mktemp("vae") / "small.h5"
-    write_synthetic_beps(path, shape=(8, 8), seed=5)
-    with h5py.File(path, "r+") as f:
-        LoopProjector(f, progress=False).compute()
-    return path
+    return projected_map(tmp_path_factory.mktemp("vae") / "small.h5", shape=(8, 8), seed=5)
 
 
 @pytest.fixture()
