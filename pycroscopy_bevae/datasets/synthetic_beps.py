@@ -37,6 +37,7 @@ from .._version import __version__
 from ..exceptions import ParameterError
 from ..io.beps import SHO_FIELDS
 from ..io.usid import check_new_file, make_dims, new_h5_file, write_attrs, write_main
+from ..params import Either, Integer, Literal, check
 
 __all__ = ["MECHANISMS", "FACTORS", "FACTOR_MECHANISMS", "VARIANTS", "SyntheticBEPS",
            "make_synthetic_beps", "write_synthetic_beps", "triangle_waveform"]
@@ -559,10 +560,8 @@ def write_synthetic_beps(
     path = os.fspath(path)
     if dtype not in ("float32", "float64"):
         raise ParameterError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    if chunk_positions is not None and (isinstance(chunk_positions, bool) or not isinstance(
-            chunk_positions, (int, np.integer)) or chunk_positions < 1):
-        raise ParameterError(f"chunk_positions must be a positive integer, got "
-                             f"{chunk_positions!r}")
+    chunk_positions = check("chunk_positions", chunk_positions,
+                            Either((Literal(None), Integer(low=1))))
     check_new_file(path, overwrite)
     shape = _check_shape(shape)
     if raw_data and shape[0] * shape[1] > _MAX_RAW_POSITIONS:

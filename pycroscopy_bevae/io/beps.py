@@ -27,6 +27,7 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError, FileInUseError, MissingFileError, ParameterError
+from ..params import Integer, check
 
 __all__ = [
     "SHO_FIELDS",
@@ -331,8 +332,7 @@ class LoopLayout:
         n_cycles = self.n_cycles
         if cycle is None:
             cycle = n_cycles - 1
-        if isinstance(cycle, bool) or not isinstance(cycle, (int, np.integer)):
-            raise ParameterError(f"cycle must be an integer, got {cycle!r}")
+        cycle = check("cycle", cycle, Integer())
         if not -n_cycles <= cycle < n_cycles:
             raise ParameterError(
                 f"cycle={cycle} is out of range for {where}, which has {n_cycles} cycle(s) "

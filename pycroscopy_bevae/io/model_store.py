@@ -17,6 +17,7 @@ import numpy as np
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..models.schedule import RelaxSchedule
 from ..models.vae import _PARAMS, BetaVAE, Snapshot
+from ..params import Integer, Real
 from ..preprocessing import MultiScaler
 from .usid import as_text, write_attrs
 
@@ -137,7 +138,7 @@ def _checked_config(grp: h5py.Group, where: str) -> tuple[dict, dict]:
         val = net[key]
         top = _MAX_NETWORK.get(key, 10**6)
         low = 0 if key == "n_blocks" else 1
-        if isinstance(val, bool) or not isinstance(val, int) or not low <= val <= top:
+        if not Integer(low=low, high=top).accepts(val):
             raise BEPSFormatError(f"{where}: model config network {key}={val!r}; expected an "
                                   f"integer in {low}..{top}")
     emb = grp.get("Embedding")
@@ -177,8 +178,7 @@ def _checked_config(grp: h5py.Group, where: str) -> tuple[dict, dict]:
 def _check_stored_schedule(config: dict, where: str) -> None:
     """The optional ``data_variance`` and ``relax`` entries of a stored model config."""
     var = config.get("data_variance")
-    if var is not None and (isinstance(var, bool) or not isinstance(var, (int, float))
-                            or not np.isfinite(var) or var < 0):
+    if var is not None and not Real(low=0).accepts(var):
         raise BEPSFormatError(f"{where}: model config data_variance={var!r}; expected a "
                               "finite number >= 0 or null")
     relax = config.get("relax")
@@ -186,8 +186,7 @@ def _check_stored_schedule(config: dict, where: str) -> None:
         return
     fields = set(RelaxSchedule.__dataclass_fields__) | {"from_snapshot"}
     if not isinstance(relax, dict) or set(relax) != fields or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
-            for v in relax.values()):
+            Real().accepts(v) for v in relax.values()):
         raise BEPSFormatError(f"{where}: model config 'relax' must be null or a mapping of "
                               f"the numbers {sorted(fields)}")
 

@@ -33,9 +33,8 @@ import platform
 import sys
 import warnings
 
-import numpy as np
-
 from ..exceptions import ParameterError
+from ..params import Either, Flag, Integer, Literal, check
 
 __all__ = ["configure_tensorflow", "tensorflow", "runtime_info"]
 
@@ -74,15 +73,11 @@ def configure_tensorflow(deterministic: bool = True, intra_op_threads: int | Non
     --------
     >>> configure_tensorflow(deterministic=True, intra_op_threads=1)
     """
-    if not isinstance(deterministic, (bool, np.bool_)):
-        raise ParameterError(f"deterministic must be True or False, got {deterministic!r}")
-    if intra_op_threads is not None and (isinstance(intra_op_threads, (bool, np.bool_)) or
-                                         not isinstance(intra_op_threads, (int, np.integer))
-                                         or intra_op_threads < 0):
-        raise ParameterError(f"intra_op_threads must be None or an integer >= 0, got "
-                             f"{intra_op_threads!r}")
-    _state.update(deterministic=bool(deterministic),
-                  intra_op_threads=int(intra_op_threads or 0), applied=False)
+    deterministic = check("deterministic", deterministic, Flag())
+    intra_op_threads = check("intra_op_threads", intra_op_threads,
+                             Either((Literal(None), Integer(low=0))))
+    _state.update(deterministic=deterministic, intra_op_threads=intra_op_threads or 0,
+                  applied=False)
     if "tensorflow" in sys.modules:
         tensorflow()
 
