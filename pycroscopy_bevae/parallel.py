@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MPIPool", "active_pool", "mpi_world", "run_mpi"]
+__all__ = ["MPIPool", "active_pool", "mpi_world", "run_mpi", "vae_inferrer"]
 
 logger = logging.getLogger(__name__)
 
@@ -204,3 +204,61 @@ def run_mpi(main: Callable[..., Any], *args, comm=None, **kwargs) -> Any:
     logger.info("MPI: rank 0 reads and writes, %d ranks compute", pool.size)
     with _activated(pool):
         return main(*args, **kwargs)
+
+
+# ---- beta-VAE inference spread over the ranks ------------------------------------------
+def vae_inferrer(vae) -> Callable[[np.ndarray], tuple]:
+    """A function giving the latent means, log-variances and reconstructions of a block
+    of spectra with a fitted :class:`~pycroscopy_bevae.models.BetaVAE`; under
+    :func:`run_mpi` each block is split over the ranks. What the ranks need (config,
+    weights and a token of the weights, so that each builds the model once per selected
+    snapshot) is prepared once, not per block.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from pycroscopy_bevae.models import BetaVAE
+    >>> X = np.sin(np.linspace(0, 6, 20))[None, :] * np.linspace(-1, 1, 32)[:, None]
+    >>> vae = BetaVAE(units=4, embedding_dim=4, latent_dim=3, epochs=1, prime_epochs=1,
+    ...               round_updates=0).fit(X, progress=False)
+    >>> [a.shape for a in vae_inferrer(vae)(X[:, :, None])]
+    [(32, 3), (32, 3), (32, 20, 1)]
+    """
+    import hashlib
+
+    pool = active_pool()
+    if pool is None:
+        return lambda X: _infer_block(X, vae=vae)
+    weights = vae.model_.get_weight_arrays()
+    shared = {"config": vae.config_json(), "weights": weights,
+              "token": hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes()
+                                               for _, w in sorted(weights.items()))).hexdigest()}
+
+    def infer(X: np.ndarray) -> tuple:
+        parts = pool.map(_infer_block, X, **shared)
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
+
+    return infer
+
+
+#: Models built by worker ranks, by weight token (one at a time).
+_WORKER_MODELS: dict = {}
+
+
+def _infer_block(X: np.ndarray, vae=None, config: str | None = None,
+                 weights: dict | None = None, token: str | None = None):
+    """Encode and decode one block (one rank's share under MPI)."""
+    if vae is None:
+        if token not in _WORKER_MODELS:
+            import json
+
+            from .models.vae import BetaVAE
+
+            _WORKER_MODELS.clear()
+            _WORKER_MODELS[token] = BetaVAE.from_config(json.loads(config), weights)
+        vae = _WORKER_MODELS[token]
+    if len(X) == 0:
+        n_lat = vae.config_.latent_dim
+        return np.empty((0, n_lat)), np.empty((0, n_lat)), np.empty((0, *X.shape[1:]))
+    mu, logvar = vae.encode(X)
+    return mu, logvar, vae.decode(mu)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 import warnings
-from collections.abc import Callable
 
 import h5py
 import numpy as np
@@ -30,7 +27,7 @@ from ..models.vae import (
     IncompatibleStateError,
     SpectraSource,
 )
-from ..parallel import active_pool
+from ..parallel import active_pool, vae_inferrer
 from ..params import Choice, Either, Flag, Integer, Literal, check_params
 from ..preprocessing import LoopScaler, MultiScaler, stack_channels
 from .base import GlobalFitProcess, clear_group
@@ -323,7 +320,7 @@ class BetaVAEProcess(GlobalFitProcess):
         err = np.empty(n)
         mod_err = np.empty((n, n_mod))  # per position and modality
         t_infer = 0.0
-        infer = _inferrer(vae)
+        infer = vae_inferrer(vae)
         for a in range(0, n, _RESULT_BLOCK):
             b = min(a + _RESULT_BLOCK, n)
             # errors against the float64 scaled loops, as in memory
@@ -393,7 +390,7 @@ class BetaVAEProcess(GlobalFitProcess):
             raise ParameterError("no results yet: call compute() first")
         vae, _ = load_beta_vae(self.h5_results_grp, n_active=n_active, snapshot=snapshot)
         X, _ = self._scaled_input()
-        mu, logvar, recon = _inferrer(vae)(X)
+        mu, logvar, recon = vae_inferrer(vae)(X)
         return {"embedding": mu, "log_variance": logvar, "reconstruction": recon,
                 "mse": np.mean((recon - X) ** 2, axis=(1, 2)), "snapshot": vae.selected_}
 
@@ -423,46 +420,6 @@ def _fit_scaler_in_chunks(sources: LoopSources, mode: str) -> MultiScaler:
     return MultiScaler(mode).fit_blocks(
         lambda: (sources.read(np.arange(a, min(a + _SCALER_ROWS, n)))
                  for a in range(0, n, _SCALER_ROWS)))
-
-
-# ---- inference, spread over MPI ranks when a pool is active ----------------------------
-def _inferrer(vae: BetaVAE) -> Callable[[np.ndarray], tuple]:
-    """A function giving latent means, log-variances and reconstructions of a block;
-    spread over the MPI ranks under :func:`~pycroscopy_bevae.parallel.run_mpi`. What the
-    ranks need (config, weights, their token) is prepared once, not per block."""
-    pool = active_pool()
-    if pool is None:
-        return lambda X: _infer_block(X, vae=vae)
-    weights = vae.model_.get_weight_arrays()
-    # a token of the weights lets the workers build the model once per selected snapshot
-    shared = {"config": vae.config_json(), "weights": weights,
-              "token": hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes()
-                                               for _, w in sorted(weights.items()))).hexdigest()}
-
-    def infer(X: np.ndarray) -> tuple:
-        parts = pool.map(_infer_block, X, **shared)
-        return tuple(np.concatenate([p[i] for p in parts]) for i in range(3))
-
-    return infer
-
-
-#: Models built by MPI worker ranks, by weight token (one at a time).
-_WORKER_MODELS: dict[str, BetaVAE] = {}
-
-
-def _infer_block(X: np.ndarray, vae: BetaVAE | None = None, config: str | None = None,
-                 weights: dict | None = None, token: str | None = None):
-    """Encode and decode one block (one rank's share under MPI)."""
-    if vae is None:
-        if token not in _WORKER_MODELS:
-            _WORKER_MODELS.clear()
-            _WORKER_MODELS[token] = BetaVAE.from_config(json.loads(config), weights)
-        vae = _WORKER_MODELS[token]
-    if len(X) == 0:
-        n_lat = vae.config_.latent_dim
-        return np.empty((0, n_lat)), np.empty((0, n_lat)), np.empty((0, *X.shape[1:]))
-    mu, logvar = vae.encode(X)
-    return mu, logvar, vae.decode(mu)
 
 
 #: BetaVAE parameters added later: left out of the duplicate check at these default values.
