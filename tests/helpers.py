@@ -53,10 +53,12 @@ def file_digest(path: Path) -> dict:
 
 
 #: A beta-VAE small enough to train in seconds on a 2-core CPU (3 epochs, 3 snapshots).
-TINY_VAE = dict(units=4, embedding_dim=4, latent_dim=3, epochs=3, prime_epochs=1,
-                round_updates=0, relax_epochs=0, beta_growth=1.0,
-                step_epochs=1, beta_start=0.01, batch_size=32, random_state=0, progress=False,
-                checkpoint_every=1)
+#: Its network and schedule (what the estimator tests start from): one epoch per schedule
+#: step, no relax phase, beta in even stairs from 0.01.
+TINY_NET = dict(units=4, embedding_dim=4, latent_dim=3, round_updates=0, relax_epochs=0,
+                beta_growth=1.0, step_epochs=1, beta_start=0.01)
+TINY_VAE = dict(TINY_NET, epochs=3, prime_epochs=1, batch_size=32, random_state=0,
+                progress=False, checkpoint_every=1)
 
 
 

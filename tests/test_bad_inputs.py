@@ -40,15 +40,13 @@ from pycroscopy_bevae.exceptions import DataQualityWarning, FileInUseError
 from pycroscopy_bevae.io import SHO_FIELDS, select_loops
 from pycroscopy_bevae.io.usid import make_dims, write_main
 from pycroscopy_bevae.models import project_loops
-from tests.helpers import FIT, PROJ_GROUP, file_digest, fit_file
+from tests.helpers import FIT, PROJ_GROUP, TINY_VAE, file_digest, fit_file
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:This dataset does not have an N-dimensional form")  # pyUSID, on a 1 x 1 grid
 
 PROJ = PROJ_GROUP
-TINY_VAE = dict(units=4, embedding_dim=4, latent_dim=3, epochs=2, prime_epochs=1, step_epochs=1,
-                round_updates=0, relax_epochs=0, beta_growth=1.0,
-                beta_start=0.01, batch_size=32, random_state=0, progress=False)
+TINY = {k: v for k, v in TINY_VAE.items() if k != "checkpoint_every"} | {"epochs": 2}
 
 
 def _project(path: Path, **kwargs) -> None:
@@ -260,7 +258,7 @@ def _dictionary(mode="r+", **kw) -> Callable:
 
 
 def _vae(mode="r+", **kw) -> Callable:
-    return _on_file(lambda g: BetaVAEProcess(g, **{**TINY_VAE, **kw}).compute(), mode, PROJ)
+    return _on_file(lambda g: BetaVAEProcess(g, **{**TINY, **kw}).compute(), mode, PROJ)
 
 
 @dataclass

@@ -34,11 +34,10 @@ from pycroscopy_bevae.viz import (  # noqa: E402
     plot_training_history,
     plot_traversals,
 )
-from tests.helpers import file_digest  # noqa: E402
+from tests.helpers import TINY_NET, file_digest  # noqa: E402
 
-TINY_VAE = dict(units=8, embedding_dim=8, latent_dim=4, epochs=5, prime_epochs=2,
-                round_updates=0, relax_epochs=0, beta_growth=1.0,
-                step_epochs=1, beta_start=0.01, batch_size=32)
+TINY = dict(TINY_NET, units=8, embedding_dim=8, latent_dim=4, epochs=5, prime_epochs=2,
+            batch_size=32)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +48,7 @@ def fitted(tmp_path_factory):
     with h5py.File(path, "r+") as f:
         proj = LoopProjector(f, progress=False).compute()
         dl = DictionaryLearningProcess(proj, n_components=3).compute()
-        vae = BetaVAEProcess(proj, progress=False, **TINY_VAE).compute()
+        vae = BetaVAEProcess(proj, progress=False, **TINY).compute()
         names = {"proj": proj.name, "dl": dl.name, "vae": vae.name}
     return path, names
 
@@ -154,7 +153,7 @@ def test_training_history_figure(fitted):
         beta = hist[:, list(hist.attrs["columns"]).index("beta")]
         n_active = grp["Embedding_Snapshots"].attrs["n_active"]
     np.testing.assert_allclose(axes[1].lines[0].get_ydata(), beta)
-    assert len(axes[0].lines[0].get_xdata()) == TINY_VAE["epochs"]
+    assert len(axes[0].lines[0].get_xdata()) == TINY["epochs"]
     np.testing.assert_array_equal(axes[2].lines[1].get_ydata(), n_active)
 
 

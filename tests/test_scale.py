@@ -12,12 +12,10 @@ import pytest
 from pycroscopy_bevae import BetaVAEProcess, LoopProjector, ParameterError
 from pycroscopy_bevae.datasets import make_synthetic_beps, write_synthetic_beps
 from pycroscopy_bevae.io.beps import SHO_FIELDS
-from tests.helpers import FIT, PROJ_GROUP, projected_map
+from tests.helpers import FIT, PROJ_GROUP, TINY_VAE, projected_map
 
 PROJ = PROJ_GROUP
-TINY = dict(units=4, embedding_dim=4, latent_dim=3, epochs=3, prime_epochs=1, step_epochs=1,
-            round_updates=0, relax_epochs=0, beta_growth=1.0,
-            beta_start=0.01, batch_size=16, random_state=0, progress=False, checkpoint_every=1)
+TINY = dict(TINY_VAE, batch_size=16)
 RESULTS = ("Embedding", "Log_Variance", "Reconstruction", "Reconstruction_Error",
            "Training_History", "Embedding_Snapshots")
 

@@ -17,11 +17,10 @@ from pycroscopy_bevae.models.schedule import (
     active_channels,
 )
 from pycroscopy_bevae.preprocessing import LoopScaler
+from tests.helpers import TINY_NET
 
-TINY = dict(preset="fast", units=4, n_blocks=0, embedding_dim=4, latent_dim=3, epochs=4,
-            prime_epochs=2, step_epochs=1, beta_start=0.01, beta_step=0.02, beta_growth=1.0,
-            batch_size=50, random_state=1, lambda0=1e-5, round_updates=0, linear_path=False,
-            relax_epochs=0, target_active=0)
+TINY = dict(TINY_NET, preset="fast", n_blocks=0, epochs=4, prime_epochs=2, beta_step=0.02,
+            batch_size=50, random_state=1, lambda0=1e-5, linear_path=False, target_active=0)
 
 
 @pytest.fixture(scope="module")

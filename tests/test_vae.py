@@ -12,10 +12,10 @@ from pycroscopy_bevae import ParameterError, TrainingDivergedError
 from pycroscopy_bevae.datasets import toy_training_set
 from pycroscopy_bevae.models import PRESETS, BetaVAE, Snapshot, channel_kl, schedule_values
 from pycroscopy_bevae.preprocessing import LoopScaler
+from tests.helpers import TINY_NET
 
-TINY = dict(preset="fast", units=4, embedding_dim=4, latent_dim=3, epochs=4, prime_epochs=2,
-            round_updates=0, relax_epochs=0, beta_growth=1.0,
-            step_epochs=1, beta_start=0.01, beta_step=0.02, batch_size=50, random_state=1)
+TINY = dict(TINY_NET, preset="fast", epochs=4, prime_epochs=2, beta_step=0.02, batch_size=50,
+            random_state=1)
 
 
 @pytest.fixture(scope="module")

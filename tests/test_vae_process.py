@@ -17,12 +17,10 @@ from pycroscopy_bevae import (
     TrainingDivergedError,
     load_beta_vae,
 )
-from tests.helpers import PROJ_GROUP, file_digest, projected_map
+from tests.helpers import PROJ_GROUP, TINY_VAE, file_digest, projected_map
 
 PROJ = PROJ_GROUP
-TINY = dict(units=4, embedding_dim=4, latent_dim=3, epochs=4, prime_epochs=2, step_epochs=1,
-            round_updates=0, relax_epochs=0, beta_growth=1.0,
-            beta_start=0.01, batch_size=32, random_state=0, progress=False, checkpoint_every=1)
+TINY = dict(TINY_VAE, epochs=4, prime_epochs=2)
 
 
 @pytest.fixture(scope="module")
