@@ -5,6 +5,7 @@ import pytest
 
 from pycroscopy_bevae.analysis import (
     active_channels,
+    active_components,
     best_median_worst,
     cluster_agreement,
     error_per_index,
@@ -49,6 +50,7 @@ def test_active_channels_relative_spread():
               np.linspace(0, 0.2, 50)]
     assert active_channels(z, rel_threshold=0.01).tolist() == [0, 3]
     assert active_channels(np.ones((5, 3))).size == 0
+    assert active_channels is active_components  # the earlier name of the same rule
 
 
 def test_latent_traversal_linear_decoder_by_hand():

@@ -6,6 +6,7 @@ from .results import ModelResult, find_results, read_ground_truth, read_model_re
 from .validation import (
     Traversal,
     active_channels,
+    active_components,
     best_median_worst,
     cluster_agreement,
     error_per_index,
@@ -18,6 +19,7 @@ __all__ = [
     "ModelResult",
     "Traversal",
     "active_channels",
+    "active_components",
     "angle_difference",
     "best_median_worst",
     "cluster_agreement",

@@ -12,7 +12,7 @@ from ..exceptions import BEPSFormatError
 from ..io.model_store import load_beta_vae, read_scaler
 from ..io.usid import as_text
 from ..preprocessing import unstack_features
-from .validation import active_channels
+from .validation import active_components
 
 __all__ = ["ModelResult", "find_results", "read_model_result", "read_ground_truth"]
 
@@ -186,7 +186,7 @@ def read_model_result(grp: h5py.Group) -> ModelResult:
     if kind == "dictionary":
         embedding = grp["Coefficients"][()].astype(float)
         atoms = grp["Dictionary"][()].astype(float)
-        active = active_channels(embedding)
+        active = active_components(embedding)
 
         def decoder(z):
             return z @ atoms

@@ -97,18 +97,19 @@ def error_per_index(data: np.ndarray, recon: np.ndarray) -> np.ndarray:
     return np.abs(data - recon)
 
 
-def active_channels(embedding: np.ndarray, rel_threshold: float = 0.01) -> np.ndarray:
-    """Channels of an embedding whose spread across positions carries structure.
+def active_components(embedding: np.ndarray, rel_threshold: float = 0.01) -> np.ndarray:
+    """Components of a linear model's embedding whose spread across positions carries
+    structure (e.g. dictionary atoms that are used).
 
-    A channel is active when its standard deviation across positions is at least
-    ``rel_threshold`` times that of the most variable channel. Useful for dictionary
-    coefficients and any embedding without a KL term; the beta-VAE's own rule (KL per
-    channel) is stored with its results.
+    A component is active when its standard deviation across positions is at least
+    ``rel_threshold`` times that of the most variable one. For the beta-VAE, an active
+    *latent channel* is defined by its KL from the prior instead
+    (:func:`pycroscopy_bevae.models.active_channels`, stored with its results).
 
     Examples
     --------
     >>> z = np.c_[np.arange(10.0), np.full(10, 3.0), 0.5 * np.arange(10.0)]
-    >>> active_channels(z)
+    >>> active_components(z)
     array([0, 2])
     """
     z = np.asarray(embedding, dtype=float)
@@ -306,3 +307,7 @@ def cluster_agreement(
     n = n_clusters or len(np.unique(labels))
     pred = KMeans(n_clusters=n, n_init=10, random_state=seed).fit_predict(zs)
     return float(adjusted_rand_score(labels, pred))
+
+
+#: The earlier name of :func:`active_components` (kept for existing code).
+active_channels = active_components

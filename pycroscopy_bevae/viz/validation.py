@@ -15,6 +15,7 @@ import numpy as np
 from ..analysis.results import ModelResult, read_model_result
 from ..analysis.validation import Traversal, best_median_worst, latent_traversal
 from ..exceptions import ParameterError
+from ..io.usid import as_text
 from .loops import plot_map, plot_maps
 
 __all__ = [
@@ -434,7 +435,7 @@ def _history_of(obj):
             raise ParameterError(f"group '{obj.name}' has no Training_History (not a "
                                  "beta-VAE result)")
         h = obj["Training_History"]
-        cols = [c.decode() if isinstance(c, bytes) else str(c) for c in h.attrs["columns"]]
+        cols = [as_text(c) for c in h.attrs["columns"]]
         hist = {c: h[:, i] for i, c in enumerate(cols)}
         es = obj["Embedding_Snapshots"].attrs
         return hist, np.asarray(es["epochs"]), np.asarray(es["n_active"])
