@@ -44,6 +44,26 @@ def load_beta_vae(grp: h5py.Group, n_active: int | None = None,
     Returns
     -------
     (BetaVAE, MultiScaler)
+
+    Raises
+    ------
+    BEPSFormatError
+        The group holds no model, or a configuration or array that is malformed or
+        larger than its own results allow (checked before anything is built or read).
+
+    Examples
+    --------
+    >>> import os, tempfile, h5py
+    >>> from pycroscopy_bevae import BetaVAEProcess, LoopProjector, write_synthetic_beps
+    >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(5, 4))
+    >>> with h5py.File(path, "r+") as f:
+    ...     proj = LoopProjector(f, progress=False).compute()
+    ...     grp = BetaVAEProcess(proj, units=4, embedding_dim=4, latent_dim=3, epochs=2,
+    ...                          prime_epochs=1, step_epochs=1, beta_start=0.01,
+    ...                          round_updates=0, relax_epochs=0, progress=False).compute()
+    ...     vae, scaler = load_beta_vae(grp)
+    >>> vae.transform(np.zeros((1, 96, 2))).shape, scaler.mode
+    ((1, 3), 'global')
     """
     where = f"group '{grp.name}' in file '{grp.file.filename}'"
     if "Model" not in grp or "config" not in grp["Model"].attrs:
@@ -96,6 +116,7 @@ def read_scaler(grp: h5py.Group) -> MultiScaler:
 
 
 def write_arrays(g: h5py.Group, arrays: dict) -> None:
+    """One dataset per named array under ``g`` (names with ``/`` make subgroups)."""
     for name, arr in arrays.items():
         g.create_dataset(name, data=np.asarray(arr))
 
@@ -214,6 +235,8 @@ def numeric(dset: h5py.Dataset) -> np.ndarray:
 
 
 def write_snapshot(grp: h5py.Group, index: int, snap: Snapshot) -> None:
+    """Store snapshot ``index`` (weights, latent means and log-variances, schedule values
+    and losses) under ``grp/Model/Snapshots/NNNN``, replacing one written earlier."""
     snaps = grp.require_group("Model").require_group("Snapshots")
     name = f"{index:04d}"
     if name in snaps:  # written after the checkpoint a run was resumed from
@@ -228,6 +251,8 @@ def write_snapshot(grp: h5py.Group, index: int, snap: Snapshot) -> None:
 
 
 def read_snapshots(grp: h5py.Group, limits: dict | None = None) -> list[Snapshot]:
+    """The snapshots under ``grp/Model/Snapshots`` in order; with ``limits`` (from the
+    checked config) every array's shape is checked before it is read."""
     if "Model/Snapshots" not in grp:
         return []
     out = []
