@@ -203,15 +203,26 @@ class LoopScaler:
         steps = x.shape[1]
         if self.mode == "none":
             self.mean_, self.std_ = np.zeros(steps), np.ones(steps)
-        elif self.mode == "global":
+            return self
+        # values so small that their squares underflow (< 1e-154) are measured on a
+        # rescaled copy; everything else exactly as numpy computes it
+        mag = np.where(np.isfinite(x), np.abs(x), 0.0).max(axis=0)
+        if self.mode != "step":
+            mag = np.full(steps, mag.max())
+        unit = np.where((mag > 0) & (mag < 1e-100), mag, 1.0)
+        xs = x / unit
+        unit = unit if self.mode == "step" else unit[0]
+        if self.mode == "global":
             self.mean_ = np.full(steps, np.nanmean(x))
-            self.std_ = np.full(steps, np.nanstd(x))
+            self.std_ = np.full(steps, unit * np.nanstd(xs))
         elif self.mode == "balanced":
             self.mean_ = np.full(steps, np.nanmean(x))
-            self.std_ = np.full(steps, np.sqrt(np.nanmean((x - np.nanmean(x, axis=0)) ** 2)))
+            self.std_ = np.full(steps, unit * np.sqrt(np.nanmean(
+                (xs - np.nanmean(xs, axis=0)) ** 2)))
         else:
-            self.mean_, self.std_ = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
-        self.std_ = np.where(self.std_ > 0, self.std_, 1.0)
+            self.mean_, self.std_ = np.nanmean(x, axis=0), unit * np.nanstd(xs, axis=0)
+        # a spread at the level of float rounding (constant loops) is no spread: not divided
+        self.std_ = np.where(self.std_ > 1e-12 * mag, self.std_, 1.0)
         return self
 
     def _check(self, x: np.ndarray) -> np.ndarray:
@@ -295,11 +306,13 @@ class MultiScaler:
         >>> bool(np.allclose(ms.std_, MultiScaler("balanced").fit([x]).std_))
         True
         """
-        first = None
+        first = mag = None
         n = 0
         for mods in blocks():
             sums = np.stack([np.asarray(m, float).sum(axis=0) for m in mods])
+            top = np.stack([np.abs(np.asarray(m, float)).max(axis=0) for m in mods])
             first = sums if first is None else first + sums
+            mag = top if mag is None else np.maximum(mag, top)
             n += len(mods[0])
         if first is None or n == 0:
             raise ParameterError("fit_blocks: no data in the blocks")
@@ -319,7 +332,10 @@ class MultiScaler:
         mean = step_mean if self.mode == "step" else np.repeat(
             step_mean.mean(axis=1, keepdims=True), steps, axis=1)
         std = np.sqrt(var)
-        fitted = MultiScaler.from_arrays(self.mode, mean, np.where(std > 0, std, 1.0))
+        if self.mode != "step":
+            mag = np.repeat(mag.max(axis=1, keepdims=True), steps, axis=1)
+        # as fit(): a spread at the level of float rounding is no spread
+        fitted = MultiScaler.from_arrays(self.mode, mean, np.where(std > 1e-12 * mag, std, 1.0))
         self.scalers_ = fitted.scalers_
         return self
 

@@ -166,3 +166,17 @@ def test_not_fitted_is_a_package_error_and_scikit_learns():
             call()
         for cls in (SklearnNotFittedError, ParameterError, BevaeError):
             assert isinstance(info.value, cls), (name, cls)
+
+
+@pytest.mark.parametrize("mode", ["global", "step", "balanced"])
+def test_values_whose_squares_underflow_are_still_standardised(mode):
+    """(1e-293)**2 is 0 in float64: the spread is measured on a rescaled copy (found by
+    the property test on subnormal inputs)."""
+    x = np.array([[1.79614093e-293, 0.0], [0.0, 3e-294], [5e-294, 1e-293]])
+    z = LoopScaler(mode).fit(x).transform(x)
+    if mode == "global":
+        assert z.std() == pytest.approx(1)
+    elif mode == "step":
+        np.testing.assert_allclose(z.std(axis=0), 1)
+    else:
+        assert np.sqrt(np.mean((z - z.mean(axis=0)) ** 2)) == pytest.approx(1)
