@@ -51,6 +51,7 @@ def test_converted_file_has_projection_layout(tmp_path):
 
 
 @needs_data
+@pytest.mark.slow
 def test_dictionary_learning_on_real_pzt(tmp_path):
     path = convert_pzt_benchmark(PZT, tmp_path / "pzt.h5")
     with h5py.File(path, "r+") as f:

@@ -195,6 +195,7 @@ def test_jupyter_viewer_degrades_without_widgets(fitted):
         assert hasattr(out, "children")
 
 
+@pytest.mark.slow
 def test_report_reads_only_and_fills_the_table(fitted, tmp_path):
     path, names = fitted
     before = file_digest(path)
@@ -220,6 +221,7 @@ def test_report_reads_only_and_fills_the_table(fitted, tmp_path):
     assert f"{mse_dl:.4g}" in md and "reconstructions.png" in md
 
 
+@pytest.mark.slow
 def test_report_cli_and_errors(fitted, tmp_path, capsys):
     path, _ = fitted
     assert main(["report", path, "--out", str(tmp_path / "r"), "--no-animations"]) == 0

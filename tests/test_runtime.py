@@ -41,6 +41,7 @@ def test_defaults_in_force_in_this_process():
     assert info["tensorflow"] and info["keras"] and info["cpu_count"] >= 1
 
 
+@pytest.mark.slow
 def test_environment_turns_it_off_and_sizes_pools():
     code = ("import json; from pycroscopy_bevae.models import runtime_info; "
             "print(json.dumps(runtime_info()))")

@@ -81,6 +81,7 @@ def test_projection_chunk_size_and_equality(beps_file, tmp_path):
 
 
 # ---- beta-VAE: streamed training, batched inference ----------------------------------------
+@pytest.mark.slow
 def test_estimator_streams_the_same_batches():
     from pycroscopy_bevae.models import BetaVAE
     from pycroscopy_bevae.models.vae import SpectraSource
@@ -139,6 +140,7 @@ def streamed_run(_vae_master, tmp_path_factory):
     return out | {"path": path}
 
 
+@pytest.mark.slow
 def test_streamed_process_matches_in_memory(in_memory_run, streamed_run):
     assert bool(streamed_run["attrs"]["stream"]) is True
     # the scaler differs in the last bits only; training sees the same float32 batches
@@ -160,6 +162,7 @@ class _Interrupt(BetaVAEProcess):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_streamed_run_resumes_exactly(_vae_master, streamed_run, tmp_path, monkeypatch):
     import pycroscopy_bevae.process.vae as pv
 

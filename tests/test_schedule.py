@@ -85,6 +85,7 @@ def test_active_channels_is_the_one_definition():
     assert active_channels(np.zeros((3, 2)), np.zeros((3, 2)), 0.0).tolist() == [0, 1]
 
 
+@pytest.mark.slow
 def test_one_round_per_pass_is_the_epoch_schedule(toy_x):
     """200 spectra in batches of 50: 4 updates per pass. round_updates=4 must train
     exactly as the epoch-counted schedule (same batches, same order)."""
@@ -94,6 +95,7 @@ def test_one_round_per_pass_is_the_epoch_schedule(toy_x):
     assert a.updates_per_epoch_ == b.updates_per_epoch_ == 4
 
 
+@pytest.mark.slow
 def test_rounds_run_through_the_stream_of_passes(toy_x):
     """Rounds of 2 updates: 4 rounds are the 8 updates of 2 passes; with the regularisation
     off throughout, the weights equal 2 epoch-counted passes bit for bit."""
@@ -106,6 +108,7 @@ def test_rounds_run_through_the_stream_of_passes(toy_x):
     assert not _weights_equal(a, c)  # 12 updates: a different model
 
 
+@pytest.mark.slow
 def test_update_counted_schedule_is_independent_of_the_map_size(toy_x):
     big = np.concatenate([toy_x] * 4)  # 800 spectra: 16 updates per pass
     kw = dict(TINY, round_updates=5, epochs=6, prime_epochs=2)
@@ -118,6 +121,7 @@ def test_update_counted_schedule_is_independent_of_the_map_size(toy_x):
     assert counted.updates_per_epoch_ == 16 and big_fit.updates_per_epoch_ == 5
 
 
+@pytest.mark.slow
 def test_capacity_loss_is_the_distance_to_the_target(toy_x):
     vae = BetaVAE(**{**TINY, "schedule": "capacity", "beta_start": 3.0, "capacity_start": 0.2,
                      "capacity_step": 0.3}).fit(toy_x, progress=False)
@@ -152,6 +156,7 @@ def test_relax_phase_keeps_the_wanted_channels(toy_x):
     assert vae.resolved_params()["target_active"] == 2
 
 
+@pytest.mark.slow
 def test_relax_without_target_goes_back_within_the_tolerance(toy_x):
     # the linear path learns in a few updates; then a large beta wipes the channels out
     kw = dict(TINY, latent_dim=4, linear_path=True, learning_rate=0.01, round_updates=10,
@@ -172,6 +177,7 @@ def test_relax_without_target_goes_back_within_the_tolerance(toy_x):
     assert snaps[-1].losses["recon_mse"] <= 1.5 * ref
 
 
+@pytest.mark.slow
 def test_resume_inside_the_relax_phase_is_exact(toy_x, tmp_path):
     from pycroscopy_bevae.io.model_store import read_checkpoint, write_checkpoint, write_snapshot
 
@@ -202,6 +208,7 @@ def test_resume_inside_the_relax_phase_is_exact(toy_x, tmp_path):
     assert resumed.relax_ == ref.relax_ and resumed.relax_from_ == ref.relax_from_
 
 
+@pytest.mark.slow
 def test_linear_path_round_trips_and_old_configs_load(toy_x):
     vae = BetaVAE(**{**TINY, "linear_path": True}).fit(toy_x, progress=False)
     names = [w.path for w in vae.model_.decoder.weights]
@@ -228,6 +235,7 @@ def test_linear_path_round_trips_and_old_configs_load(toy_x):
         BetaVAE(round_updates=-1).resolved_params()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["fast", "paper"])
 def test_storage_estimate_bounds_the_built_network(preset):
     """The estimate sizes the space check before any write: never below the real count
@@ -247,6 +255,7 @@ def test_storage_estimate_bounds_the_built_network(preset):
     assert real <= est <= 1.05 * real
 
 
+@pytest.mark.slow
 def test_process_trains_the_requested_channels_with_a_relax_phase(beps_file):
     """``n_active`` of the process is the relax phase's target; what ran is recorded."""
     from pycroscopy_bevae import BetaVAEProcess, LoopProjector

@@ -129,6 +129,7 @@ def test_config_round_trip(trained, toy_x):
     assert json.loads(trained.config_json())["network"]["latent_dim"] == 3
 
 
+@pytest.mark.slow
 def test_resume_is_exact_and_runs_repeat(trained, toy_x):
     class Stop(Exception):
         pass

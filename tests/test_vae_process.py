@@ -80,6 +80,7 @@ def test_results_layout(reference_run):
         np.testing.assert_allclose(vae.transform(X), grp["Embedding"][()], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_duplicate_and_reselect(projected, reference_run):
     with h5py.File(projected, "r+") as f:
         first = BetaVAEProcess(f[PROJ], **TINY).compute().name
@@ -100,6 +101,7 @@ class _Interrupt(BetaVAEProcess):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_resume_after_interruption_matches_uninterrupted(projected, reference_run):
     with h5py.File(projected, "r+") as f:
         with pytest.raises(KeyboardInterrupt):
@@ -148,6 +150,7 @@ def test_crafted_model_cannot_execute_code(reference_run, tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.slow
 def test_numpy_parameters_train_and_bad_ones_write_nothing(tmp_path, _projected_master):
     import json
     import shutil
@@ -184,6 +187,7 @@ class _Poison(BetaVAEProcess):
                                           est.model_.get_weight_arrays().items()})
 
 
+@pytest.mark.slow
 def test_a_diverged_training_stops_clearly_and_keeps_the_last_good_snapshot(projected):
     before = file_digest(projected)
     with h5py.File(projected, "r+") as f:
