@@ -61,6 +61,13 @@ class Constraint:
         raise NotImplementedError
 
 
+def _within(value, low, high, low_open: bool = False, high_open: bool = False) -> bool:
+    """``value`` between the bounds (None: unbounded on that side)."""
+    if low is not None and (value <= low if low_open else value < low):
+        return False
+    return high is None or (value < high if high_open else value <= high)
+
+
 def _bound(x) -> str:
     return "2**32" if x == 2**32 else f"{x:g}"
 
@@ -74,14 +81,8 @@ class Integer(Constraint):
     high_open: bool = False
 
     def accepts(self, value) -> bool:
-        if not isinstance(value, int) or isinstance(value, bool):
-            return False
-        if self.low is not None and value < self.low:
-            return False
-        if self.high is not None and (value >= self.high if self.high_open
-                                      else value > self.high):
-            return False
-        return True
+        return isinstance(value, int) and not isinstance(value, bool) and _within(
+            value, self.low, self.high, high_open=self.high_open)
 
     def describe(self) -> str:
         if self.high is None:
@@ -101,15 +102,9 @@ class Real(Constraint):
     high_open: bool = False
 
     def accepts(self, value) -> bool:
-        if not isinstance(value, (int, float)) or isinstance(value, bool) \
-                or not math.isfinite(value):
-            return False
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        if self.high is not None and (value >= self.high if self.high_open
-                                      else value > self.high):
-            return False
-        return True
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value)
+                and _within(value, self.low, self.high, self.low_open, self.high_open))
 
     def describe(self) -> str:
         if self.high is None:

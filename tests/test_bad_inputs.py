@@ -606,15 +606,22 @@ def test_a_dataset_squatting_on_a_results_name_is_refused_before_writing(masters
     assert file_digest(path) == before
 
 
-def test_big_endian_sho_fields_project_like_native_ones(masters, tmp_path):
-    path = tmp_path / "big_endian.h5"
+def _rewritten_fit(masters: dict, path: Path, convert=lambda data: data, **storage) -> Path:
+    """A copy of the raw file whose SHO Fit is stored again (``convert``-ed values,
+    ``storage`` keywords of ``create_dataset``), with the same attributes."""
     shutil.copy(masters["raw"], path)
     with h5py.File(path, "r+") as f:
         data, attrs = f[FIT][()], dict(f[FIT].attrs)
         del f[FIT]
-        new = f.create_dataset(FIT, data=data.astype([(n, ">f4") for n in SHO_FIELDS]))
+        new = f.create_dataset(FIT, data=convert(data), **storage)
         for k, v in attrs.items():
             new.attrs[k] = v
+    return path
+
+
+def test_big_endian_sho_fields_project_like_native_ones(masters, tmp_path):
+    path = _rewritten_fit(masters, tmp_path / "big_endian.h5",
+                          lambda data: data.astype([(n, ">f4") for n in SHO_FIELDS]))
     _project(path)
     with h5py.File(path, "r") as f, h5py.File(masters["projected"], "r") as ref:
         assert f[FIT].dtype[SHO_FIELDS[0]].byteorder == ">"
@@ -687,14 +694,7 @@ with h5py.File(sys.argv[1], "r+") as f:
 
 
 def test_a_fit_stored_with_an_unavailable_filter_is_refused_before_writing(masters, tmp_path):
-    path = tmp_path / "lzf.h5"
-    shutil.copy(masters["raw"], path)
-    with h5py.File(path, "r+") as f:
-        data, attrs = f[FIT][()], dict(f[FIT].attrs)
-        del f[FIT]
-        new = f.create_dataset(FIT, data=data, compression="lzf", chunks=(5, 96))
-        for k, v in attrs.items():
-            new.attrs[k] = v
+    path = _rewritten_fit(masters, tmp_path / "lzf.h5", compression="lzf", chunks=(5, 96))
     before = _sha(path)
     out = subprocess.run([sys.executable, "-c", _UNREGISTERED_FILTER, str(path)],
                          capture_output=True, text=True, timeout=300, check=True).stdout
