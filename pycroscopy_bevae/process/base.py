@@ -267,16 +267,17 @@ _PROCESS_CONSTRAINTS = {
     "verbose": Flag(),
     "lazy": Flag(),
 }
+#: Every keyword a process passes on to ``pyUSID.Process``.
+PROCESS_KEYWORDS = ("h5_target_group", *_PROCESS_CONSTRAINTS)
 
 
 def _check_process_kwargs(kwargs: dict) -> None:
     """pyUSID's ``Process`` keywords, checked before pyUSID sees them (its own errors are
     raw TypeErrors and AttributeErrors); numpy scalars become plain values in place."""
-    allowed = ("h5_target_group", *_PROCESS_CONSTRAINTS)
-    unknown = sorted(set(kwargs) - set(allowed))
+    unknown = sorted(set(kwargs) - set(PROCESS_KEYWORDS))
     if unknown:
         raise ParameterError(f"unknown parameter(s) {unknown}; the processing keywords are "
-                             f"{list(allowed)}")
+                             f"{list(PROCESS_KEYWORDS)}")
     target = kwargs.get("h5_target_group")
     if target is not None and not isinstance(target, h5py.Group):
         raise ParameterError(f"h5_target_group must be an h5py Group (or File) in a writable "

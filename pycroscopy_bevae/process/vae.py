@@ -30,14 +30,12 @@ from ..models.vae import (
 from ..parallel import active_pool, vae_inferrer
 from ..params import Choice, Either, Flag, Integer, Literal, check_params
 from ..preprocessing import LoopScaler, MultiScaler, stack_channels
-from .base import GlobalFitProcess, clear_group
+from .base import PROCESS_KEYWORDS, GlobalFitProcess, clear_group
 
 __all__ = ["BetaVAEProcess", "load_beta_vae"]
 
 logger = logging.getLogger(__name__)
 
-_PROCESS_KWARGS = ("h5_target_group", "verbose", "max_mem_mb", "cores", "mem_multiplier",
-                   "lazy")
 #: What the process's own parameters accept (the BetaVAE's are the estimator's).
 _CONSTRAINTS = {
     "scaling": Choice(LoopScaler.MODES),
@@ -146,7 +144,7 @@ class BetaVAEProcess(GlobalFitProcess):
                  scaling: str = "global", preset: str = "fast", n_active: int | None = None,
                  checkpoint_every: int = 10, progress: bool = True,
                  stream: bool | str = "auto", strategy=None, **kwargs) -> None:
-        proc_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in _PROCESS_KWARGS}
+        proc_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in PROCESS_KEYWORDS}
         unknown = [k for k in kwargs if k not in _PARAMS]
         if unknown:
             raise ParameterError(f"unknown parameter(s) {unknown}; BetaVAE parameters are "
