@@ -38,6 +38,7 @@ _LAZY = {
     "find_sho_fit": "pycroscopy_bevae.io.beps",
     "select_loops": "pycroscopy_bevae.io.beps",
     "usid_to_sidpy": "pycroscopy_bevae.io.sidpy_conv",
+    "plottable_sidpy": "pycroscopy_bevae.io.sidpy_conv",
     "configure_tensorflow": "pycroscopy_bevae.models.runtime",
     "active_channels": "pycroscopy_bevae.models.schedule",
 }

@@ -162,7 +162,7 @@ def test_process_writes_results(projected):
         assert f[a["source_001"]].name.endswith("Resonance")
         assert a["num_source_dsets"] == 2 and a["version_scikit-learn"]
         sd = proc.results_as_sidpy()
-        assert sd["Reconstruction"].shape == (20, 18, 2, 96)
+        assert sd["Reconstruction"].shape == (20, 18, 96, 2)  # Y, X, DC, modality
 
 
 def test_process_duplicates_and_new_parameters(projected):

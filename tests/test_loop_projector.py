@@ -165,7 +165,7 @@ def test_results_as_sidpy(beps_file):
         with pytest.raises(ParameterError, match="compute"):
             proj.results_as_sidpy()
         proj.compute()
-        sd = proj.results_as_sidpy()
+        sd = proj.results_as_sidpy(plottable=False)
     piezo = sd["Piezoresponse"]
     assert piezo.shape == (20, 18, 2, 96, 2)
     assert [piezo._axes[i].name for i in range(5)] == ["Y", "X", "Cycle", "DC_Offset", "Field"]

@@ -12,8 +12,8 @@ from .beps import (
     select_loops,
     validate_sho_fit,
 )
-from .sidpy_conv import usid_to_sidpy
+from .sidpy_conv import plottable_sidpy, usid_to_sidpy
 
 __all__ = ["SHO_FIELDS", "LoopLayout", "LoopSelection", "check_fits_usable", "check_readable",
            "describe_loops", "find_sho_fit", "open_h5", "select_loops", "validate_sho_fit",
-           "usid_to_sidpy"]
+           "plottable_sidpy", "usid_to_sidpy"]

@@ -11,7 +11,7 @@ from pyUSID.processing import Process
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.beps import external_link_holder
-from ..io.sidpy_conv import usid_to_sidpy
+from ..io.sidpy_conv import plottable_sidpy, usid_to_sidpy
 from ..io.space import WriteFailedError, reserved_space
 from ..io.usid import package_versions, quiet_pyusid, write_attrs
 from ..params import Either, Flag, Integer, Literal, Real, check_params
@@ -145,10 +145,25 @@ class BevaeProcess(Process):
     def _finalize(self) -> None:
         """Hook run after a successful compute (subclasses write summary attributes)."""
 
-    def results_as_sidpy(self) -> dict:
-        """The results of the last :meth:`compute` as ``sidpy.Dataset`` objects, by name."""
+    def results_as_sidpy(self, plottable: bool = True) -> dict:
+        """The results of the last :meth:`compute` as ``sidpy.Dataset`` objects, by name.
+
+        Parameters
+        ----------
+        plottable : bool
+            True (default): each result typed and arranged so that ``dset.plot()`` draws
+            it (see :func:`pycroscopy_bevae.io.plottable_sidpy`: loops and
+            reconstructions as spectral images with one curve per cycle / field, maps as
+            images, the dictionary as a family of spectra). False: the USID N-D form,
+            one sidpy dimension per USID dimension (see
+            :func:`pycroscopy_bevae.io.usid_to_sidpy`).
+        """
         if self.h5_results_grp is None:
             raise ParameterError("no results yet: call compute() first")
+        if plottable:
+            source = type(self).__name__
+            return {name: plottable_sidpy(self.h5_results_grp[name], source=source)
+                    for name in self.result_names if name in self.h5_results_grp}
         return {name: usid_to_sidpy(self.h5_results_grp[name]) for name in self.result_names
                 if name in self.h5_results_grp}
 
