@@ -524,6 +524,9 @@ def write_synthetic_beps(
     raw_data : bool
         Also write a complex ``Raw_Data`` (SHO responses over 16 frequency bins),
         so the layout matches a translated file. Only for grids of at most 400 positions.
+        The responses follow BGlib's SHO model (peak ``A Q`` at phase ``phi + pi/2``), so
+        BGlib's ``BESHOfitter`` on ``Raw_Data`` gives back the stored ``Fit``: the same
+        amplitudes, phases and hence the ground-truth rotation angles.
     dtype : {'float32', 'float64'}
         Precision of the SHO compound (BGlib has written both).
     overwrite : bool
@@ -638,14 +641,15 @@ def _create_raw(chan: h5py.Group, plan: _Plan, pos_dims: list) -> h5py.Dataset:
 
 
 def _raw_response(c: dict, n_pos: int, n_spec: int) -> np.ndarray:
-    w = _raw_frequencies()
+    """The complex response over the frequency band, in BGlib's SHO convention
+    (``A e^{i phi} w0^2 / (w^2 - i w w0 / Q - w0^2)``, peak ``A Q e^{i (phi + pi/2)}``), so
+    that BGlib's SHO fit of ``Raw_Data`` gives back the stored ``Fit``."""
+    w = _raw_frequencies()[None, None, :]
     z = c["amplitude"].reshape(n_pos, n_spec) * np.exp(1j * c["phase"].reshape(n_pos, n_spec))
-    wr = c["frequency"].reshape(n_pos, n_spec)
-    q = c["quality"].reshape(n_pos, n_spec)
-    ww = w[None, None, :]
+    wr = c["frequency"].reshape(n_pos, n_spec)[..., None]
+    q = c["quality"].reshape(n_pos, n_spec)[..., None]
     with np.errstate(invalid="ignore"):  # failed (NaN) fits stay NaN, then become 0
-        resp = z[..., None] * (1j * ww * wr[..., None] / q[..., None]) / (
-            wr[..., None] ** 2 - ww**2 + 1j * ww * wr[..., None] / q[..., None])
+        resp = z[..., None] * wr**2 / (w**2 - 1j * w * wr / q - wr**2)
     return np.nan_to_num(resp).astype(np.complex64).reshape(n_pos, n_spec * _RAW_BINS)
 
 
