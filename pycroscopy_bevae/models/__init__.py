@@ -4,6 +4,9 @@ beta-VAE (TensorFlow is imported only when a network is built)."""
 from .projection import ProjectionResult, project_loops, rotation_angles
 
 __all__ = ["ProjectionResult", "project_loops", "rotation_angles"]
+from .loop_fit import LOOP_PARAMETERS, LoopFitResult, fit_loops, loop_model  # noqa: E402
+
+__all__ += ["LOOP_PARAMETERS", "LoopFitResult", "fit_loops", "loop_model"]
 from .dictionary import AlphaSearch, DictionaryLearner, alpha_grid_search  # noqa: E402
 
 __all__ += ["AlphaSearch", "DictionaryLearner", "alpha_grid_search"]

@@ -3,8 +3,9 @@
 from ..io.loop_sources import LoopSources
 from .base import BevaeProcess, GlobalFitProcess
 from .dictionary import DictionaryLearningProcess
+from .loop_fit import LoopFitProcess
 from .loop_projection import LoopProjector
 from .vae import BetaVAEProcess, load_beta_vae
 
-__all__ = ["BevaeProcess", "GlobalFitProcess", "DictionaryLearningProcess", "LoopProjector",
-           "LoopSources", "BetaVAEProcess", "load_beta_vae"]
+__all__ = ["BevaeProcess", "GlobalFitProcess", "DictionaryLearningProcess", "LoopFitProcess",
+           "LoopProjector", "LoopSources", "BetaVAEProcess", "load_beta_vae"]
