@@ -17,15 +17,17 @@ import numpy as np
 
 from .analysis import (
     cluster_agreement,
+    factor_scores,
     find_results,
     ground_truth_r2,
     read_ground_truth,
+    read_loop_fit,
     read_model_result,
 )
 from .analysis.results import ModelResult
 from .exceptions import BEPSFormatError, MissingFileError
 
-__all__ = ["Report", "make_report", "comparison_rows"]
+__all__ = ["Report", "make_report", "comparison_rows", "physics_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -220,6 +222,8 @@ def make_report(path: str, out_dir: str | None = None, animations: bool = True,
         results = list(by_path.values())
         latest = [by_path[found[k][-1]] for k in ("dictionary", "beta_vae") if found[k]]
         rows = comparison_rows(results, truth, seed=seed)
+        if found["loop_fit"]:
+            text += physics_lines(f[found["loop_fit"][-1]], latest, seed=seed)
         for res in latest:
             stem = res.label.replace(" ", "_").replace("-", "_")
             fig, _ = plot_embedding_maps(res, suptitle=f"{res.label}: {res.group}")
@@ -251,6 +255,46 @@ def make_report(path: str, out_dir: str | None = None, animations: bool = True,
     _write_pages(rep, path, text, truth is not None)
     logger.info("report written to %s", rep.html)
     return rep
+
+
+#: Loop-fit parameters the report reads the channels in.
+PHYSICS = ("Coercive_Voltage_Up", "Coercive_Voltage_Down", "Amplitude", "Offset", "Slope")
+
+
+def physics_lines(fit_grp: h5py.Group, results: list[ModelResult], seed: int = 0
+                  ) -> list[str]:
+    """Which channel of each model follows which loop-fit parameter ("known physics").
+
+    For every model, the loop fit of the loop it was trained on (its cycle and field) is
+    read with :func:`~pycroscopy_bevae.analysis.read_loop_fit` and scored against the
+    active channels with :func:`~pycroscopy_bevae.analysis.factor_scores`: the R^2 of
+    each parameter from all active channels, and the single channel that carries most of
+    it.
+    """
+    lines = []
+    for res in results:
+        z = res.embedding[:, res.active]
+        if not z.shape[1] or len(z) < 20:
+            continue
+        cycle = int(res.attrs.get("cycle", -1))
+        fld = str(res.attrs.get("field", "off"))
+        try:
+            params = read_loop_fit(fit_grp, cycle=cycle, field="on" if fld == "on" else "off")
+        except BEPSFormatError as exc:
+            logger.info("no loop-fit comparison for %s: %s", res.label, exc)
+            continue
+        use = {k: params[k] for k in PHYSICS
+               if len(params[k]) == len(z) and np.isfinite(params[k]).sum() >= 20
+               and np.nanstd(params[k]) > 0}
+        if not use:
+            continue
+        scores = factor_scores(z, use, seed=seed)
+        parts = [f"{k.replace('_', ' ').lower()} R^2 {v['r2']:.2f} (channel "
+                 f"{int(res.active[v['best_channel']])} alone {v['best_r2']:.2f})"
+                 for k, v in scores.items()]
+        lines.append(f"{res.label} vs the loop fit `{fit_grp.name.rsplit('/', 1)[-1]}` "
+                     f"(cycle {cycle}, field {fld}): " + "; ".join(parts) + ".")
+    return lines
 
 
 CAPTIONS = {

@@ -12,12 +12,15 @@ matplotlib.use("Agg")
 from pycroscopy_bevae import (  # noqa: E402
     BetaVAEProcess,
     DictionaryLearningProcess,
+    LoopFitProcess,
     LoopProjector,
     write_synthetic_beps,
 )
 from pycroscopy_bevae.analysis import (  # noqa: E402
+    factor_scores,
     find_results,
     latent_traversal,
+    read_loop_fit,
     read_model_result,
 )
 from pycroscopy_bevae.cli import main  # noqa: E402
@@ -49,7 +52,8 @@ def fitted(tmp_path_factory):
         proj = LoopProjector(f, progress=False).compute()
         dl = DictionaryLearningProcess(proj, n_components=3).compute()
         vae = BetaVAEProcess(proj, progress=False, **TINY).compute()
-        names = {"proj": proj.name, "dl": dl.name, "vae": vae.name}
+        fit = LoopFitProcess(proj["Piezoresponse"], progress=False).compute()
+        names = {"proj": proj.name, "dl": dl.name, "vae": vae.name, "fit": fit.name}
     return path, names
 
 
@@ -58,7 +62,7 @@ def test_find_and_read_results(fitted):
     with h5py.File(path, "r") as f:
         found = find_results(f)
         assert found == {"projection": [names["proj"]], "dictionary": [names["dl"]],
-                         "beta_vae": [names["vae"]]}
+                         "beta_vae": [names["vae"]], "loop_fit": [names["fit"]]}
         dl = read_model_result(f[names["dl"]])
         vae = read_model_result(f[names["vae"]])
         # the re-read data and stored reconstruction reproduce the stored errors
@@ -219,6 +223,15 @@ def test_report_reads_only_and_fills_the_table(fitted, tmp_path):
     md = open(rep.markdown, encoding="utf-8").read()
     assert "<table>" in html and "mechanism ARI" in html
     assert f"{mse_dl:.4g}" in md and "reconstructions.png" in md
+    # known physics: the dictionary's channels against the loop fit of the loops it saw
+    with h5py.File(path, "r") as f:
+        dl = read_model_result(f[names["dl"]])
+        params = read_loop_fit(f[names["fit"]], cycle=int(dl.attrs["cycle"]), field="off")
+    expected = factor_scores(dl.embedding[:, dl.active],
+                             {"Coercive_Voltage_Up": params["Coercive_Voltage_Up"]})
+    line = next(t for t in md.splitlines() if t.startswith("dictionary learning vs the loop"))
+    assert "Piezoresponse-Loop_Fit_000" in line and "field off" in line
+    assert f"coercive voltage up R^2 {expected['Coercive_Voltage_Up']['r2']:.2f}" in line
 
 
 @pytest.mark.slow

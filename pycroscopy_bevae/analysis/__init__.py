@@ -2,7 +2,13 @@
 
 from .compare import factor_scores, linear_baselines, mechanism_accuracy, modality_mse
 from .metrics import angle_difference, rowwise_correlation
-from .results import ModelResult, find_results, read_ground_truth, read_model_result
+from .results import (
+    ModelResult,
+    find_results,
+    read_ground_truth,
+    read_loop_fit,
+    read_model_result,
+)
 from .validation import (
     Traversal,
     active_channels,
@@ -32,6 +38,7 @@ __all__ = [
     "mechanism_accuracy",
     "modality_mse",
     "read_ground_truth",
+    "read_loop_fit",
     "read_model_result",
     "rowwise_correlation",
     "spectrum_mse",

@@ -14,10 +14,11 @@ from ..io.usid import as_text
 from ..preprocessing import unstack_features
 from .validation import active_components
 
-__all__ = ["ModelResult", "find_results", "read_model_result", "read_ground_truth"]
+__all__ = ["ModelResult", "find_results", "read_loop_fit", "read_model_result",
+           "read_ground_truth"]
 
 KINDS = {"Fit-Loop_Projection": "projection", "Dictionary_Learning": "dictionary",
-         "Beta_VAE": "beta_vae"}
+         "Beta_VAE": "beta_vae", "Loop_Fit": "loop_fit"}
 LABELS = {"dictionary": "dictionary learning", "beta_vae": "beta-VAE"}
 
 
@@ -42,8 +43,8 @@ def find_results(h5: h5py.File | h5py.Group, complete_only: bool = True) -> dict
     Returns
     -------
     dict
-        ``{'projection': [...], 'dictionary': [...], 'beta_vae': [...]}``: HDF5 paths in
-        file order (the last one of each kind is the latest).
+        ``{'projection': [...], 'dictionary': [...], 'beta_vae': [...], 'loop_fit': [...]}``:
+        HDF5 paths in file order (the last one of each kind is the latest).
 
     Examples
     --------
@@ -56,7 +57,7 @@ def find_results(h5: h5py.File | h5py.Group, complete_only: bool = True) -> dict
     >>> [p.rsplit("/", 1)[-1] for p in found["projection"]], found["beta_vae"]
     (['Fit-Loop_Projection_000'], [])
     """
-    found: dict[str, list[str]] = {k: [] for k in ("projection", "dictionary", "beta_vae")}
+    found: dict[str, list[str]] = {k: [] for k in KINDS.values()}
 
     def _visit(name, obj):
         if not isinstance(obj, h5py.Group):
@@ -238,3 +239,61 @@ def read_ground_truth(h5: h5py.File) -> dict | None:
     if "Loop_Parameters" in gt:
         out["loop_parameters"] = {k: v[()] for k, v in gt["Loop_Parameters"].items()}
     return out
+
+
+def read_loop_fit(grp: h5py.Group, cycle: int = -1, field: str = "off") -> dict[str, np.ndarray]:
+    """The loop-fit parameters of one loop per position, from a ``*-Loop_Fit_NNN`` group.
+
+    These are the "known physics" to read latent channels in: pass them to
+    :func:`~pycroscopy_bevae.analysis.factor_scores` with an embedding to see which
+    channel follows the coercive voltage, the loop height, the imprint (offset) ...
+
+    Parameters
+    ----------
+    grp : h5py.Group
+        A results group of :class:`~pycroscopy_bevae.LoopFitProcess`.
+    cycle : int
+        Cycle (0-based, negative from the end; default the last), as the models select.
+    field : {'off', 'on'}
+        Field of the loop (default remanent, off). Ignored without a ``Field`` dimension.
+
+    Returns
+    -------
+    dict
+        Parameter name (``Coercive_Voltage_Up``, ..., ``R2``) -> (positions,) values.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from pycroscopy_bevae import LoopFitProcess, LoopProjector, write_synthetic_beps
+    >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(4, 4))
+    >>> with h5py.File(path, "r+") as f:
+    ...     proj = LoopProjector(f, progress=False).compute()
+    ...     fit = LoopFitProcess(proj["Piezoresponse"], progress=False).compute()
+    ...     params = read_loop_fit(fit)
+    >>> sorted(params)[:3], params["Coercive_Voltage_Up"].shape
+    (['Amplitude', 'Coercive_Voltage_Down', 'Coercive_Voltage_Up'], (16,))
+    """
+    from ..models.loop_fit import LOOP_PARAMETERS
+
+    missing = [k for k in (*LOOP_PARAMETERS, "R2") if not isinstance(grp.get(k), h5py.Dataset)]
+    if missing:
+        raise BEPSFormatError(f"group '{grp.name}' in file '{grp.file.filename}' is not a loop "
+                              f"fit: no {', '.join(missing)}")
+    vals = grp.file[grp["R2"].attrs["Spectroscopic_Values"]]
+    labels = [as_text(x) for x in np.atleast_1d(vals.attrs["labels"])]
+    table = np.atleast_2d(vals[()])
+    keep = np.ones(table.shape[1], dtype=bool)
+    if "Cycle" in labels:
+        cycles = np.unique(table[labels.index("Cycle")])
+        if not -len(cycles) <= cycle < len(cycles):
+            raise BEPSFormatError(f"loop fit '{grp.name}' has {len(cycles)} cycle(s); cycle "
+                                  f"{cycle} does not exist")
+        keep &= table[labels.index("Cycle")] == cycles[cycle]
+    if "Field" in labels:
+        keep &= table[labels.index("Field")] == (1 if field == "on" else 0)
+    cols = np.flatnonzero(keep)
+    if cols.size == 0:
+        raise BEPSFormatError(f"loop fit '{grp.name}' has no loop for cycle {cycle}, field "
+                              f"{field!r}")
+    return {k: grp[k][:, cols[0]] for k in (*LOOP_PARAMETERS, "R2")}
