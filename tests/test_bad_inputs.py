@@ -299,7 +299,7 @@ CASES = [
          "test_io::test_missing_and_wrongly_typed_fields"),
     Case("missing_dc_offset", lambda t, m: fit_file(t / "f.h5", with_dc=False), _projector(),
          BEPSFormatError, [r"Fit' in file", r"spectroscopic dimensions \['Cycle', 'Field'\]",
-                           "expected a 'DC_Offset' dimension"], "test_io::test_missing_dc_offset"),
+                           "expected a DC-bias dimension"], "test_io::test_missing_dc_offset"),
     Case("spec_indices_shape_mismatch", _spec_indices_wrong_shape, _projector(), BEPSFormatError,
          [r"Fit' in file", "is not a USID main dataset",
           r"Spectroscopic indices:\(3, 100\).*main dataset: \(30, 384\)"]),

@@ -124,7 +124,7 @@ def test_missing_and_wrongly_typed_fields(tmp_path):
 
 def test_missing_dc_offset(tmp_path):
     path = fit_file(tmp_path / "f.h5", with_dc=False)
-    with pytest.raises(BEPSFormatError, match="expected a 'DC_Offset' dimension"):
+    with pytest.raises(BEPSFormatError, match="expected a DC-bias dimension"):
         select_loops(path)
 
 

@@ -31,6 +31,7 @@ from ..params import Integer, check
 
 __all__ = [
     "SHO_FIELDS",
+    "bias_label",
     "LoopLayout",
     "LoopSelection",
     "find_sho_fit",
@@ -53,6 +54,37 @@ SHO_FIELDS: tuple[str, ...] = (
     "Phase [rad]",
     "R2 Criterion",
 )
+
+#: Names (lower case, spaces and underscores ignored) a DC-bias dimension goes by.
+BIAS_NAMES = ("dcoffset", "dc", "dcbias", "bias", "voltage", "vdc", "dcvoltage")
+
+
+def bias_label(labels, units) -> str | None:
+    """The spectroscopic dimension that is the DC bias, whatever it is called.
+
+    ``DC_Offset`` (BGlib's name) if present; else the one dimension whose name is a bias
+    name (:data:`BIAS_NAMES`: ``DC Offset``, ``Voltage``, ``Bias`` ...) or, failing that,
+    whose units are volts. None when there is no such dimension or it is ambiguous.
+
+    Examples
+    --------
+    >>> bias_label(["Cycle", "DC Offset", "Field"], ["", "V", ""])
+    'DC Offset'
+    >>> bias_label(["Frequency"], ["Hz"]) is None
+    True
+    """
+    labels = [str(x) for x in labels]
+    units = [str(u) for u in units] if units is not None else [""] * len(labels)
+    if "DC_Offset" in labels:
+        return "DC_Offset"
+    named = [lab for lab in labels if lab.lower().replace(" ", "").replace("_", "")
+             in BIAS_NAMES]
+    if len(named) == 1:
+        return named[0]
+    volts = [lab for lab, u in zip(labels, units, strict=False)
+             if u.strip().lower() in ("v", "volt", "volts")]
+    return volts[0] if len(volts) == 1 else None
+
 
 #: Field value -> name.  BGlib's translator writes 0 for out-of-field and 1 for in-field.
 FIELD_NAMES = {0: "off", 1: "on"}
@@ -279,6 +311,8 @@ class LoopLayout:
         Index of each column along any further spectroscopic dimension (e.g. ``FORC``).
     n_steps : int
         DC steps per cycle.
+    dc_label : str
+        Name of the DC-bias dimension in the file (``DC_Offset``, or e.g. ``Voltage``).
     """
 
     file: str
@@ -293,6 +327,7 @@ class LoopLayout:
     cycle_index: np.ndarray
     other_index: dict = field(default_factory=dict)
     n_steps: int = 0
+    dc_label: str = "DC_Offset"
 
     @property
     def n_cycles(self) -> int:
@@ -445,13 +480,17 @@ def describe_loops(dset: h5py.Dataset) -> LoopLayout:
             raise BEPSFormatError(
                 f"{where}: Spectroscopic_Indices of '{lab}' are not finite; expected "
                 "non-negative integers")
-    if "DC_Offset" not in labels:
+    dc_label = bias_label(labels, get_attr(h5_spec_inds, "units")
+                          if "units" in h5_spec_inds.attrs else None)
+    if dc_label is None:
         raise BEPSFormatError(
-            f"{where} has spectroscopic dimensions {list(labels)}; expected a 'DC_Offset' dimension"
+            f"{where} has spectroscopic dimensions {list(labels)}; expected a DC-bias "
+            "dimension ('DC_Offset', or one named like 'DC Offset' / 'Voltage' / 'Bias', or "
+            "the one dimension in volts)"
         )
     row = {lab: i for i, lab in enumerate(labels)}
-    dc_index = spec_inds[row["DC_Offset"]].astype(np.int64)
-    dc_values = spec_vals[row["DC_Offset"]]
+    dc_index = spec_inds[row[dc_label]].astype(np.int64)
+    dc_values = spec_vals[row[dc_label]]
     field_values = None
     if "Field" in row:
         field_values = np.rint(spec_vals[row["Field"]]).astype(np.int64)
@@ -473,7 +512,7 @@ def describe_loops(dset: h5py.Dataset) -> LoopLayout:
     other = {
         lab: spec_inds[i].astype(np.int64)
         for lab, i in row.items()
-        if lab not in ("DC_Offset", "Field", "Cycle")
+        if lab not in (dc_label, "Field", "Cycle")
     }
     if np.unique(spec_inds, axis=1).shape[1] != dset.shape[1]:
         raise BEPSFormatError(
@@ -512,6 +551,7 @@ def describe_loops(dset: h5py.Dataset) -> LoopLayout:
         cycle_index=cycle_index,
         other_index=other,
         n_steps=n_steps,
+        dc_label=dc_label,
     )
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import h5py
 import numpy as np
 
-from ..exceptions import BEPSFormatError, ParameterError
-from .beps import _position_grid, _read_columns, check_readable, describe_loops
+from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
+from .beps import _position_grid, _read_columns, bias_label, check_readable, describe_loops
 from .usid import make_dims
 
 __all__ = ["LoopSources", "resolve_sources"]
@@ -90,6 +91,7 @@ class LoopSources:
         dsets = resolve_sources(h5_main)
         names, columns = [], []
         axis = None
+        generic = False
         chosen_cycle: int | None = None
         n_pos = dsets[0].shape[0] if dsets[0].ndim == 2 else None
         for d in dsets:
@@ -111,9 +113,16 @@ class LoopSources:
                     f"{where} has {d.shape[0]} positions but '{dsets[0].name}' has {n_pos}; "
                     "all modalities must describe the same positions"
                 )
-            if "DC_Offset" not in _spectroscopic_labels(d):  # generic spectra: all steps
+            labels, units = _spectroscopic_labels(d)
+            if bias_label(labels, units) is None:  # generic spectra: all steps
                 cols = np.arange(d.shape[1])
                 this_axis = ("Step", "", cols.astype(float))
+                if cycle is not None or field != "off" or len(labels) > 1:
+                    warnings.warn(
+                        f"{where} has no DC-bias dimension (spectroscopic dimensions "
+                        f"{labels}): cycle/field selection is not applied, all {d.shape[1]} "
+                        "steps are used as one spectrum", DataQualityWarning, stacklevel=3)
+                generic = True
             else:
                 lay = describe_loops(d)
                 cols = lay.columns(cycle=cycle, field=field)
@@ -126,7 +135,9 @@ class LoopSources:
         if len(set(names)) != len(names):
             names = [f"{n}_{i}" for i, n in enumerate(names)]
         lay0 = _grid(dsets[0])
-        return cls(dsets, names, columns, axis[0], axis[1], axis[2], chosen_cycle, field, lay0)
+        # what was selected, as recorded with the results: no selection on generic spectra
+        return cls(dsets, names, columns, axis[0], axis[1], axis[2], chosen_cycle,
+                   "all steps" if generic else field, lay0)
 
     def read(self, positions: np.ndarray | None = None) -> list[np.ndarray]:
         """Read the selected loops of every modality, (positions, steps) float arrays.
@@ -173,11 +184,15 @@ class LoopSources:
         }
 
 
-def _spectroscopic_labels(dset: h5py.Dataset) -> list[str]:
-    """Names of the spectroscopic dimensions of a USID main dataset."""
+def _spectroscopic_labels(dset: h5py.Dataset) -> tuple[list[str], list[str]]:
+    """Names and units of the spectroscopic dimensions of a USID main dataset."""
     from pyUSID.io.hdf_utils import get_attr
 
-    return [str(x) for x in get_attr(dset.file[dset.attrs["Spectroscopic_Indices"]], "labels")]
+    inds = dset.file[dset.attrs["Spectroscopic_Indices"]]
+    labels = [str(x) for x in get_attr(inds, "labels")]
+    units = [str(x) for x in get_attr(inds, "units")] if "units" in inds.attrs else \
+        [""] * len(labels)
+    return labels, units
 
 
 def _grid(dset: h5py.Dataset) -> tuple:

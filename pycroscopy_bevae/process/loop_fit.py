@@ -141,7 +141,7 @@ class LoopFitProcess(BevaeProcess):
         if n_loops > 1:
             with quiet_pyusid():
                 inds, vals = write_reduced_anc_dsets(grp, src.h5_spec_inds, src.h5_spec_vals,
-                                                     "DC_Offset", basename="Loop")
+                                                     self.layout.dc_label, basename="Loop")
             loop_spec: dict | list = {"inds": inds, "vals": vals}
             self._loop_order = _match_loops(src, inds, self._loop_columns)
         else:

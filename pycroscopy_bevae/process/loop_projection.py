@@ -214,7 +214,7 @@ class LoopProjector(BevaeProcess):
         if self.parms_dict["per"] == "loop":
             with quiet_pyusid():
                 inds, vals = write_reduced_anc_dsets(grp, src.h5_spec_inds, src.h5_spec_vals,
-                                                     "DC_Offset", basename="Loop")
+                                                     self.layout.dc_label, basename="Loop")
             angle_spec: dict | list = {"inds": inds, "vals": vals}
             self._angle_order = _match_loops(src, inds, self._loop_columns)
             n_angle = inds.shape[1]
