@@ -709,9 +709,10 @@ def select_loops(
 
     Parameters
     ----------
-    source : path, h5py.File, h5py.Group or h5py.Dataset
-        A file or group (its SHO fit is located) or any USID main dataset with
-        a ``DC_Offset`` dimension (an SHO ``Fit``, a ``Piezoresponse``...).
+    source : path, h5py.File, h5py.Group, h5py.Dataset or sidpy.Dataset
+        A file or group (its SHO fit is located), any USID main dataset with
+        a DC-bias dimension (an SHO ``Fit``, a ``Piezoresponse``...), or a sidpy dataset
+        of loops (SPATIAL dimensions and one SPECTRAL dimension in volts).
     cycle : int, optional
         0-based cycle, negative counts from the end; default the last.
     field : {'off', 'on', 'both'}
@@ -734,6 +735,12 @@ def select_loops(
     >>> sel.data["Amplitude [V]"].shape, sel.dc_values.shape
     ((20, 96), (96,))
     """
+    from .sidpy_in import is_sidpy, sidpy_to_usid
+
+    if is_sidpy(source):  # through an in-memory HDF5 file
+        with h5py.File(f"sidpy-{id(source)}.h5", "w", driver="core", backing_store=False) as mem:
+            return select_loops(sidpy_to_usid(source, mem, name="Loops"), cycle=cycle,
+                                field=field, fields=fields, fixed=fixed)
     with open_h5(source) as h5:
         dset = h5 if isinstance(h5, h5py.Dataset) else find_sho_fit(h5)
         layout = describe_loops(dset) if dset.dtype.names is None else validate_sho_fit(dset)

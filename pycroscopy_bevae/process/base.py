@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import warnings
+from collections.abc import Callable
 
 import h5py
 from pyUSID.processing import Process
@@ -12,13 +14,27 @@ from pyUSID.processing import Process
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.beps import external_link_holder
 from ..io.sidpy_conv import plottable_sidpy, usid_to_sidpy
+from ..io.sidpy_in import usid_inputs
 from ..io.space import WriteFailedError, reserved_space
 from ..io.usid import package_versions, quiet_pyusid, write_attrs
 from ..params import Either, Flag, Integer, Literal, Real, check_params
 
-__all__ = ["BevaeProcess", "GlobalFitProcess", "clear_group"]
+__all__ = ["BevaeProcess", "GlobalFitProcess", "clear_group", "accepts_sidpy"]
 
 logger = logging.getLogger(__name__)
+
+
+def accepts_sidpy(init: Callable) -> Callable:
+    """Let a process's ``__init__`` take ``sidpy.Dataset`` input (see
+    :func:`pycroscopy_bevae.io.sidpy_in.usid_inputs`): it is written into
+    ``h5_target_group`` as USID first, and removed again if ``__init__`` then fails."""
+
+    @functools.wraps(init)
+    def wrapper(self, h5_main, *args, **kwargs):
+        with usid_inputs(h5_main, kwargs.get("h5_target_group")) as h5:
+            init(self, h5, *args, **kwargs)
+
+    return wrapper
 
 
 class BevaeProcess(Process):

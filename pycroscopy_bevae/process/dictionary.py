@@ -12,7 +12,7 @@ from ..io.loop_sources import LoopSources
 from ..io.usid import linked_ancillaries, make_dims, write_attrs, write_main
 from ..models.dictionary import DictionaryLearner
 from ..preprocessing import stack_features
-from .base import GlobalFitProcess
+from .base import GlobalFitProcess, accepts_sidpy
 
 __all__ = ["DictionaryLearningProcess"]
 
@@ -43,10 +43,13 @@ class DictionaryLearningProcess(GlobalFitProcess):
 
     Parameters
     ----------
-    h5_main : h5py.Dataset, sequence of h5py.Dataset, or h5py.Group
+    h5_main : h5py.Dataset, sequence of h5py.Dataset, h5py.Group, or sidpy.Dataset(s)
         Loop dataset(s) of shape positions x steps (e.g. ``Piezoresponse`` and
         ``Resonance`` of a ``Fit-Loop_Projection_NNN`` group, which may be passed
-        itself), all in one file open for writing.
+        itself), all in one file open for writing. Or ``sidpy.Dataset`` loops (one per
+        modality; SPATIAL dimensions and one SPECTRAL dimension in volts, whatever its
+        name): they are written as USID into ``h5_target_group`` (required then) and
+        the results go beside them.
     cycle : int, optional
         Cycle to use (0-based, negative from the end; default the last).
     field : {'off', 'on', 'both'}
@@ -75,6 +78,7 @@ tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
 
     result_names = ("Coefficients", "Dictionary", "Reconstruction", "Reconstruction_Error")
 
+    @accepts_sidpy
     def __init__(
         self,
         h5_main,

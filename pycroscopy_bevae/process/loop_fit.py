@@ -15,7 +15,7 @@ from ..io.beps import describe_loops
 from ..io.usid import as_text, linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.loop_fit import LOOP_PARAMETERS, fit_loops
 from ..params import Integer, Real, check_params
-from .base import BevaeProcess
+from .base import BevaeProcess, accepts_sidpy
 from .loop_projection import _loop_columns, _match_loops
 
 __all__ = ["LoopFitProcess"]
@@ -48,9 +48,10 @@ class LoopFitProcess(BevaeProcess):
 
     Parameters
     ----------
-    h5_main : h5py.Dataset
-        A loop dataset with a ``DC_Offset`` spectroscopic dimension, e.g. the
-        ``Piezoresponse`` of a ``Fit-Loop_Projection_NNN`` group.
+    h5_main : h5py.Dataset or sidpy.Dataset
+        A loop dataset with a DC-bias spectroscopic dimension, e.g. the
+        ``Piezoresponse`` of a ``Fit-Loop_Projection_NNN`` group (a ``sidpy.Dataset`` is
+        written as USID into ``h5_target_group``, required then, first).
     max_iter : int
         Levenberg-Marquardt iterations at most (default 200).
     tol : float
@@ -79,6 +80,7 @@ class LoopFitProcess(BevaeProcess):
                     "Fitted_Loops")
     _resume_requires = ("Fitted_Loops", "R2", *LOOP_PARAMETERS)
 
+    @accepts_sidpy
     def __init__(self, h5_main: h5py.Dataset, *, max_iter: int = 200, tol: float = 1e-10,
                  progress: bool = True, **kwargs) -> None:
         if not isinstance(h5_main, h5py.Dataset):

@@ -17,7 +17,7 @@ from ..io.usid import linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.projection import ProjectionResult, project_loops
 from ..parallel import active_pool
 from ..params import Choice, Flag, Real, check_params
-from .base import BevaeProcess
+from .base import BevaeProcess, accepts_sidpy
 
 __all__ = ["LoopProjector"]
 
@@ -55,10 +55,14 @@ class LoopProjector(BevaeProcess):
 
     Parameters
     ----------
-    h5_main : h5py.Dataset, h5py.File or h5py.Group
+    h5_main : h5py.Dataset, h5py.File, h5py.Group or mapping of sidpy.Dataset
         The SHO ``Fit`` dataset, or an open file/group in which it is located.
         The file must be open for writing (``'r+'``) unless ``h5_target_group``
-        points to a writable group elsewhere.
+        points to a writable group elsewhere. Or the SHO fit as sidpy datasets, as
+        SciFiReaders returns it: ``{'Amplitude': ds, 'Frequency': ds, 'Quality Factor':
+        ds, 'Phase': ds, 'R2 Criterion': ds}`` (each e.g. X x Y x Cycle x DC x Field,
+        the bias a SPECTRAL dimension in volts, whatever its name); they are written as
+        one USID ``Fit`` into ``h5_target_group`` (required then) and projected there.
     per : {'position', 'loop'}
         One rotation angle per position from all its loops (default, robust), or
         one per loop (what BGlib's ``projectLoop`` does).
@@ -95,6 +99,7 @@ class LoopProjector(BevaeProcess):
     result_names = ("Piezoresponse", "Resonance", "Rotation_Angle")
     _resume_requires = ("Piezoresponse", "Resonance", "Rotation_Angle", "Rejected_Fits")
 
+    @accepts_sidpy
     def __init__(
         self,
         h5_main: h5py.Dataset | h5py.File | h5py.Group,

@@ -30,7 +30,7 @@ from ..models.vae import (
 from ..parallel import active_pool, vae_inferrer
 from ..params import Choice, Either, Flag, Integer, Literal, check_params
 from ..preprocessing import LoopScaler, MultiScaler, stack_channels
-from .base import PROCESS_KEYWORDS, GlobalFitProcess, clear_group
+from .base import PROCESS_KEYWORDS, GlobalFitProcess, accepts_sidpy, clear_group
 
 __all__ = ["BetaVAEProcess", "load_beta_vae"]
 
@@ -85,9 +85,11 @@ class BetaVAEProcess(GlobalFitProcess):
 
     Parameters
     ----------
-    h5_main : h5py.Dataset, sequence of h5py.Dataset, or h5py.Group
+    h5_main : h5py.Dataset, sequence of h5py.Dataset, h5py.Group, or sidpy.Dataset(s)
         Loop dataset(s) (e.g. a ``Fit-Loop_Projection_NNN`` group: Piezoresponse + Resonance).
-        All modalities need the same number of steps.
+        All modalities need the same number of steps. ``sidpy.Dataset`` loops are
+        written as USID into ``h5_target_group`` (required then) first, as for
+        :class:`~pycroscopy_bevae.DictionaryLearningProcess`.
     cycle, field : see :class:`~pycroscopy_bevae.DictionaryLearningProcess`
     scaling : {'global', 'step', 'balanced', 'none'}
         Scaling of each modality (see :class:`~pycroscopy_bevae.preprocessing.LoopScaler`;
@@ -140,6 +142,7 @@ class BetaVAEProcess(GlobalFitProcess):
 
     result_names = ("Embedding", "Log_Variance", "Reconstruction", "Reconstruction_Error")
 
+    @accepts_sidpy
     def __init__(self, h5_main, *, cycle: int | None = None, field: str = "off",
                  scaling: str = "global", preset: str = "fast", n_active: int | None = None,
                  checkpoint_every: int = 10, progress: bool = True,
