@@ -233,6 +233,7 @@ def main() -> None:
         _run(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
 def _run(args, tmp: str) -> None:
@@ -244,7 +245,8 @@ def _run(args, tmp: str) -> None:
         true_vc = (f["Ground_Truth/Loop_Parameters/coercive_up"][()],
                    f["Ground_Truth/Loop_Parameters/coercive_down"][()])
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, "
-          f"python {platform.python_version()}, numpy {np.__version__}")
+          f"python {platform.python_version()}, numpy {np.__version__}, load average "
+          f"{os.getloadavg()[0]:.2f} (timings are noisy on a shared machine)")
 
     t_proj, t_fit, ours = run_ours(src, tmp, args.reps)
     cols = ours["cols"]
