@@ -91,6 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
                       help="loops correlate positively / negatively with DC bias")
     proj.add_argument("--override", action="store_true",
                       help="recompute even if identical results exist (writes a new group)")
+    fitl = sub.add_parser("fit-loops", formatter_class=fmt,
+                          help="fit the 9-parameter loop model to projected loops",
+                          description="Run LoopFitProcess on a loop dataset of FILE (by "
+                                      "default the Piezoresponse of the latest loop "
+                                      "projection) and write <source>-Loop_Fit_NNN next to "
+                                      "it: coercive voltages, amplitude, offset, slope and "
+                                      "branch widths of every loop, R2 and the fitted loops.")
+    fitl.add_argument("file", help="USID HDF5 file with a loop projection")
+    fitl.add_argument("--source", metavar="PATH",
+                      help="loop dataset in the file (default: Piezoresponse of the latest "
+                           "projection)")
+    fitl.add_argument("--max-iter", type=int, default=200,
+                      help="Levenberg-Marquardt iterations at most")
+    fitl.add_argument("--override", action="store_true",
+                      help="recompute even if identical results exist (writes a new group)")
     dic = sub.add_parser("dictionary", formatter_class=fmt,
                          help="dictionary learning of projected loops (linear baseline)",
                          description="Run DictionaryLearningProcess on the loops of FILE (by "
@@ -168,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         commands = {"demo": _demo, "info": _info, "project": _project, "dictionary": _dictionary,
-                    "train": _train, "report": _report, "convert-pzt": _convert_pzt}
+                    "train": _train, "report": _report, "convert-pzt": _convert_pzt,
+                    "fit-loops": _fit_loops}
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(args.command)
             # under mpiexec: rank 0 runs the command, the other ranks compute for it
@@ -308,6 +324,21 @@ def _project(args: argparse.Namespace) -> int:
         proj = LoopProjector(f, per=args.per, r2_threshold=args.r2_threshold, sign=args.sign)
         _compute_and_report(proj, args.override, t0, "{:.2f}", lambda a: (
             f", {int(a['n_rejected_fits'])} rejected fits interpolated"))
+    return 0
+
+
+def _fit_loops(args: argparse.Namespace) -> int:
+    from .exceptions import BEPSFormatError
+    from .process import LoopFitProcess
+
+    with _open_writable(args.file) as f:
+        t0 = time.perf_counter()
+        path = args.source or _latest_projection(f) + "/Piezoresponse"
+        if path not in f:
+            raise BEPSFormatError(f"'{args.file}' has no dataset {path!r}")
+        proc = LoopFitProcess(f[path], max_iter=args.max_iter)
+        _compute_and_report(proc, args.override, t0, "{:.1f}", lambda a: (
+            f"; median R2 {float(a['r2_median']):.4f}"))
     return 0
 
 

@@ -21,6 +21,24 @@ def test_project_and_info(beps_file, capsys):
     assert "Fit-Loop_Projection_000 (LoopProjector)" in text
 
 
+def test_fit_loops_command(beps_file, capsys):
+    import h5py
+
+    assert main(["fit-loops", str(beps_file)]) == 2  # no projection yet
+    assert "run 'pycroscopy-bevae project' first" in capsys.readouterr().err
+    assert main(["project", str(beps_file)]) == 0
+    capsys.readouterr()
+    assert main(["fit-loops", str(beps_file), "--max-iter", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "Piezoresponse-Loop_Fit_000: written" in out and "median R2 0.99" in out
+    with h5py.File(beps_file, "r") as f:
+        grp = f["Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit-Loop_Projection_000/"
+                "Piezoresponse-Loop_Fit_000"]
+        assert grp.attrs["max_iter"] == 50 and grp["R2"].shape == (360, 4)
+    assert main(["fit-loops", str(beps_file), "--source", "/nowhere"]) == 2
+    assert "has no dataset '/nowhere'" in capsys.readouterr().err
+
+
 def test_errors_are_one_line_with_status_2(tmp_path, capsys):
     bad = tmp_path / "bad.h5"
     bad.write_text("not hdf5")
