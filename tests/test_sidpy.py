@@ -86,9 +86,9 @@ def test_dictionary_is_a_family_of_atoms_not_a_spatial_axis(chained):
         atoms = f[dl_grp]["Dictionary"][()]  # components x (modality, DC)
         ds = plottable_sidpy(f[dl_grp]["Dictionary"])
     assert _dims(ds) == [("DC_Offset", "SPECTRAL"), ("Component", "CHANNEL")]
-    assert ds.metadata["channels"][:3] == ["Component 0, Modality 0",
-                                           "Component 0, Modality 1",
-                                           "Component 1, Modality 0"]
+    assert ds.metadata["channels"][:3] == ["Component 0, Piezoresponse",
+                                           "Component 0, Resonance",
+                                           "Component 1, Piezoresponse"]
     np.testing.assert_array_equal(np.asarray(ds)[:, 1], atoms[0, 96:])
 
 

@@ -188,7 +188,8 @@ def plottable_sidpy(dset: h5py.Dataset, source: str | None = None):
     channels = []
     if rest:
         grids = np.meshgrid(*[np.asarray(axes[i]) for i in rest], indexing="ij")
-        channels = [", ".join(f"{axes[i].name} {_short(g.ravel()[j])}"
+        names = _modality_names(dset)
+        channels = [", ".join(_label(axes[i].name, g.ravel()[j], names)
                               for i, g in zip(rest, grids, strict=True))
                     for j in range(data.shape[-1])]
         ds.set_dimension(data.ndim - 1, sidpy.Dimension(
@@ -210,6 +211,21 @@ def _channel_name(rest: list[int], comp: list[int], bias: list[int]) -> str:
     if any(i in comp for i in rest):
         return "Component"
     return "Loop" if bias else "Channel"
+
+
+def _modality_names(dset: h5py.Dataset) -> list[str]:
+    """Modality names recorded by the learning processes on the results group."""
+    from .usid import as_text
+
+    names = dset.parent.attrs.get("modality_names")
+    return [] if names is None else [as_text(n) for n in np.atleast_1d(names)]
+
+
+def _label(dim: str, value, modality_names: list[str]) -> str:
+    """``'Cycle 1'``, or the modality's name for the ``Modality`` dimension."""
+    if dim == "Modality" and float(value).is_integer() and 0 <= value < len(modality_names):
+        return modality_names[int(value)]
+    return f"{dim} {_short(value)}"
 
 
 def _short(value) -> str:
