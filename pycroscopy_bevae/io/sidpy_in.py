@@ -148,7 +148,7 @@ def sidpy_to_usid(ds, group: h5py.Group, name: str | None = None) -> h5py.Datase
     spec.sort()
     arr = data.transpose(spatial + spec).reshape(
         int(np.prod([data.shape[i] for i in spatial])), -1)
-    name = _safe_name(name or ds.title or "Loops")
+    name = _safe_name(name or str(ds.title or "Loops").rstrip("/").rsplit("/", 1)[-1])
     attrs = {"sidpy_title": str(ds.title), "sidpy_dimension_names": [str(a.name) for a in axes],
              "sidpy_dimension_types": [a.dimension_type.name for a in axes],
              "description": "written from a sidpy.Dataset by pycroscopy_bevae"}
@@ -251,7 +251,8 @@ def usid_inputs(h5_main, target: h5py.Group | None) -> Iterator:
                              "results)")
     for d in items:
         _layout(d, "each input")  # validate all before writing any
-    names = [_safe_name(d.title or "Loops") for d in items]
+    names = [_safe_name(str(d.title or "Loops").rstrip("/").rsplit("/", 1)[-1])
+             for d in items]
     names = [n if names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(names)]
     before = set(target.keys())
     try:
