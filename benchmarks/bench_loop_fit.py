@@ -17,11 +17,12 @@ failed fits) is projected by ``LoopProjector``; then, in this process:
    on a copy of the file; it only takes float64 SHO fits, so when it refuses the default
    float32 file the same map is written again in float64 (same seed) for it; one run.
 
-For each it prints the wall time, loops per second, the R^2 of the fitted loops against the
-ground-truth loops (median and 5th percentile, over all loops and over the positions that
-switch in one step, i.e. not 'ferroelastic'), and the median absolute error of the rising /
-falling coercive voltages of the last cycle's field-off loop at those positions; then the
-ratios of BGlib's times to ours.
+For each it prints the wall time (and, for the two that run in this process, the CPU
+time, less sensitive to other jobs on a shared machine), loops per second, the R^2 of the
+fitted loops against the ground-truth loops (median and 5th percentile, over all loops and
+over the positions that switch in one step, i.e. not 'ferroelastic'), and the median
+absolute error of the rising / falling coercive voltages of the last cycle's field-off loop
+at those positions; then the ratios of BGlib's times to ours.
 """
 
 from __future__ import annotations
@@ -90,18 +91,20 @@ def summary(label: str, seconds: float, r2: np.ndarray, one_step: np.ndarray,
           f"{np.nanmedian(err_dn):.3f} V")
 
 
-def run_ours(src: str, tmp: str, reps: int):
-    """Project and fit ``reps`` fresh copies; return times and the last copy's results."""
-    t_proj, t_fit = [], []
+def run_ours(src: str, tmp: str, reps: int, limits=contextlib.nullcontext):
+    """Project and fit ``reps`` fresh copies (inside ``limits()``); return wall times, the
+    fit's CPU times (this process, all threads) and the last copy's results."""
+    t_proj, t_fit, cpu_fit = [], [], []
     for rep in range(reps):
         path = os.path.join(tmp, f"ours{rep}.h5")
         shutil.copy(src, path)
-        with h5py.File(path, "r+") as f:
+        with h5py.File(path, "r+") as f, limits():
             t0 = time.perf_counter()
             grp = LoopProjector(f, progress=False).compute()
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             res = LoopFitProcess(grp["Piezoresponse"], progress=False).compute()
-            t2 = time.perf_counter()
+            t2, c2 = time.perf_counter(), time.process_time()
+            cpu_fit.append(c2 - c1)
             t_proj.append(t1 - t0)
             t_fit.append(t2 - t1)
             piezo = grp["Piezoresponse"]
@@ -116,7 +119,7 @@ def run_ours(src: str, tmp: str, reps: int):
             }
         if rep < reps - 1:
             os.remove(path)
-    return t_proj, t_fit, out
+    return t_proj, t_fit, cpu_fit, out
 
 
 def run_bglib_per_loop(ours: dict, be_loop, shift_vdc):
@@ -248,7 +251,7 @@ def _run(args, tmp: str) -> None:
           f"python {platform.python_version()}, numpy {np.__version__}, load average "
           f"{os.getloadavg()[0]:.2f} (timings are noisy on a shared machine)")
 
-    t_proj, t_fit, ours = run_ours(src, tmp, args.reps)
+    t_proj, t_fit, cpu_fit, ours = run_ours(src, tmp, args.reps)
     cols = ours["cols"]
     n_loops = truth.shape[0] * cols.shape[0]
     one_step = mech != 2  # positions that switch in one step
@@ -261,10 +264,26 @@ def _run(args, tmp: str) -> None:
     t_ours = float(np.median(t_fit))
     summary(f"ours  LoopFitProcess.compute(), file to file: median of {args.reps}", t_ours,
             r2_ours, one_step, (ours["up"][:, k_par], ours["down"][:, k_par]), true_vc,
-            note=f" (min {min(t_fit):.3f}, max {max(t_fit):.3f})")
+            note=f" (min {min(t_fit):.3f}, max {max(t_fit):.3f}; CPU time median "
+                 f"{np.median(cpu_fit):.3f} s)")
     t_pipe = float(np.median(np.add(t_proj, t_fit)))
     print(f"    LoopProjector.compute() before it: median {np.median(t_proj):.3f} s; projection "
           f"+ fit {t_pipe:.3f} s")
+    t_ours1 = None  # ours with one BLAS / OpenMP thread
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:
+        pass
+    else:
+        pools = ", ".join(sorted({f"{p['internal_api']} {p['num_threads']}"
+                                  for p in threadpool_info()}))
+        t1p, t1f, c1f, _ = run_ours(src, tmp, args.reps, lambda: threadpool_limits(1))
+        t_ours1 = float(np.median(t1f))
+        t_pipe1 = float(np.median(np.add(t1p, t1f)))
+        print(f"    the same with threadpoolctl.threadpool_limits(1) (default thread pools: "
+              f"{pools}): fit median {np.median(t1f):.3f} s (min {min(t1f):.3f}, max "
+              f"{max(t1f):.3f}; CPU time median {np.median(c1f):.3f} s), "
+              f"{n_loops / np.median(t1f):,.0f} loops/s")
 
     try:
         from BGlib.be.analysis import be_loop_fitter
@@ -280,17 +299,20 @@ def _run(args, tmp: str) -> None:
           f"{vdc_shifted[0]:+.1f} V, first half falling "
           f"{bool(np.all(np.diff(vdc_shifted[:half]) < 0))}, second half rising "
           f"{bool(np.all(np.diff(vdc_shifted[half:]) > 0))}")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fitted, coefs, failures = run_bglib_per_loop(ours, be_loop, be_loop_fitter.shift_vdc)
-    t_bg = time.perf_counter() - t0
+    t_bg, cpu_bg = time.perf_counter() - t0, time.process_time() - c0
     r2_bg = np.concatenate([r2_rows(fitted[:, c], truth[:, c]) for c in cols])
     j_last = ours["keys"].index(last_key)
     # BGlib's a[2] fits the first half of the shifted loop (falling bias), a[3] the second
     summary("BGlib generate_guess + fit_loop, one loop at a time, 1 run", t_bg,
-            r2_bg, one_step, (coefs[:, j_last, 3], coefs[:, j_last, 2]), true_vc)
+            r2_bg, one_step, (coefs[:, j_last, 3], coefs[:, j_last, 2]), true_vc,
+            note=f" (CPU time {cpu_bg:.3f} s)")
     for msg, count in failures.items():
         print(f"    {count} loops failed: {msg}")
-    print(f"ratio BGlib per-loop / ours (fit only): {t_bg / t_ours:.1f}x")
+    print(f"ratio BGlib per-loop / ours (fit only): {t_bg / t_ours:.1f}x wall, "
+          f"{cpu_bg / np.median(cpu_fit):.1f}x CPU time"
+          + ("" if t_ours1 is None else f"; vs ours with one thread {t_bg / t_ours1:.1f}x wall"))
 
     if args.no_beloopfitter:
         return
@@ -301,7 +323,9 @@ def _run(args, tmp: str) -> None:
         print(f"BELoopFitter failed: {type(exc).__name__}: {exc}")
         return
     print(f"ratio BELoopFitter end to end / ours projection + fit: {t_be / t_pipe:.1f}x; "
-          f"/ ours fit only: {t_be / t_ours:.1f}x")
+          f"/ ours fit only: {t_be / t_ours:.1f}x"
+          + ("" if t_ours1 is None else f"; / ours projection + fit with one thread "
+             f"{t_be / t_pipe1:.1f}x"))
 
 
 if __name__ == "__main__":

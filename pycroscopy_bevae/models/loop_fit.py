@@ -184,12 +184,13 @@ def _levenberg_marquardt(theta: np.ndarray, dc: np.ndarray, up: np.ndarray, y: n
         theta[good], r[good], cost[good] = trial[better], r_new[better], c_new[better]
         lam[idx] = np.where(better, np.maximum(lam[idx] / 3, 1e-9),
                             np.minimum(lam[idx] * 4, 1e9))
-        done = (better & (rel < tol)) | (lam[idx] >= 1e9)
+        small = np.all(np.abs(delta) <= 1e-9 * (1.0 + np.abs(th)), axis=1)
+        done = (better & (rel < tol)) | (lam[idx] >= 1e9) | small
         active[idx[done]] = False
     return theta, cost, it
 
 
-def fit_loops(loops: np.ndarray, dc: np.ndarray, *, max_iter: int = 200, tol: float = 1e-10
+def fit_loops(loops: np.ndarray, dc: np.ndarray, *, max_iter: int = 200, tol: float = 1e-6
               ) -> LoopFitResult:
     """Fit :func:`loop_model` to every loop at once.
 
@@ -202,7 +203,8 @@ def fit_loops(loops: np.ndarray, dc: np.ndarray, *, max_iter: int = 200, tol: fl
     max_iter : int
         Levenberg-Marquardt iterations at most.
     tol : float
-        A loop stops when its relative cost decrease falls below this.
+        A loop stops when an accepted step lowers its cost by less than this fraction (or
+        its step becomes negligible, or no step is accepted at the largest damping).
 
     Returns
     -------
@@ -229,11 +231,15 @@ def fit_loops(loops: np.ndarray, dc: np.ndarray, *, max_iter: int = 200, tol: fl
     y = np.where(ok[:, None], loops, 0.0)
     scale = np.where(ok, np.std(y, axis=1), 1.0)[:, None]
     scale[scale == 0] = 1.0
-    # two starts (slope estimated from the saturated ends, and none); the better one wins
-    theta, cost, it = _levenberg_marquardt(_guess(y, dc, up, detrend=True), dc, up, y, scale,
-                                           max_iter, tol)
-    theta2, cost2, it2 = _levenberg_marquardt(_guess(y, dc, up, detrend=False), dc, up, y,
-                                              scale, max_iter, tol)
+    # two starts (slope estimated from the saturated ends, and none); the better one wins.
+    # One BLAS thread: thousands of 9 x 9 solves are slower when split over threads.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        theta, cost, it = _levenberg_marquardt(_guess(y, dc, up, detrend=True), dc, up, y,
+                                               scale, max_iter, tol)
+        theta2, cost2, it2 = _levenberg_marquardt(_guess(y, dc, up, detrend=False), dc, up,
+                                                  y, scale, max_iter, tol)
     second = cost2 < cost
     theta[second] = theta2[second]
     it = max(it, it2)

@@ -55,7 +55,7 @@ class LoopFitProcess(BevaeProcess):
     max_iter : int
         Levenberg-Marquardt iterations at most (default 200).
     tol : float
-        Relative cost decrease below which a loop's fit stops (default 1e-10).
+        Relative cost decrease below which a loop's fit stops (default 1e-6).
     progress : bool
         Show a tqdm progress bar.
     **kwargs
@@ -81,7 +81,7 @@ class LoopFitProcess(BevaeProcess):
     _resume_requires = ("Fitted_Loops", "R2", *LOOP_PARAMETERS)
 
     @accepts_sidpy
-    def __init__(self, h5_main: h5py.Dataset, *, max_iter: int = 200, tol: float = 1e-10,
+    def __init__(self, h5_main: h5py.Dataset, *, max_iter: int = 200, tol: float = 1e-6,
                  progress: bool = True, **kwargs) -> None:
         if not isinstance(h5_main, h5py.Dataset):
             raise ParameterError(
