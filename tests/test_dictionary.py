@@ -17,6 +17,7 @@ from pycroscopy_bevae import (
     LoopProjector,
     ParameterError,
 )
+from pycroscopy_bevae.exceptions import DataQualityWarning
 from pycroscopy_bevae.models import DictionaryLearner, alpha_grid_search
 from pycroscopy_bevae.preprocessing import LoopScaler
 from tests.helpers import PROJ_GROUP, file_digest
@@ -268,3 +269,36 @@ def test_spectra_without_a_bias_axis_are_learned_over_all_steps(tmp_path):
         assert src.grid_shape == (3, 4) and src.cycle is None
         grp = DictionaryLearningProcess(dset, n_components=2, random_state=0).compute()
         assert grp["Coefficients"].shape == (12, 2) and float(grp.attrs["mse"]) < 1e-3
+
+
+def _renamed_copy(f, name: str, bias_name: str, bias_units: str):
+    """The projected Piezoresponse again, its DC dimension called ``bias_name``."""
+    from pycroscopy_bevae.io.usid import make_dims, write_main
+
+    src = f[PROJ]["Piezoresponse"]
+    spec = f[src.attrs["Spectroscopic_Values"]]
+    labels = [str(x.decode() if isinstance(x, bytes) else x) for x in spec.attrs["labels"]]
+    assert labels == ["Cycle", "DC_Offset", "Field"]  # Field fastest, then DC, then Cycle
+    dc_steps = spec[labels.index("DC_Offset")][:192:2]  # cycle 0, one field: the 96 steps
+    pos = {"inds": f[src.attrs["Position_Indices"]], "vals": f[src.attrs["Position_Values"]]}
+    dims = make_dims([("Cycle", "", [0, 1]), (bias_name, bias_units, dc_steps),
+                      ("Field", "", [1, 0])])
+    return write_main(f.create_group(name), src[()], "Loops", "Piezoresponse", "V", pos, dims)
+
+
+def test_a_bias_named_otherwise_is_found_and_spectra_without_one_are_said(projected):
+    with h5py.File(projected, "r+") as f:
+        ref = DictionaryLearningProcess(f[PROJ]["Piezoresponse"], n_components=3, max_iter=10,
+                                        cycle=0, field="on")
+        ref_cols = ref.sources.columns[0]
+        volt = _renamed_copy(f, "Volt", "Voltage", "V")
+        proc = DictionaryLearningProcess(volt, n_components=3, max_iter=10, cycle=0,
+                                         field="on")
+        np.testing.assert_array_equal(proc.sources.columns[0], ref_cols)
+        assert proc.sources.axis_name == "DC_Offset" and proc.sources.field == "on"
+        plain = _renamed_copy(f, "Plain", "Sweep", "a.u.")
+        with pytest.warns(DataQualityWarning, match=r"no DC-bias dimension.*cycle/field "
+                                                    r"selection is not applied, all 384 steps"):
+            generic = DictionaryLearningProcess(plain, n_components=3, max_iter=10, cycle=0)
+        assert generic.sources.field == "all steps" and generic.sources.steps == [384]
+        assert generic.parms_dict["field"] == "all steps"

@@ -117,7 +117,8 @@ class LoopSources:
             if bias_label(labels, units) is None:  # generic spectra: all steps
                 cols = np.arange(d.shape[1])
                 this_axis = ("Step", "", cols.astype(float))
-                if cycle is not None or field != "off" or len(labels) > 1:
+                requested = cycle not in (None, -1) or field not in ("off", "all steps")
+                if requested or len(labels) > 1:
                     warnings.warn(
                         f"{where} has no DC-bias dimension (spectroscopic dimensions "
                         f"{labels}): cycle/field selection is not applied, all {d.shape[1]} "
