@@ -328,15 +328,13 @@ def _project(args: argparse.Namespace) -> int:
 
 
 def _fit_loops(args: argparse.Namespace) -> int:
-    from .exceptions import BEPSFormatError
     from .process import LoopFitProcess
 
     with _open_writable(args.file) as f:
         t0 = time.perf_counter()
-        path = args.source or _latest_projection(f) + "/Piezoresponse"
-        if path not in f:
-            raise BEPSFormatError(f"'{args.file}' has no dataset {path!r}")
-        proc = LoopFitProcess(f[path], max_iter=args.max_iter)
+        dset = _loop_sources(f, [args.source])[0] if args.source else \
+            f[_latest_projection(f)]["Piezoresponse"]
+        proc = LoopFitProcess(dset, max_iter=args.max_iter)
         _compute_and_report(proc, args.override, t0, "{:.1f}", lambda a: (
             f"; median R2 {float(a['r2_median']):.4f}"))
     return 0

@@ -59,6 +59,17 @@ SHO_FIELDS: tuple[str, ...] = (
 BIAS_NAMES = ("dcoffset", "dc", "dcbias", "bias", "voltage", "vdc", "dcvoltage")
 
 
+def spectroscopic_names(h5_inds: h5py.Dataset) -> tuple[list[str], list[str]]:
+    """Names and units (``''`` where none are stored) of the dimensions of a USID
+    ``Spectroscopic_Indices`` dataset, in stored order."""
+    from pyUSID.io.hdf_utils import get_attr
+
+    labels = [str(x) for x in get_attr(h5_inds, "labels")]
+    units = [str(x) for x in get_attr(h5_inds, "units")] if "units" in h5_inds.attrs \
+        else [""] * len(labels)
+    return labels, units
+
+
 def bias_label(labels, units) -> str | None:
     """The spectroscopic dimension that is the DC bias, whatever it is called.
 
@@ -434,7 +445,7 @@ def describe_loops(dset: h5py.Dataset) -> LoopLayout:
     >>> layout.n_steps, layout.n_cycles, layout.fields, layout.grid_shape
     (96, 2, ('off', 'on'), (4, 5))
     """
-    from pyUSID.io.hdf_utils import check_if_main, get_attr
+    from pyUSID.io.hdf_utils import check_if_main
 
     where = _where(dset)
     if not isinstance(dset, h5py.Dataset):
@@ -457,7 +468,8 @@ def describe_loops(dset: h5py.Dataset) -> LoopLayout:
     h5_spec_inds = dset.file[dset.attrs["Spectroscopic_Indices"]]
     h5_spec_vals = dset.file[dset.attrs["Spectroscopic_Values"]]
     h5_pos_inds = dset.file[dset.attrs["Position_Indices"]]
-    labels = tuple(str(x) for x in get_attr(h5_spec_inds, "labels"))
+    labels, units = spectroscopic_names(h5_spec_inds)
+    labels = tuple(labels)
     spec_inds = np.asarray(h5_spec_inds[()])
     spec_vals = np.asarray(h5_spec_vals[()], dtype=float)
     if spec_inds.ndim == 1:
@@ -480,8 +492,7 @@ def describe_loops(dset: h5py.Dataset) -> LoopLayout:
             raise BEPSFormatError(
                 f"{where}: Spectroscopic_Indices of '{lab}' are not finite; expected "
                 "non-negative integers")
-    dc_label = bias_label(labels, get_attr(h5_spec_inds, "units")
-                          if "units" in h5_spec_inds.attrs else None)
+    dc_label = bias_label(labels, units)
     if dc_label is None:
         raise BEPSFormatError(
             f"{where} has spectroscopic dimensions {list(labels)}; expected a DC-bias "

@@ -10,7 +10,14 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
-from .beps import _position_grid, _read_columns, bias_label, check_readable, describe_loops
+from .beps import (
+    _position_grid,
+    _read_columns,
+    bias_label,
+    check_readable,
+    describe_loops,
+    spectroscopic_names,
+)
 from .usid import make_dims
 
 __all__ = ["LoopSources", "resolve_sources"]
@@ -113,7 +120,7 @@ class LoopSources:
                     f"{where} has {d.shape[0]} positions but '{dsets[0].name}' has {n_pos}; "
                     "all modalities must describe the same positions"
                 )
-            labels, units = _spectroscopic_labels(d)
+            labels, units = spectroscopic_names(d.file[d.attrs["Spectroscopic_Indices"]])
             if bias_label(labels, units) is None:  # generic spectra: all steps
                 cols = np.arange(d.shape[1])
                 this_axis = ("Step", "", cols.astype(float))
@@ -183,17 +190,6 @@ class LoopSources:
             "cycle": -1 if self.cycle is None else int(self.cycle),
             "field": self.field,
         }
-
-
-def _spectroscopic_labels(dset: h5py.Dataset) -> tuple[list[str], list[str]]:
-    """Names and units of the spectroscopic dimensions of a USID main dataset."""
-    from pyUSID.io.hdf_utils import get_attr
-
-    inds = dset.file[dset.attrs["Spectroscopic_Indices"]]
-    labels = [str(x) for x in get_attr(inds, "labels")]
-    units = [str(x) for x in get_attr(inds, "units")] if "units" in inds.attrs else \
-        [""] * len(labels)
-    return labels, units
 
 
 def _grid(dset: h5py.Dataset) -> tuple:

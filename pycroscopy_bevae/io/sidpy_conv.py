@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError
+from .beps import bias_label
 
 __all__ = ["plottable_sidpy", "usid_to_sidpy"]
 
@@ -100,9 +101,7 @@ def _data_type(n_pos: int, n_spec: int) -> str:
     return "UNKNOWN"
 
 
-#: What the spectral axis of a result is, by dimension name (first match wins):
-#: the bias of a loop, else a component / latent channel axis.
-_BIAS_UNITS = ("V", "v", "volts", "Volts")
+#: Component / latent channel axes (the spectral axis of a result without a bias).
 _COMPONENT_DIMS = ("Component", "Latent", "Channel", "Factor")
 
 
@@ -165,7 +164,8 @@ def plottable_sidpy(dset: h5py.Dataset, source: str | None = None):
     spatial = [i for i in kept if axes[i].dimension_type == sidpy.DimensionType.SPATIAL
                and i not in comp]
     spectral = [i for i in kept if i not in spatial]
-    bias = [i for i in spectral if axes[i].units in _BIAS_UNITS]
+    label = bias_label([axes[i].name for i in spectral], [axes[i].units for i in spectral])
+    bias = [i for i in spectral if axes[i].name == label]
     main = bias[:1] or comp[:1] or spectral[:1]
     image = len(spatial) == 2
     if not image:  # a line or a single point: curves over the main axis

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError, ParameterError
-from .beps import BIAS_NAMES, SHO_FIELDS
+from .beps import SHO_FIELDS, bias_label
 from .usid import make_dims, write_main
 
 __all__ = ["is_sidpy", "sidpy_to_usid", "sho_fit_from_sidpy", "usid_inputs"]
@@ -56,20 +56,17 @@ def _layout(ds, what: str):
             f"{[a.dimension_type.name for a in axes]}); expected the map's positions as "
             "SPATIAL dimensions and the bias as a SPECTRAL one")
 
-    def _is_bias(a) -> bool:
-        name = str(a.name).lower().replace(" ", "").replace("_", "")
-        return name in BIAS_NAMES or str(a.units).strip().lower() in ("v", "volt", "volts")
-
-    bias = [i for i in rest if axes[i].dimension_type == sidpy.DimensionType.SPECTRAL
-            and _is_bias(axes[i])]
-    if len(bias) != 1:
+    spectral = [i for i in rest if axes[i].dimension_type == sidpy.DimensionType.SPECTRAL]
+    label = bias_label([axes[i].name for i in spectral], [axes[i].units for i in spectral])
+    if label is None:
         found = ", ".join(f"{axes[i].name} ({axes[i].dimension_type.name}, "
                           f"'{axes[i].units}')" for i in rest) or "none"
         raise BEPSFormatError(
-            f"{where}: {'no' if not bias else 'more than one'} bias dimension among the "
-            f"non-spatial dimensions [{found}]; expected exactly one SPECTRAL dimension in "
-            "volts (named e.g. DC_Offset, DC Offset, Voltage or Bias)")
-    unknown = [axes[i].name for i in rest if i not in bias
+            f"{where}: no bias dimension (or no single one) among the non-spatial "
+            f"dimensions [{found}]; expected exactly one SPECTRAL dimension in volts (named "
+            "e.g. DC_Offset, DC Offset, Voltage or Bias)")
+    bias = next(i for i in spectral if str(axes[i].name) == label)
+    unknown = [axes[i].name for i in rest if i != bias
                and axes[i].dimension_type == sidpy.DimensionType.UNKNOWN and len(axes[i]) > 1]
     if unknown:
         raise BEPSFormatError(
@@ -78,7 +75,7 @@ def _layout(ds, what: str):
     data = np.asarray(ds)
     if data.size == 0:
         raise BEPSFormatError(f"{where} is empty (shape {data.shape})")
-    return axes, spatial, bias[0], [i for i in rest if i != bias[0]], data
+    return axes, spatial, bias, [i for i in rest if i != bias], data
 
 
 def _usid_dims(axes, order, bias: int | None) -> list:
@@ -92,9 +89,24 @@ def _usid_dims(axes, order, bias: int | None) -> list:
     return dims
 
 
-def _safe_name(text: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9_]+", "_", str(text)).strip("_")
-    return name or "Loops"
+def _rows(layout: tuple, data: np.ndarray) -> tuple[np.ndarray, list, list]:
+    """``data`` (in the dataset's dimension order) as positions x spectroscopic steps, with
+    the USID position and spectroscopic dimensions (the bias named ``DC_Offset``)."""
+    axes, spatial, bias, others, _ = layout
+    spec = sorted(others + [bias])
+    n_pos = int(np.prod([data.shape[i] for i in spatial]))
+    rows = data.transpose(spatial + spec).reshape(n_pos, -1)
+    return rows, make_dims(_usid_dims(axes, spatial, None)), make_dims(_usid_dims(axes, spec,
+                                                                                   bias))
+
+
+def _clean_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]+", "_", str(text)).strip("_") or "Loops"
+
+
+def _default_name(ds) -> str:
+    """An HDF5 name from the last part of a sidpy dataset's title."""
+    return _clean_name(str(ds.title or "Loops").rstrip("/").rsplit("/", 1)[-1])
 
 
 def sidpy_to_usid(ds, group: h5py.Group, name: str | None = None) -> h5py.Dataset:
@@ -140,15 +152,18 @@ def sidpy_to_usid(ds, group: h5py.Group, name: str | None = None) -> h5py.Datase
     ...     print(d.shape, d.attrs["sidpy_dimension_names"].tolist())
     (12, 8) ['X', 'Y', 'Voltage']
     """
-    axes, spatial, bias, others, data = _layout(ds, "the input")
+    return _write_loops(ds, _layout(ds, "the input"), group, name)
+
+
+def _write_loops(ds, layout: tuple, group: h5py.Group, name: str | None) -> h5py.Dataset:
+    """:func:`sidpy_to_usid` with the input already validated (``layout`` from
+    :func:`_layout`)."""
+    axes = layout[0]
     if group.file.mode == "r":
         raise ParameterError(f"file '{group.file.filename}' is open read-only; the sidpy input "
                              "must be written next to its results: open it with mode 'r+'")
-    spec = others[:] + [bias]
-    spec.sort()
-    arr = data.transpose(spatial + spec).reshape(
-        int(np.prod([data.shape[i] for i in spatial])), -1)
-    name = _safe_name(name or str(ds.title or "Loops").rstrip("/").rsplit("/", 1)[-1])
+    arr, pos_dims, spec_dims = _rows(layout, layout[4])
+    name = _clean_name(name) if name else _default_name(ds)
     attrs = {"sidpy_title": str(ds.title), "sidpy_dimension_names": [str(a.name) for a in axes],
              "sidpy_dimension_types": [a.dimension_type.name for a in axes],
              "description": "written from a sidpy.Dataset by pycroscopy_bevae"}
@@ -163,8 +178,7 @@ def sidpy_to_usid(ds, group: h5py.Group, name: str | None = None) -> h5py.Datase
                 f"the sidpy input; pass another name or target group")
         return old
     return write_main(group, arr, name, str(ds.quantity or name), str(ds.units or "a.u."),
-                      make_dims(_usid_dims(axes, spatial, None)),
-                      make_dims(_usid_dims(axes, spec, bias)), attrs=attrs,
+                      pos_dims, spec_dims, attrs=attrs,
                       aux_pos_prefix=f"{name}_Position_", aux_spec_prefix=f"{name}_Spectroscopic_")
 
 
@@ -215,20 +229,16 @@ def sho_fit_from_sidpy(fields: Mapping, group: h5py.Group, name: str = "Fit") ->
                 f"{first[4].shape}, {[str(a.name) for a in first[0]]}")
     if group.file.mode == "r":
         raise ParameterError(f"file '{group.file.filename}' is open read-only")
-    axes, spatial, bias, others, data = first
-    spec = sorted(others + [bias])
-    n_pos = int(np.prod([data.shape[i] for i in spatial]))
-    dt = np.dtype([(f, np.float32) for f in SHO_FIELDS])
-    arr = np.empty((n_pos, data.size // n_pos), dtype=dt)
+    rows = {f: _rows(first, layouts[f][4]) for f in SHO_FIELDS}
+    _, pos_dims, spec_dims = rows[SHO_FIELDS[0]]
+    arr = np.empty(rows[SHO_FIELDS[0]][0].shape, dtype=[(f, np.float32) for f in SHO_FIELDS])
     for f in SHO_FIELDS:
-        arr[f] = layouts[f][4].transpose(spatial + spec).reshape(n_pos, -1)
+        arr[f] = rows[f][0]
     if name in group:
         raise BEPSFormatError(f"'{group[name].name}' in file '{group.file.filename}' exists; "
                               "pass another group")
-    return write_main(group, arr, name, "SHO", "compound",
-                      make_dims(_usid_dims(axes, spatial, None)),
-                      make_dims(_usid_dims(axes, spec, bias)),
-                      attrs={"sidpy_dimension_names": [str(a.name) for a in axes],
+    return write_main(group, arr, name, "SHO", "compound", pos_dims, spec_dims,
+                      attrs={"sidpy_dimension_names": [str(a.name) for a in first[0]],
                              "description": "SHO fit written from sidpy datasets by "
                                             "pycroscopy_bevae"},
                       aux_pos_prefix=f"{name}_Position_", aux_spec_prefix=f"{name}_Spectroscopic_")
@@ -249,17 +259,17 @@ def usid_inputs(h5_main, target: h5py.Group | None) -> Iterator:
         raise ParameterError("a sidpy.Dataset input needs h5_target_group= a group in an HDF5 "
                              "file open for writing (the input is stored there beside the "
                              "results)")
-    for d in items:
-        _layout(d, "each input")  # validate all before writing any
-    names = [_safe_name(str(d.title or "Loops").rstrip("/").rsplit("/", 1)[-1])
-             for d in items]
+    # every input validated (and read) once, before anything is written
+    layouts = None if sho else [_layout(d, "each input") for d in items]
+    names = [_default_name(d) for d in items]
     names = [n if names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(names)]
     before = set(target.keys())
     try:
-        if sho:
+        if sho:  # validates all five fields before writing
             yield sho_fit_from_sidpy(h5_main, target)
         else:
-            out = [sidpy_to_usid(d, target, name=n) for d, n in zip(items, names, strict=True)]
+            out = [_write_loops(d, lay, target, n)
+                   for d, lay, n in zip(items, layouts, names, strict=True)]
             yield out if isinstance(h5_main, Sequence) else out[0]
     except BaseException:
         for key in set(target.keys()) - before:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import h5py
 from pyUSID.processing import Process
+from tqdm.auto import tqdm
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.beps import external_link_holder
@@ -19,7 +20,7 @@ from ..io.space import WriteFailedError, reserved_space
 from ..io.usid import package_versions, quiet_pyusid, write_attrs
 from ..params import Either, Flag, Integer, Literal, Real, check_params
 
-__all__ = ["BevaeProcess", "GlobalFitProcess", "clear_group", "accepts_sidpy"]
+__all__ = ["BevaeProcess", "ChunkedProcess", "GlobalFitProcess", "clear_group", "accepts_sidpy"]
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +183,32 @@ class BevaeProcess(Process):
                     for name in self.result_names if name in self.h5_results_grp}
         return {name: usid_to_sidpy(self.h5_results_grp[name]) for name in self.result_names
                 if name in self.h5_results_grp}
+
+
+class ChunkedProcess(BevaeProcess):
+    """A process that pyUSID runs a chunk of positions at a time, with a tqdm bar over
+    the positions (shown when ``self.progress``; labelled :attr:`_progress_label`)."""
+
+    _progress_label = "positions"
+    progress = True
+    _bar = None
+
+    def _advance(self, n: int) -> None:
+        """Count ``n`` more positions done (the bar opens with the first chunk)."""
+        if self._bar is None:
+            self._bar = tqdm(total=self.h5_main.shape[0], desc=self._progress_label,
+                             unit="pos", disable=not self.progress, leave=False)
+        self._bar.update(n)
+
+    def compute(self, override: bool = False, *args, **kwargs) -> h5py.Group:  # noqa: D102
+        try:
+            return super().compute(override, *args, **kwargs)
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+
+    compute.__doc__ = BevaeProcess.compute.__doc__
 
 
 class GlobalFitProcess(BevaeProcess):

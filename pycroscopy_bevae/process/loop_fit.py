@@ -8,14 +8,13 @@ import h5py
 import numpy as np
 from pyUSID.io.hdf_utils import create_results_group, write_reduced_anc_dsets
 from sidpy.base.num_utils import integers_to_slices
-from tqdm.auto import tqdm
 
 from ..exceptions import BEPSFormatError, ParameterError
 from ..io.beps import describe_loops
 from ..io.usid import as_text, linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.loop_fit import LOOP_PARAMETERS, fit_loops
 from ..params import Integer, Real, check_params
-from .base import BevaeProcess, accepts_sidpy
+from .base import ChunkedProcess, accepts_sidpy
 from .loop_projection import _loop_columns, _match_loops
 
 __all__ = ["LoopFitProcess"]
@@ -28,7 +27,7 @@ _MODEL = ("offset + amplitude/2 erf((V - Vc)/w) + slope V per branch; Vc and the
 _CONSTRAINTS = {"max_iter": Integer(low=1), "tol": Real(low=0.0)}
 
 
-class LoopFitProcess(BevaeProcess):
+class LoopFitProcess(ChunkedProcess):
     """Fit the 9-parameter hysteresis-loop model to every loop of a projected dataset.
 
     The model (:mod:`pycroscopy_bevae.models.loop_fit`) describes each loop by its
@@ -76,6 +75,7 @@ class LoopFitProcess(BevaeProcess):
     Piezoresponse-Loop_Fit_000 (20, 4) True
     """
 
+    _progress_label = "Loop fit"
     result_names = ("Coercive_Voltage_Up", "Coercive_Voltage_Down", "Amplitude", "R2",
                     "Fitted_Loops")
     _resume_requires = ("Fitted_Loops", "R2", *LOOP_PARAMETERS)
@@ -103,7 +103,6 @@ class LoopFitProcess(BevaeProcess):
                     f"dataset '{h5_main.name}' in file '{h5_main.file.filename}': loop {j} "
                     "does not sweep the DC bias up and down (expected a hysteresis loop)")
         self.progress = progress
-        self._bar = None
         parms = {"max_iter": p["max_iter"], "tol": float(p["tol"]), "model": _MODEL}
         self._init_process(h5_main, "Loop_Fit", parms, **kwargs)
 
@@ -183,20 +182,7 @@ class LoopFitProcess(BevaeProcess):
             self.h5_r2[sl] = r2[start:stop, order]
             self.h5_fitted[sl] = fitted[start:stop]
             start = stop
-        if self._bar is None:
-            self._bar = tqdm(total=self.h5_main.shape[0], desc="Loop fit", unit="pos",
-                             disable=not self.progress, leave=False)
-        self._bar.update(len(pixels))
-
-    def compute(self, override: bool = False, *args, **kwargs) -> h5py.Group:  # noqa: D102
-        try:
-            return super().compute(override, *args, **kwargs)
-        finally:
-            if self._bar is not None:
-                self._bar.close()
-                self._bar = None
-
-    compute.__doc__ = BevaeProcess.compute.__doc__
+        self._advance(len(pixels))
 
     def _finalize(self) -> None:
         grp = self.h5_results_grp

@@ -9,7 +9,6 @@ import h5py
 import numpy as np
 from pyUSID.io.hdf_utils import create_results_group, write_reduced_anc_dsets
 from sidpy.base.num_utils import integers_to_slices
-from tqdm.auto import tqdm
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.beps import check_fits_usable, find_sho_fit, validate_sho_fit
@@ -17,7 +16,7 @@ from ..io.usid import linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.projection import ProjectionResult, project_loops
 from ..parallel import active_pool
 from ..params import Choice, Flag, Real, check_params
-from .base import BevaeProcess, accepts_sidpy
+from .base import ChunkedProcess, accepts_sidpy
 
 __all__ = ["LoopProjector"]
 
@@ -37,7 +36,7 @@ _CONSTRAINTS = {"per": Choice(("position", "loop")), "sign": Choice(("positive",
                 "fill_failed": Flag(), "r2_threshold": Real()}
 
 
-class LoopProjector(BevaeProcess):
+class LoopProjector(ChunkedProcess):
     """Project BEPS SHO fits to piezoresponse loops ``A cos(phi + theta)``.
 
     For each position the rotation angle ``theta`` that puts the complex response
@@ -96,6 +95,7 @@ class LoopProjector(BevaeProcess):
     Fit-Loop_Projection_000 (20, 384)
     """
 
+    _progress_label = "Loop projection"
     result_names = ("Piezoresponse", "Resonance", "Rotation_Angle")
     _resume_requires = ("Piezoresponse", "Resonance", "Rotation_Angle", "Rejected_Fits")
 
@@ -140,7 +140,6 @@ class LoopProjector(BevaeProcess):
         kwargs.setdefault("max_mem_mb", _MAX_MEM_MB)
         kwargs.setdefault("mem_multiplier", _MEM_MULTIPLIER)
         self._init_process(fit, "Loop_Projection", parms, **kwargs)
-        self._bar = None
 
     # ---- numerics on a block of rows --------------------------------------------------
     def _project(self, block: np.ndarray) -> ProjectionResult:
@@ -263,20 +262,7 @@ class LoopProjector(BevaeProcess):
             self.h5_angle[sl] = angle[start:stop]
             self.h5_rejected[sl] = rejected[start:stop]
             start = stop
-        if self._bar is None:
-            self._bar = tqdm(total=self.h5_main.shape[0], desc="Loop projection", unit="pos",
-                             disable=not self.progress, leave=False)
-        self._bar.update(n)
-
-    def compute(self, override: bool = False, *args, **kwargs) -> h5py.Group:  # noqa: D102
-        try:
-            return super().compute(override, *args, **kwargs)
-        finally:
-            if self._bar is not None:
-                self._bar.close()
-                self._bar = None
-
-    compute.__doc__ = BevaeProcess.compute.__doc__
+        self._advance(n)
 
     def _finalize(self) -> None:
         grp = self.h5_results_grp
