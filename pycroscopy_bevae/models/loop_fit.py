@@ -32,7 +32,8 @@ from scipy.special import erf
 
 from ..exceptions import ParameterError
 
-__all__ = ["LOOP_PARAMETERS", "LoopFitResult", "fit_loops", "loop_model", "rising_steps"]
+__all__ = ["LOOP_PARAMETERS", "LoopFitResult", "fit_loops", "loop_model", "rising_steps",
+           "sweeps_both_ways"]
 
 #: Parameter names (in order) and their units relative to the loop's (``'{u}'``: the
 #: loop's units, ``'V'``: volts of the bias).
@@ -82,6 +83,18 @@ def rising_steps(dc: np.ndarray) -> np.ndarray:
     central = np.roll(dc, -1) - np.roll(dc, 1)
     forward = np.roll(dc, -1) - dc
     return np.where(central != 0, central > 0, forward > 0)
+
+
+def sweeps_both_ways(dc: np.ndarray) -> bool:
+    """Whether a bias waveform goes up and down (a loop can be fit on it).
+
+    Examples
+    --------
+    >>> sweeps_both_ways(np.array([0., 1, 0, -1])), sweeps_both_ways(np.arange(4.0))
+    (True, False)
+    """
+    steps = np.diff(np.asarray(dc, dtype=float))
+    return bool((steps > 0).any() and (steps < 0).any())
 
 
 def loop_model(params: np.ndarray, dc: np.ndarray, rising: np.ndarray | None = None
@@ -223,10 +236,9 @@ def fit_loops(loops: np.ndarray, dc: np.ndarray, *, max_iter: int = 200, tol: fl
     if loops.ndim != 2 or loops.shape[1] != dc.size:
         raise ParameterError(f"loops must be (loops, {dc.size}) to match dc, got {loops.shape}")
     up = rising_steps(dc)
-    steps = np.diff(dc)
-    if not ((steps > 0).any() and (steps < 0).any()):
+    if not sweeps_both_ways(dc):
         raise ParameterError("dc must sweep up and down (a loop); it only "
-                             + ("rises" if (steps >= 0).all() else "falls"))
+                             + ("rises" if (np.diff(dc) >= 0).all() else "falls"))
     ok = np.isfinite(loops).all(axis=1) & (np.ptp(np.nan_to_num(loops), axis=1) > 0)
     y = np.where(ok[:, None], loops, 0.0)
     scale = np.where(ok, np.std(y, axis=1), 1.0)[:, None]

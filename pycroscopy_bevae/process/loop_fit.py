@@ -12,7 +12,7 @@ from sidpy.base.num_utils import integers_to_slices
 from ..exceptions import BEPSFormatError, ParameterError
 from ..io.beps import describe_loops
 from ..io.usid import as_text, linked_ancillaries, make_dims, quiet_pyusid, write_main
-from ..models.loop_fit import LOOP_PARAMETERS, fit_loops
+from ..models.loop_fit import LOOP_PARAMETERS, fit_loops, sweeps_both_ways
 from ..params import Integer, Real, check_params
 from .base import ChunkedProcess, accepts_sidpy
 from .loop_projection import _loop_columns, _match_loops
@@ -97,8 +97,7 @@ class LoopFitProcess(ChunkedProcess):
         self._loop_columns = _loop_columns(self.layout)
         dc = self.layout.dc_values[self._loop_columns]
         for j, loop in enumerate(dc):
-            steps = np.diff(loop)
-            if not ((steps > 0).any() and (steps < 0).any()):
+            if not sweeps_both_ways(loop):
                 raise BEPSFormatError(
                     f"dataset '{h5_main.name}' in file '{h5_main.file.filename}': loop {j} "
                     "does not sweep the DC bias up and down (expected a hysteresis loop)")
