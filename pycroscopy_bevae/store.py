@@ -26,8 +26,8 @@ from .params import Integer, Real
 from .preprocessing import MultiScaler
 
 __all__ = ["load_beta_vae", "numeric", "read_arrays", "read_checkpoint", "read_scaler",
-           "read_snapshots", "write_arrays", "write_beta_vae", "write_checkpoint",
-           "write_snapshot"]
+           "read_snapshots", "resumable_state", "write_arrays", "write_beta_vae",
+           "write_checkpoint", "write_snapshot"]
 
 
 def write_beta_vae(grp: h5py.Group, vae: BetaVAE) -> None:
@@ -158,10 +158,11 @@ def write_arrays(g: h5py.Group, arrays: dict) -> None:
 #: Largest network a stored model may describe (a config beyond is refused unread).
 _MAX_NETWORK = {"units": 4096, "n_blocks": 32, "layers_per_block": 16, "embedding_dim": 4096,
                 "latent_dim": 4096}
-_NETWORK_KEYS = ("n_steps", "n_channels", "units", "n_blocks", "layers_per_block",
-                 "embedding_dim", "latent_dim", "layer_norm_axis", "kl_reduction")
 #: Network keys added later: optional in stored configs (absent: the value given here).
 _LATER_NETWORK_KEYS = {"linear_path": False}
+#: Network keys every stored config has (the seven sizes first, then the two choices).
+_NETWORK_KEYS = tuple(k for k in NetworkConfig.__dataclass_fields__
+                      if k not in _LATER_NETWORK_KEYS)
 _MAX_CONFIG_CHARS = 1 << 20
 
 
@@ -180,7 +181,31 @@ def _checked_config(grp: h5py.Group, where: str) -> tuple[dict, dict]:
                               f"{type(exc).__name__}") from None
     if not isinstance(config, dict) or not {"params", "network", "input_shape"} <= set(config):
         raise BEPSFormatError(f"{where}: model config lacks params/network/input_shape")
-    net, params = config["network"], config["params"]
+    net = config["network"]
+    _check_network(net, where)
+    emb = grp.get("Embedding")
+    recon = grp.get("Reconstruction")
+    if not isinstance(emb, h5py.Dataset) or emb.ndim != 2 or emb.shape[1] != net["latent_dim"]:
+        raise BEPSFormatError(f"{where}: Embedding does not have the model's "
+                              f"{net['latent_dim']} latent channels")
+    if isinstance(recon, h5py.Dataset) and (recon.ndim != 2 or recon.shape[1] !=
+                                            net["n_steps"] * net["n_channels"]):
+        raise BEPSFormatError(f"{where}: the model's {net['n_steps']} x {net['n_channels']} "
+                              f"input does not match Reconstruction {recon.shape}")
+    if config["input_shape"] != [net["n_steps"], net["n_channels"]]:
+        raise BEPSFormatError(f"{where}: input_shape {config['input_shape']!r} does not match "
+                              f"the network's ({net['n_steps']}, {net['n_channels']})")
+    resolved = _stored_params(config["params"], net, where)
+    _check_stored_schedule(config, where)
+    weights = NetworkConfig(**net).weight_count()
+    return config, {"weights": weights, "positions": emb.shape[0],
+                    "latent_dim": net["latent_dim"],
+                    "epochs": int(resolved["epochs"]) + int(resolved["relax_epochs"]) + 1}
+
+
+def _check_network(net, where: str) -> None:
+    """The ``network`` entry of a stored model config: the keys of a NetworkConfig, the
+    sizes within :data:`_MAX_NETWORK`."""
     if not isinstance(net, dict) or not set(_NETWORK_KEYS) <= set(net) <= \
             set(_NETWORK_KEYS) | set(_LATER_NETWORK_KEYS):
         raise BEPSFormatError(f"{where}: model config 'network' must have the keys "
@@ -196,18 +221,11 @@ def _checked_config(grp: h5py.Group, where: str) -> tuple[dict, dict]:
         if not Integer(low=low, high=top).accepts(val):
             raise BEPSFormatError(f"{where}: model config network {key}={val!r}; expected an "
                                   f"integer in {low}..{top}")
-    emb = grp.get("Embedding")
-    recon = grp.get("Reconstruction")
-    if not isinstance(emb, h5py.Dataset) or emb.ndim != 2 or emb.shape[1] != net["latent_dim"]:
-        raise BEPSFormatError(f"{where}: Embedding does not have the model's "
-                              f"{net['latent_dim']} latent channels")
-    if isinstance(recon, h5py.Dataset) and (recon.ndim != 2 or recon.shape[1] !=
-                                            net["n_steps"] * net["n_channels"]):
-        raise BEPSFormatError(f"{where}: the model's {net['n_steps']} x {net['n_channels']} "
-                              f"input does not match Reconstruction {recon.shape}")
-    if config["input_shape"] != [net["n_steps"], net["n_channels"]]:
-        raise BEPSFormatError(f"{where}: input_shape {config['input_shape']!r} does not match "
-                              f"the network's ({net['n_steps']}, {net['n_channels']})")
+
+
+def _stored_params(params, net: dict, where: str) -> dict:
+    """The ``params`` entry of a stored model config, checked as the estimator checks
+    them and against the stored network; resolved."""
     if not isinstance(params, dict) or not set(params) <= set(BetaVAE.parameter_names()):
         raise BEPSFormatError(f"{where}: model config 'params' must be a mapping of BetaVAE "
                               "parameters")
@@ -223,11 +241,7 @@ def _checked_config(grp: h5py.Group, where: str) -> tuple[dict, dict]:
     if resolved["linear_path"] != net.get("linear_path", False):
         raise BEPSFormatError(f"{where}: parameter linear_path={resolved['linear_path']!r} "
                               f"differs from the network's {net.get('linear_path', False)!r}")
-    _check_stored_schedule(config, where)
-    weights = NetworkConfig(**net).weight_count()
-    return config, {"weights": weights, "positions": emb.shape[0],
-                    "latent_dim": net["latent_dim"],
-                    "epochs": int(resolved["epochs"]) + int(resolved["relax_epochs"]) + 1}
+    return resolved
 
 
 def _check_stored_schedule(config: dict, where: str) -> None:
@@ -330,6 +344,15 @@ def write_checkpoint(grp: h5py.Group, est: BetaVAE) -> None:
         del grp["Checkpoint"]
     grp.move("Checkpoint_new", "Checkpoint")
     grp.file.flush()
+
+
+def resumable_state(grp: h5py.Group) -> dict | None:
+    """The training state to resume from (:func:`read_checkpoint`), after removing a
+    checkpoint cut short by a crash (``Checkpoint_new``)."""
+    if "Checkpoint_new" in grp:
+        del grp["Checkpoint_new"]
+        grp.file.flush()  # freed space must not be reused before this (see clear_group)
+    return read_checkpoint(grp)
 
 
 def read_checkpoint(grp: h5py.Group) -> dict | None:

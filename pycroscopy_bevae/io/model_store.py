@@ -10,8 +10,7 @@ from typing import Any
 
 #: The names that moved to :mod:`pycroscopy_bevae.store`.
 _MOVED = ("load_beta_vae", "numeric", "read_arrays", "read_checkpoint", "read_scaler",
-          "read_snapshots", "write_arrays", "write_beta_vae", "write_checkpoint",
-          "write_snapshot")
+          "read_snapshots", "write_arrays", "write_checkpoint", "write_snapshot")
 __all__ = list(_MOVED)
 
 

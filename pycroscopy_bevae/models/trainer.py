@@ -21,8 +21,8 @@ from .schedule import CapacitySchedule, RelaxSchedule, Schedule, ScheduleValues,
 from .selection import Snapshot, choose_snapshot, snapshot_due, within_tolerance
 from .vae_data import STREAM_BLOCK, InMemory, SpectraSource, batches, mean_variance
 
-__all__ = ["IncompatibleStateError", "Trainer", "restore_state", "set_relax", "relax_record",
-           "train", "training_state"]
+__all__ = ["IncompatibleStateError", "Trainer", "fit_summary", "restore_state", "set_relax",
+           "relax_record", "train", "training_state"]
 
 logger = logging.getLogger(__name__)
 
@@ -260,6 +260,25 @@ class Trainer:
             logvars.append(logvar)
         return np.concatenate(mus), np.concatenate(logvars), sq_sum / (n * int(np.prod(
             src.shape[1:])))
+
+
+def fit_summary(est) -> dict:
+    """What a fit of ``est`` and its selection ran and chose, as plain values (the
+    attributes a results group records): ``fit_time_s``, ``epochs_trained``,
+    ``updates_per_epoch``, ``beta_start_used``, ``relax_start_epoch`` and
+    ``relax_from_snapshot`` (-1 without a relax phase), ``selected_snapshot``,
+    ``selected_epoch``, ``selected_beta``, ``Active_Channels`` and ``n_active_channels``."""
+    sel = est.snapshots_[est.selected_]
+    active = est.active_channels()
+    relax = est.relax_
+    return {"fit_time_s": float(est.fit_time_), "epochs_trained": len(est.history_["loss"]),
+            "updates_per_epoch": int(est.updates_per_epoch_),
+            "beta_start_used": float(est.beta_start_ or 0.0),
+            "relax_start_epoch": -1 if relax is None else int(relax.start),
+            "relax_from_snapshot": -1 if relax is None else int(est.relax_from_),
+            "selected_snapshot": int(est.selected_), "selected_epoch": int(sel.epoch),
+            "selected_beta": float(sel.beta), "Active_Channels": active.astype(int),
+            "n_active_channels": int(active.size)}
 
 
 # ---- training state --------------------------------------------------------------------

@@ -13,20 +13,20 @@ from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.loop_sources import LoopSources
 from ..io.usid import linked_ancillaries, make_dims, write_attrs, write_main
 from ..models.runtime import runtime_info
-from ..models.trainer import IncompatibleStateError
-from ..models.vae import BetaVAE, SpectraSource
+from ..models.trainer import IncompatibleStateError, fit_summary
+from ..models.vae import BetaVAE
 from ..parallel import active_pool, vae_inferrer
 from ..params import Choice, Either, Flag, Integer, Literal, check_params
-from ..preprocessing import LoopScaler, MultiScaler, stack_channels
+from ..preprocessing import LoopScaler, MultiScaler
 from ..store import (
     load_beta_vae,
-    read_checkpoint,
+    resumable_state,
     write_beta_vae,
     write_checkpoint,
     write_snapshot,
 )
 from .base import PROCESS_KEYWORDS, GlobalFitProcess, accepts_sidpy, clear_group
-from .streaming import ScaledLoops, fit_scaler_in_chunks
+from .streaming import ScaledLoops, scaled_input, training_input
 
 __all__ = ["BetaVAEProcess", "load_beta_vae"]
 
@@ -213,21 +213,6 @@ class BetaVAEProcess(GlobalFitProcess):
         checkpoints = 2 * (3 * w + epochs * 10 * 8)  # Checkpoint and Checkpoint_new (Adam)
         return results + snapshots + checkpoints + w
 
-    # ---- data --------------------------------------------------------------------------
-    def _scaled_input(self, positions=None) -> tuple[np.ndarray, MultiScaler]:
-        mods = self.sources.read(positions)
-        scaler = MultiScaler(self.scaling).fit(mods)
-        return stack_channels(scaler.transform(mods)), scaler
-
-    def _training_data(self) -> tuple[np.ndarray | SpectraSource, MultiScaler]:
-        """Scaled loops in memory, or (``stream``) a source reading them from the file."""
-        if not self.stream:
-            return self._scaled_input()
-        scaler = fit_scaler_in_chunks(self.sources, self.scaling)
-        logger.info("beta-VAE: streaming %d positions from '%s'", self.h5_main.shape[0],
-                    self.h5_main.file.filename)
-        return ScaledLoops(self.sources, scaler), scaler
-
     def test(self, n_positions: int = 200, seed: int = 0, epochs: int = 2) -> dict:
         """Train briefly on a random subset without writing anything.
 
@@ -244,7 +229,7 @@ class BetaVAEProcess(GlobalFitProcess):
             raise ParameterError(f"n_positions must be >= 1, got {n_positions}")
         rng = np.random.default_rng(seed)
         pos = np.sort(rng.choice(n, size=min(n, n_positions), replace=False))
-        X, _ = self._scaled_input(pos)
+        X, _ = scaled_input(self.sources, self.scaling, pos)
         vae = clone(self.vae).set_params(epochs=epochs)
         vae.fit(X, progress=self.progress)
         recon = vae.reconstruct(X)
@@ -254,12 +239,9 @@ class BetaVAEProcess(GlobalFitProcess):
 
     # ---- compute -----------------------------------------------------------------------
     def _fit_and_write(self) -> None:
-        X, scaler = self._training_data()
+        X, scaler = training_input(self.sources, self.scaling, self.stream)
         grp = self._open_results_group(clear=False)
-        if "Checkpoint_new" in grp:  # a checkpoint cut short by a crash
-            del grp["Checkpoint_new"]
-            grp.file.flush()  # see clear_group: freed space must not be reused before this
-        state = read_checkpoint(grp)
+        state = resumable_state(grp)
         if state is not None:
             logger.info("resuming beta-VAE training at epoch %d from %s", state["epoch"],
                         grp.name)
@@ -335,25 +317,17 @@ class BetaVAEProcess(GlobalFitProcess):
         self._write_shared_results(grp, pos, err, scaler.scalers_)
         write_beta_vae(grp, vae)
         per_mod = {f"mse_{name}": float(mod_err[:, i].mean()) for i, name in enumerate(src.names)}
-        sel = vae.snapshots_[vae.selected_]
-        active = vae.active_channels()
+        fit = fit_summary(vae)  # what the estimator ran and chose
         write_attrs(grp, {
-            "mse": float(err.mean()), **per_mod, "fit_time_s": float(vae.fit_time_),
-            "inference_time_s": float(t_infer),
-            "inference_ranks": getattr(active_pool(), "size", 1),
-            "epochs_trained": len(vae.history_["loss"]), "modality_names": src.names,
-            "Active_Channels": active.astype(int), "n_active_channels": int(active.size),
-            "selected_snapshot": int(vae.selected_), "selected_epoch": int(sel.epoch),
-            "selected_beta": float(sel.beta), "selection_request": "auto" if self.n_active is
-            None else int(self.n_active), "beta_start_used": float(vae.beta_start_ or 0.0),
-            "relax_start_epoch": -1 if vae.relax_ is None else int(vae.relax_.start),
-            "relax_from_snapshot": -1 if vae.relax_ is None else int(vae.relax_from_),
-            "updates_per_epoch": int(vae.updates_per_epoch_),
+            "mse": float(err.mean()), **per_mod, **fit, "inference_time_s": float(t_infer),
+            "inference_ranks": getattr(active_pool(), "size", 1), "modality_names": src.names,
+            "selection_request": "auto" if self.n_active is None else int(self.n_active),
             # what TensorFlow ran with (determinism, thread pools, oneDNN, versions)
             **{f"runtime_{k}": v for k, v in runtime_info().items()},
         })
         logger.info("beta-VAE: MSE %.4f, %d active channels (snapshot %d, epoch %d, beta %.4g)",
-                    err.mean(), active.size, vae.selected_, sel.epoch, sel.beta)
+                    err.mean(), fit["n_active_channels"], vae.selected_, fit["selected_epoch"],
+                    fit["selected_beta"])
 
     # ---- re-using a trained model ------------------------------------------------------
     def reselect(self, n_active: int | None = None, snapshot: int | None = None) -> dict:
@@ -368,7 +342,7 @@ class BetaVAEProcess(GlobalFitProcess):
         if self.h5_results_grp is None:
             raise ParameterError("no results yet: call compute() first")
         vae, _ = load_beta_vae(self.h5_results_grp, n_active=n_active, snapshot=snapshot)
-        X, _ = self._scaled_input()
+        X, _ = scaled_input(self.sources, self.scaling)
         mu, logvar, recon = vae_inferrer(vae)(X)
         return {"embedding": mu, "log_variance": logvar, "reconstruction": recon,
                 "mse": np.mean((recon - X) ** 2, axis=(1, 2)), "snapshot": vae.selected_}
