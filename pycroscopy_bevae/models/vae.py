@@ -35,14 +35,14 @@ from .trainer import IncompatibleStateError, relax_record, set_relax, train, tra
 from .vae_data import SpectraSource, as_3d, check_source, validation_pair
 from .vae_params import PRECISIONS, PRESETS, Settings
 
-__all__ = ["BetaVAE", "PRESETS", "PRECISIONS", "STRATEGIES", "Snapshot", "schedule_values",
-           "channel_kl", "active_channels", "resolve_strategy", "IncompatibleStateError",
-           "SpectraSource"]
+__all__ = ["BetaVAE", "CHANNEL_REQUEST", "PRESETS", "PRECISIONS", "STRATEGIES", "Snapshot",
+           "schedule_values", "channel_kl", "active_channels", "resolve_strategy",
+           "IncompatibleStateError", "SpectraSource"]
 
 logger = logging.getLogger(__name__)
 
-#: What a channel request (``n_active`` of the process) accepts.
-_REQUEST = Either((Literal(None), Integer(low=1)))
+#: What a request for a number of active channels (``n_active``) accepts.
+CHANNEL_REQUEST = Either((Literal(None), Integer(low=1)))
 
 
 class BetaVAE(BaseEstimator):
@@ -264,7 +264,7 @@ class BetaVAE(BaseEstimator):
         >>> BetaVAE(preset="fast").request_active(3).resolved_params()["target_active"]
         3
         """
-        n_active = check("n_active", n_active, _REQUEST)
+        n_active = check("n_active", n_active, CHANNEL_REQUEST)
         if n_active is not None and self.target_active is None \
                 and self.settings().relax_epochs:
             # a relax phase trains the requested channel count to convergence
@@ -422,7 +422,7 @@ class BetaVAE(BaseEstimator):
         snapshot with ``n_active`` active channels, the closest count when none has
         exactly as many; None: the automatic rule. The process and a reload of its
         results choose through this one policy."""
-        return self.select(n_active=check("n_active", n_active, _REQUEST), closest=True)
+        return self.select(n_active=check("n_active", n_active, CHANNEL_REQUEST), closest=True)
 
     # ---- persistence (plain arrays + JSON; no pickle, no code) -----------------------------
     def get_config(self) -> dict:

@@ -14,7 +14,7 @@ from ..io.loop_sources import LoopSources
 from ..io.usid import linked_ancillaries, make_dims, write_attrs, write_main
 from ..models.runtime import runtime_info
 from ..models.trainer import IncompatibleStateError, fit_summary
-from ..models.vae import BetaVAE
+from ..models.vae import CHANNEL_REQUEST, BetaVAE
 from ..parallel import active_pool, vae_inferrer
 from ..params import Choice, Either, Flag, Integer, Literal, check_params
 from ..preprocessing import LoopScaler, MultiScaler
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 #: What the process's own parameters accept (the BetaVAE's are the estimator's).
 _CONSTRAINTS = {
     "scaling": Choice(LoopScaler.MODES),
-    "n_active": Either((Literal(None), Integer(low=1))),
+    "n_active": CHANNEL_REQUEST,
     "checkpoint_every": Integer(low=1),
     "stream": Either((Flag(), Literal("auto"))),
     "progress": Flag(),
@@ -94,7 +94,7 @@ class BetaVAEProcess(GlobalFitProcess):
         ``'balanced'`` weighs each modality by its own spread about the mean loop).
     preset : {'fast', 'paper'}
         Model and schedule defaults (see :data:`pycroscopy_bevae.models.vae.PRESETS`).
-    n_active : int, optional
+    n_active : int (>= 1), optional
         Select the latest snapshot with this many active channels (closest count if none
         matches exactly); default the automatic rule of :meth:`BetaVAE.select`. With a
         relax phase (``relax_epochs`` > 0, the ``fast`` preset) it is also the
