@@ -473,7 +473,7 @@ def _parse_params(items: Sequence[str]) -> dict:
     import ast
 
     from .exceptions import ParameterError
-    from .models.vae import _PARAMS
+    from .models.vae import BetaVAE
 
     out = {}
     for item in items:
@@ -483,7 +483,8 @@ def _parse_params(items: Sequence[str]) -> dict:
         if key in _OWN_OPTIONS:
             raise ParameterError(f"--param {key}=... : use the option {_OWN_OPTIONS[key]} "
                                  "instead")
-        allowed = [p for p in (*_PARAMS, *_TRAIN_EXTRA) if p not in _OWN_OPTIONS]
+        allowed = [p for p in (*BetaVAE.parameter_names(), *_TRAIN_EXTRA)
+                   if p not in _OWN_OPTIONS]
         if key not in allowed:
             raise ParameterError(f"--param {key}=... : not a BetaVAE parameter; --param takes "
                                  f"{', '.join(allowed)}")

@@ -130,21 +130,20 @@ def test_balanced_scaling_gives_each_modality_unit_variation():
     assert spread(bal[0]) == pytest.approx(1) and spread(bal[1]) == pytest.approx(1)
 
 
-def test_streamed_scaler_fit_equals_in_memory_for_every_mode(tmp_path, monkeypatch):
+def test_streamed_scaler_fit_equals_in_memory_for_every_mode(tmp_path):
     import h5py
 
     from pycroscopy_bevae import LoopProjector, write_synthetic_beps
     from pycroscopy_bevae.io.loop_sources import LoopSources
-    from pycroscopy_bevae.process import vae as vae_process
+    from pycroscopy_bevae.process.streaming import fit_scaler_in_chunks
 
-    monkeypatch.setattr(vae_process, "_SCALER_ROWS", 10)  # 42 positions in 5 blocks
     path = write_synthetic_beps(tmp_path / "s.h5", shape=(7, 6), seed=2)
     with h5py.File(path, "r+") as f:
         src = LoopSources.from_input(LoopProjector(f, progress=False).compute())
         mods = src.read()
         for mode in LoopScaler.MODES:
             ref = MultiScaler(mode).fit(mods)
-            streamed = vae_process._fit_scaler_in_chunks(src, mode)
+            streamed = fit_scaler_in_chunks(src, mode, rows=10)  # 42 positions in 5 blocks
             np.testing.assert_allclose(streamed.mean_, ref.mean_, rtol=1e-12, atol=1e-12,
                                        err_msg=mode)
             np.testing.assert_allclose(streamed.std_, ref.std_, rtol=1e-12, err_msg=mode)

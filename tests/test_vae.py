@@ -26,7 +26,17 @@ def toy_x():
 
 @pytest.fixture(scope="module")
 def trained(toy_x):
+    """The shared fitted model: tests only read it (:func:`own_copy` for changes)."""
     return BetaVAE(**TINY).fit(toy_x, progress=False)
+
+
+@pytest.fixture
+def own_copy(trained):
+    """A copy of ``trained`` that a test may re-select or re-weight."""
+    vae = BetaVAE.from_config(trained.get_config(), trained.model_.get_weight_arrays())
+    vae.snapshots_, vae.selected_ = list(trained.snapshots_), trained.selected_
+    vae.history_ = {k: list(v) for k, v in trained.history_.items()}
+    return vae
 
 
 def test_schedule_arithmetic():
@@ -73,6 +83,29 @@ def test_presets_and_parameter_validation():
         BetaVAE(**TINY).fit(np.full((4, 6), np.nan), progress=False)
 
 
+def test_one_parameter_table_and_the_channel_request():
+    import inspect
+
+    names = BetaVAE.parameter_names()
+    assert set(inspect.signature(BetaVAE).parameters) == {*names, "preset", "strategy"}
+    assert tuple(BetaVAE().resolved_params()) == names  # the stored order
+    assert set(BetaVAE.parameter_defaults()) < set(names)
+    s = BetaVAE(preset="fast", units=7).settings()
+    assert s.units == 7 and s.to_dict() == BetaVAE(preset="fast", units=7).resolved_params()
+    with pytest.raises(AttributeError):
+        s.units = 8  # frozen
+    # a relax phase trains the requested count; an explicit target or no relax phase wins
+    assert BetaVAE(preset="fast").request_active(3).resolved_params()["target_active"] == 3
+    assert BetaVAE(preset="fast", target_active=2).request_active(3).target_active == 2
+    assert BetaVAE(preset="paper").request_active(3).resolved_params()["target_active"] == 0
+    assert BetaVAE(preset="fast").request_active(None).target_active is None
+    with pytest.raises(ParameterError, match="n_active must be None or a positive integer, "
+                                             "got 0"):
+        BetaVAE().request_active(0)
+    with pytest.raises(ParameterError, match="target_active=17 exceeds latent_dim=16"):
+        BetaVAE(preset="fast").request_active(17)
+
+
 def test_shapes_history_and_loss_terms(trained, toy_x):
     vae = trained
     mu, logvar = vae.encode(toy_x)
@@ -95,8 +128,8 @@ def test_shapes_history_and_loss_terms(trained, toy_x):
         vae.transform(np.zeros((3, 10)))
 
 
-def test_selection(trained, toy_x):
-    vae = trained
+def test_selection(own_copy, toy_x):
+    vae = own_copy
     counts = [s.n_active(vae.resolved_params()["kl_threshold"]) for s in vae.snapshots_]
     k = counts[1]
     idx = vae.select(n_active=k)
@@ -145,9 +178,8 @@ def test_resume_is_exact_and_runs_repeat(trained, toy_x):
         BetaVAE(**TINY).fit(toy_x, progress=False, on_epoch_end=stop_after_2)
     assert state["epoch"] == 3 and len(state["snapshots"]) == 2
     resumed = BetaVAE(**TINY).fit(toy_x, progress=False, initial_state=state)
-    ref = trained
-    ref.model_.set_weight_arrays(ref.snapshots_[-1].weights)
-    a, b = ref.model_.get_weight_arrays(), resumed.model_.get_weight_arrays()
+    ref = trained  # not changed: its last snapshot holds the weights of its last epoch
+    a, b = ref.snapshots_[-1].weights, resumed.model_.get_weight_arrays()
     assert max(float(np.abs(a[k] - b[k]).max()) for k in a) == 0.0
     assert resumed.history_["loss"] == ref.history_["loss"]
 

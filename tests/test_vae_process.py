@@ -80,6 +80,21 @@ def test_results_layout(reference_run):
         np.testing.assert_allclose(vae.transform(X), grp["Embedding"][()], atol=1e-5)
 
 
+def test_a_reload_selects_as_the_process_did(reference_run):
+    """``load_beta_vae(n_active=k)`` follows the process's policy: the latest snapshot with
+    k active channels, the closest count when none has exactly k."""
+    with h5py.File(reference_run["path"], "r") as f:
+        grp = f[reference_run["group"]]
+        counts = [int(c) for c in grp["Embedding_Snapshots"].attrs["n_active"]]
+        vae, _ = load_beta_vae(grp, n_active=99)
+        assert vae.selected_ == max(i for i, c in enumerate(counts) if c == max(counts))
+        vae, _ = load_beta_vae(grp, n_active=counts[0])
+        assert vae.selected_ == max(i for i, c in enumerate(counts) if c == counts[0])
+        with pytest.raises(ParameterError, match="n_active must be None or a positive "
+                                                 "integer, got 0"):
+            load_beta_vae(grp, n_active=0)
+
+
 @pytest.mark.slow
 def test_duplicate_and_reselect(projected, reference_run):
     with h5py.File(projected, "r+") as f:
@@ -129,6 +144,9 @@ def test_bad_parameters_write_nothing(projected):
             BetaVAEProcess(f[PROJ], preset="gigantic")
         with pytest.raises(ParameterError, match="n_active must be"):
             BetaVAEProcess(f[PROJ], n_active=-2)
+        with pytest.raises(ParameterError, match="n_active must be None or a positive "
+                                                 "integer, got 0"):
+            BetaVAEProcess(f[PROJ], n_active=0)  # refused, not taken for 'automatic'
         with pytest.raises(ParameterError, match="cycle=4 is out of range"):
             BetaVAEProcess(f[PROJ], cycle=4)
     assert file_digest(projected) == before

@@ -33,12 +33,18 @@ import platform
 import sys
 import warnings
 
+import numpy as np
+
 from ..exceptions import ParameterError
 from ..params import Either, Flag, Integer, Literal, check
 
-__all__ = ["configure_tensorflow", "tensorflow", "runtime_info"]
+__all__ = ["STRATEGIES", "check_strategy", "configure_tensorflow", "lstm_kernel",
+           "resolve_strategy", "run_network", "runtime_info", "tensorflow"]
 
 logger = logging.getLogger(__name__)
+
+#: Accepted ``strategy`` names (or pass a ``tf.distribute.Strategy`` instance).
+STRATEGIES = ("mirrored", "multiworker")
 
 _ENV_DETERMINISTIC = "PYCROSCOPY_BEVAE_DETERMINISTIC"
 _ENV_INTRA = "PYCROSCOPY_BEVAE_INTRA_OP_THREADS"
@@ -175,3 +181,110 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def resolve_strategy(strategy):
+    """The ``tf.distribute.Strategy`` for a :class:`BetaVAE` ``strategy`` setting.
+
+    Parameters
+    ----------
+    strategy : None, {'mirrored', 'multiworker'} or tf.distribute.Strategy
+        ``None``: no strategy (returns None). ``'mirrored'``: ``MirroredStrategy`` over
+        the GPUs of this host (the CPU when there is none). ``'multiworker'``:
+        ``MultiWorkerMirroredStrategy`` (reads ``TF_CONFIG``). An instance is returned
+        as is.
+
+    Returns
+    -------
+    tf.distribute.Strategy or None
+
+    Raises
+    ------
+    ParameterError
+        For any other value.
+
+    Examples
+    --------
+    >>> resolve_strategy(None) is None
+    True
+    >>> resolve_strategy("mirrored").num_replicas_in_sync >= 1  # doctest: +SKIP
+    True
+    """
+    if strategy is None:
+        return None
+    if isinstance(strategy, str) and strategy not in STRATEGIES:
+        raise ParameterError(f"strategy must be None, one of {STRATEGIES} or a "
+                             f"tf.distribute.Strategy, got {strategy!r}")
+    tf = tensorflow()
+
+    if strategy == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if strategy == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if isinstance(strategy, tf.distribute.Strategy):
+        return strategy
+    raise ParameterError(f"strategy must be None, one of {STRATEGIES} or a "
+                         f"tf.distribute.Strategy, got {type(strategy).__name__}")
+
+
+def check_strategy(strategy) -> None:
+    """Refuse a ``strategy`` setting :func:`resolve_strategy` would refuse (a name is
+    checked without importing TensorFlow)."""
+    if isinstance(strategy, str) and strategy not in STRATEGIES:
+        raise ParameterError(f"strategy must be None, one of {STRATEGIES} or a "
+                             f"tf.distribute.Strategy, got {strategy!r}")
+    if strategy is not None and not isinstance(strategy, str):
+        resolve_strategy(strategy)  # an instance: refused here if it is not one
+
+
+def run_network(model, part: str, X, cache: dict, batch_size: int = 1024) -> list:
+    """Apply ``model``'s encoder or decoder (``part``) to ``X`` in batches, through one
+    compiled function per part kept in ``cache`` (``reduce_retracing``: any batch length
+    reuses it, unlike repeated ``predict``). Returns the outputs as numpy arrays."""
+    tf = tensorflow()
+
+    key = (part, id(model))
+    if key not in cache:
+        net = getattr(model, part)
+        cache[key] = tf.function(lambda x: net(x, training=False), reduce_retracing=True,
+                                 autograph=False)
+    fn = cache[key]
+    # cast batch by batch: no float32 copy of the whole input
+    outs = [fn(tf.constant(np.asarray(X[i:i + batch_size], dtype="float32")))
+            for i in range(0, len(X), batch_size)]
+    return [np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(len(outs[0]))]
+
+
+def lstm_kernel(model, cfg) -> str:
+    """Which LSTM kernel ``model``'s training pass runs on this machine, read from the graph.
+
+    Traces the encoder and decoder (sizes from ``cfg``) in training mode and inspects the
+    operations: ``'cudnn'`` when every LSTM runs as the fused cuDNN kernel (``CudnnRNN*``
+    ops, a GPU), ``'generic'`` when they run as a step-by-step ``While`` loop (CPU, or a
+    setting cuDNN does not support), ``'mixed'`` for both. Verifies rather than assumes
+    the GPU fast path (Keras silently falls back to the loop).
+
+    Examples
+    --------
+    >>> from pycroscopy_bevae.models import BetaVAE
+    >>> X = np.sin(np.linspace(0, 6, 20))[None, :] * np.linspace(-1, 1, 32)[:, None]
+    >>> vae = BetaVAE(units=4, embedding_dim=4, latent_dim=3, epochs=1, prime_epochs=1,
+    ...               round_updates=0).fit(X, progress=False)
+    >>> lstm_kernel(vae.model_, vae.config_)  # on a CPU-only machine
+    'generic'
+    """
+    tf = tensorflow()
+
+    ops: set[str] = set()
+    for part, spec in (("encoder", (None, cfg.n_steps, cfg.n_channels)),
+                       ("decoder", (None, cfg.latent_dim))):
+        net = getattr(model, part)
+        graph = tf.function(lambda x, net=net: net(x, training=True), autograph=False
+                            ).get_concrete_function(tf.TensorSpec(spec, tf.float32)
+                                                    ).graph.as_graph_def()
+        ops.update(n.op for n in graph.node)
+        for fn in graph.library.function:
+            ops.update(n.op for n in fn.node_def)
+    cudnn = any(op.startswith("CudnnRNN") for op in ops)
+    loop = "While" in ops or "StatelessWhile" in ops
+    return "mixed" if cudnn and loop else "cudnn" if cudnn else "generic"

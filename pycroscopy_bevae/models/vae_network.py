@@ -24,42 +24,23 @@ during training without rebuilding or recompiling the model.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import contextlib
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers, ops
 
+from .network_config import NetworkConfig
 from .runtime import tensorflow
 
 tensorflow()  # the package's TensorFlow set-up before any model is built
 
 __all__ = ["NetworkConfig", "build_encoder", "build_decoder", "BetaVAEModel", "ChannelMask",
-           "ScheduleCallback"]
+           "ScheduleCallback", "compiled_model"]
 
 #: Name of the encoder's channel-mask weight (absent from models stored before it existed).
 MASK_WEIGHT = "channel_mask"
-
-
-@dataclass
-class NetworkConfig:
-    """Sizes of the network. Plain values only (stored as JSON with the weights)."""
-
-    n_steps: int
-    n_channels: int = 1
-    units: int = 128
-    n_blocks: int = 3
-    layers_per_block: int = 2
-    embedding_dim: int = 16
-    latent_dim: int = 16
-    layer_norm_axis: str = "time"  # "time" (reference code) or "features"
-    kl_reduction: str = "mean"  # "mean" (reference code) or "sum" (per sample)
-    linear_path: bool = False  # add a linear map input -> mean and z -> output
-
-    def to_dict(self) -> dict:
-        """Plain-dict form."""
-        return asdict(self)
 
 
 class ChannelMask(layers.Layer):
@@ -260,6 +241,21 @@ class BetaVAEModel(keras.Model):
 
     def _weights_list(self) -> list:
         return list(self.encoder.weights) + list(self.decoder.weights)
+
+
+def compiled_model(cfg: NetworkConfig, seed: int, precision: str, learning_rate: float,
+                   first: np.ndarray, strategy=None) -> BetaVAEModel:
+    """A new model, its Adam optimiser (with loss scaling for ``mixed_float16``) compiled
+    and its weights built on the batch ``first``; under ``strategy`` when one is given."""
+    with strategy.scope() if strategy is not None else contextlib.nullcontext():
+        # variables (weights, optimiser slots, beta, lambda) are mirrored on every replica
+        model = BetaVAEModel(cfg, seed=seed, precision=precision)
+        opt = keras.optimizers.Adam(learning_rate)
+        if precision == "mixed_float16":
+            opt = keras.optimizers.LossScaleOptimizer(opt)
+        model.compile(optimizer=opt)
+        model(first)  # build the weights
+    return model
 
 
 class ScheduleCallback(keras.callbacks.Callback):

@@ -11,26 +11,22 @@ import numpy as np
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.loop_sources import LoopSources
-from ..io.model_store import (
+from ..io.usid import linked_ancillaries, make_dims, write_attrs, write_main
+from ..models.runtime import runtime_info
+from ..models.trainer import IncompatibleStateError, fit_summary
+from ..models.vae import CHANNEL_REQUEST, BetaVAE
+from ..parallel import active_pool, vae_inferrer
+from ..params import Choice, Either, Flag, Integer, Literal, check_params
+from ..preprocessing import LoopScaler, MultiScaler
+from ..store import (
     load_beta_vae,
-    read_checkpoint,
-    write_arrays,
+    resumable_state,
+    write_beta_vae,
     write_checkpoint,
     write_snapshot,
 )
-from ..io.usid import linked_ancillaries, make_dims, write_attrs, write_main
-from ..models.runtime import runtime_info
-from ..models.vae import (
-    _DEFAULTS,
-    _PARAMS,
-    BetaVAE,
-    IncompatibleStateError,
-    SpectraSource,
-)
-from ..parallel import active_pool, vae_inferrer
-from ..params import Choice, Either, Flag, Integer, Literal, check_params
-from ..preprocessing import LoopScaler, MultiScaler, stack_channels
 from .base import PROCESS_KEYWORDS, GlobalFitProcess, accepts_sidpy, clear_group
+from .streaming import ScaledLoops, scaled_input, training_input
 
 __all__ = ["BetaVAEProcess", "load_beta_vae"]
 
@@ -39,7 +35,7 @@ logger = logging.getLogger(__name__)
 #: What the process's own parameters accept (the BetaVAE's are the estimator's).
 _CONSTRAINTS = {
     "scaling": Choice(LoopScaler.MODES),
-    "n_active": Either((Literal(None), Integer(low=0))),
+    "n_active": CHANNEL_REQUEST,
     "checkpoint_every": Integer(low=1),
     "stream": Either((Flag(), Literal("auto"))),
     "progress": Flag(),
@@ -53,8 +49,10 @@ _STREAM_ABOVE_MB = 64
 #: Positions read, encoded, decoded and written at a time for the results (a multiple of
 #: the inference batch, 1024, so every spectrum meets the batch it meets in one pass).
 _RESULT_BLOCK = 16 * 1024
-#: Rows per read when the scaler is fitted from the file (streaming).
-_SCALER_ROWS = 64 * 1024
+#: BetaVAE parameters added later: left out of the duplicate check at their default values.
+_LATER_PARAMS = ("precision", "round_updates", "schedule", "capacity_start", "capacity_step",
+                 "target_active", "relax_epochs", "relax_beta", "relax_lr", "linear_path",
+                 "beta_growth", "r2_tolerance")
 
 
 class BetaVAEProcess(GlobalFitProcess):
@@ -96,7 +94,7 @@ class BetaVAEProcess(GlobalFitProcess):
         ``'balanced'`` weighs each modality by its own spread about the mean loop).
     preset : {'fast', 'paper'}
         Model and schedule defaults (see :data:`pycroscopy_bevae.models.vae.PRESETS`).
-    n_active : int, optional
+    n_active : int (>= 1), optional
         Select the latest snapshot with this many active channels (closest count if none
         matches exactly); default the automatic rule of :meth:`BetaVAE.select`. With a
         relax phase (``relax_epochs`` > 0, the ``fast`` preset) it is also the
@@ -148,10 +146,11 @@ class BetaVAEProcess(GlobalFitProcess):
                  checkpoint_every: int = 10, progress: bool = True,
                  stream: bool | str = "auto", strategy=None, **kwargs) -> None:
         proc_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in PROCESS_KEYWORDS}
-        unknown = [k for k in kwargs if k not in _PARAMS]
+        names = BetaVAE.parameter_names()
+        unknown = [k for k in kwargs if k not in names]
         if unknown:
             raise ParameterError(f"unknown parameter(s) {unknown}; BetaVAE parameters are "
-                                 f"{list(_PARAMS)}")
+                                 f"{list(names)}")
         self.sources = LoopSources.from_input(h5_main, cycle=cycle, field=field)
         if len(set(self.sources.steps)) != 1:
             raise BEPSFormatError(
@@ -168,12 +167,9 @@ class BetaVAEProcess(GlobalFitProcess):
                             "progress": progress}, _CONSTRAINTS)
         scaling, n_active, checkpoint_every, stream = (own[k] for k in (
             "scaling", "n_active", "checkpoint_every", "stream"))
-        self.vae = BetaVAE(preset=preset, strategy=strategy, **kwargs)
-        resolved = self.vae.resolved_params()  # validates every parameter before any write
-        if n_active and resolved["relax_epochs"] and "target_active" not in kwargs:
-            # a relax phase trains the requested channel count to convergence
-            self.vae.set_params(target_active=int(n_active))
-            resolved = self.vae.resolved_params()
+        # validates every parameter before any write; the estimator owns the request
+        self.vae = BetaVAE(preset=preset, strategy=strategy, **kwargs).request_active(n_active)
+        resolved = self.vae.resolved_params()
         self.scaling = scaling
         self.n_active = n_active
         self.checkpoint_every = checkpoint_every
@@ -185,8 +181,9 @@ class BetaVAEProcess(GlobalFitProcess):
         parms = self.sources.parms()
         parms.update({"scaling": scaling, "preset": str(preset), "stacking": "channels"})
         parms.update(resolved)
+        defaults = BetaVAE.parameter_defaults()
         for key in _LATER_PARAMS:  # at values training as before they existed: same duplicates
-            if parms[key] == _DEFAULTS[key]:
+            if parms[key] == defaults[key]:
                 del parms[key]
         if strategy is not None:  # a replicated run draws other noise: not a duplicate
             parms["strategy"] = strategy if isinstance(strategy, str) else \
@@ -216,21 +213,6 @@ class BetaVAEProcess(GlobalFitProcess):
         checkpoints = 2 * (3 * w + epochs * 10 * 8)  # Checkpoint and Checkpoint_new (Adam)
         return results + snapshots + checkpoints + w
 
-    # ---- data --------------------------------------------------------------------------
-    def _scaled_input(self, positions=None) -> tuple[np.ndarray, MultiScaler]:
-        mods = self.sources.read(positions)
-        scaler = MultiScaler(self.scaling).fit(mods)
-        return stack_channels(scaler.transform(mods)), scaler
-
-    def _training_data(self) -> tuple[np.ndarray | SpectraSource, MultiScaler]:
-        """Scaled loops in memory, or (``stream``) a source reading them from the file."""
-        if not self.stream:
-            return self._scaled_input()
-        scaler = _fit_scaler_in_chunks(self.sources, self.scaling)
-        logger.info("beta-VAE: streaming %d positions from '%s'", self.h5_main.shape[0],
-                    self.h5_main.file.filename)
-        return _ScaledLoops(self.sources, scaler), scaler
-
     def test(self, n_positions: int = 200, seed: int = 0, epochs: int = 2) -> dict:
         """Train briefly on a random subset without writing anything.
 
@@ -247,7 +229,7 @@ class BetaVAEProcess(GlobalFitProcess):
             raise ParameterError(f"n_positions must be >= 1, got {n_positions}")
         rng = np.random.default_rng(seed)
         pos = np.sort(rng.choice(n, size=min(n, n_positions), replace=False))
-        X, _ = self._scaled_input(pos)
+        X, _ = scaled_input(self.sources, self.scaling, pos)
         vae = clone(self.vae).set_params(epochs=epochs)
         vae.fit(X, progress=self.progress)
         recon = vae.reconstruct(X)
@@ -257,12 +239,9 @@ class BetaVAEProcess(GlobalFitProcess):
 
     # ---- compute -----------------------------------------------------------------------
     def _fit_and_write(self) -> None:
-        X, scaler = self._training_data()
+        X, scaler = training_input(self.sources, self.scaling, self.stream)
         grp = self._open_results_group(clear=False)
-        if "Checkpoint_new" in grp:  # a checkpoint cut short by a crash
-            del grp["Checkpoint_new"]
-            grp.file.flush()  # see clear_group: freed space must not be reused before this
-        state = read_checkpoint(grp)
+        state = resumable_state(grp)
         if state is not None:
             logger.info("resuming beta-VAE training at epoch %d from %s", state["epoch"],
                         grp.name)
@@ -289,7 +268,7 @@ class BetaVAEProcess(GlobalFitProcess):
             clear_group(grp, keep=(self._status_dset_name,))
             saved["n"] = 0
             vae.fit(X, progress=self.progress, on_epoch_end=checkpoint)
-        vae.select(n_active=self.n_active, closest=True)
+        vae.select_requested(self.n_active)
         self._write_results(grp, vae, scaler, X)
         if "Checkpoint" in grp:
             del grp["Checkpoint"]
@@ -325,7 +304,7 @@ class BetaVAEProcess(GlobalFitProcess):
         for a in range(0, n, _RESULT_BLOCK):
             b = min(a + _RESULT_BLOCK, n)
             # errors against the float64 scaled loops, as in memory
-            xb = X.take(np.arange(a, b), np.float64) if isinstance(X, _ScaledLoops) else X[a:b]
+            xb = X.take(np.arange(a, b), np.float64) if isinstance(X, ScaledLoops) else X[a:b]
             t0 = time.perf_counter()
             mu, logvar, recon = infer(xb)
             t_infer += time.perf_counter() - t0
@@ -336,46 +315,19 @@ class BetaVAEProcess(GlobalFitProcess):
             h_logvar[a:b] = logvar
             h_recon[a:b] = np.moveaxis(recon, 2, 1).reshape(b - a, -1)  # modality-major
         self._write_shared_results(grp, pos, err, scaler.scalers_)
-        hist_cols = list(vae.history_)
-        hist = np.array([vae.history_[k] for k in hist_cols], dtype=float).T
-        h = grp.create_dataset("Training_History", data=hist)
-        write_attrs(h, {"columns": hist_cols, "rows": "epoch (0-based)"})
-        p = vae.resolved_params()
-        snaps = vae.snapshots_
-        es = grp.create_dataset("Embedding_Snapshots", shape=(len(snaps), *snaps[0].mu.shape),
-                                dtype=snaps[0].mu.dtype)
-        for i, snap in enumerate(snaps):  # no stacked copy of every snapshot
-            es[i] = snap.mu
-        write_attrs(es, {"epochs": [s.epoch for s in snaps], "betas": [s.beta for s in snaps],
-                         "lambdas": [s.lam for s in snaps],
-                         "mse": [s.losses["mse"] for s in snaps],
-                         "recon_mse": [s.losses.get("recon_mse", np.nan) for s in snaps],
-                         "n_active": [s.n_active(p["kl_threshold"]) for s in snaps],
-                         "dims": "snapshot x position x latent"})
-        model = grp.require_group("Model")
-        model.attrs["config"] = vae.config_json()
-        model.attrs["selected_snapshot"] = int(vae.selected_)
-        write_arrays(model.create_group("Weights"), snaps[vae.selected_].weights)
+        write_beta_vae(grp, vae)
         per_mod = {f"mse_{name}": float(mod_err[:, i].mean()) for i, name in enumerate(src.names)}
-        sel = snaps[vae.selected_]
-        active = sel.active(p["kl_threshold"])
+        fit = fit_summary(vae)  # what the estimator ran and chose
         write_attrs(grp, {
-            "mse": float(err.mean()), **per_mod, "fit_time_s": float(vae.fit_time_),
-            "inference_time_s": float(t_infer),
-            "inference_ranks": getattr(active_pool(), "size", 1),
-            "epochs_trained": len(vae.history_["loss"]), "modality_names": src.names,
-            "Active_Channels": active.astype(int), "n_active_channels": int(active.size),
-            "selected_snapshot": int(vae.selected_), "selected_epoch": int(sel.epoch),
-            "selected_beta": float(sel.beta), "selection_request": "auto" if self.n_active is
-            None else int(self.n_active), "beta_start_used": float(vae.beta_start_ or 0.0),
-            "relax_start_epoch": -1 if vae.relax_ is None else int(vae.relax_.start),
-            "relax_from_snapshot": -1 if vae.relax_ is None else int(vae.relax_from_),
-            "updates_per_epoch": int(vae.updates_per_epoch_),
+            "mse": float(err.mean()), **per_mod, **fit, "inference_time_s": float(t_infer),
+            "inference_ranks": getattr(active_pool(), "size", 1), "modality_names": src.names,
+            "selection_request": "auto" if self.n_active is None else int(self.n_active),
             # what TensorFlow ran with (determinism, thread pools, oneDNN, versions)
             **{f"runtime_{k}": v for k, v in runtime_info().items()},
         })
         logger.info("beta-VAE: MSE %.4f, %d active channels (snapshot %d, epoch %d, beta %.4g)",
-                    err.mean(), active.size, vae.selected_, sel.epoch, sel.beta)
+                    err.mean(), fit["n_active_channels"], vae.selected_, fit["selected_epoch"],
+                    fit["selected_beta"])
 
     # ---- re-using a trained model ------------------------------------------------------
     def reselect(self, n_active: int | None = None, snapshot: int | None = None) -> dict:
@@ -390,40 +342,7 @@ class BetaVAEProcess(GlobalFitProcess):
         if self.h5_results_grp is None:
             raise ParameterError("no results yet: call compute() first")
         vae, _ = load_beta_vae(self.h5_results_grp, n_active=n_active, snapshot=snapshot)
-        X, _ = self._scaled_input()
+        X, _ = scaled_input(self.sources, self.scaling)
         mu, logvar, recon = vae_inferrer(vae)(X)
         return {"embedding": mu, "log_variance": logvar, "reconstruction": recon,
                 "mse": np.mean((recon - X) ** 2, axis=(1, 2)), "snapshot": vae.selected_}
-
-
-# ---- streaming from the file ----------------------------------------------------------
-class _ScaledLoops(SpectraSource):
-    """The process's training input (scaled, channel-stacked loops) read from the file on
-    demand: ``take(i)`` equals ``_scaled_input()[0][i]`` cast to float32 for the same
-    scaler."""
-
-    def __init__(self, sources: LoopSources, scaler: MultiScaler):
-        self.sources, self.scaler = sources, scaler
-        self.shape = (sources.datasets[0].shape[0], sources.steps[0], len(sources.datasets))
-
-    def take(self, indices: np.ndarray, dtype=np.float32) -> np.ndarray:
-        idx = np.asarray(indices, dtype=np.int64)
-        order = np.argsort(idx, kind="stable")  # HDF5 reads rows in increasing order
-        block = stack_channels(self.scaler.transform(self.sources.read(idx[order])))
-        out = np.empty(block.shape, dtype=dtype)
-        out[order] = block
-        return out
-
-
-def _fit_scaler_in_chunks(sources: LoopSources, mode: str) -> MultiScaler:
-    """``MultiScaler(mode).fit(sources.read())`` read in blocks of ``_SCALER_ROWS`` rows."""
-    n = sources.datasets[0].shape[0]
-    return MultiScaler(mode).fit_blocks(
-        lambda: (sources.read(np.arange(a, min(a + _SCALER_ROWS, n)))
-                 for a in range(0, n, _SCALER_ROWS)))
-
-
-#: BetaVAE parameters added later: left out of the duplicate check at these default values.
-_LATER_PARAMS = ("precision", "round_updates", "schedule", "capacity_start", "capacity_step",
-                 "target_active", "relax_epochs", "relax_beta", "relax_lr", "linear_path",
-                 "beta_growth", "r2_tolerance")

@@ -1,0 +1,147 @@
+"""Snapshots of a beta-VAE training and the rules that time and choose them.
+
+A :class:`Snapshot` is the state of the model at one point of the schedule.
+:func:`snapshot_due` is the one rule of when one is taken (the trainer, the storage
+estimate); :func:`choose_snapshot` is the one rule of which one is used (the relax
+phase's starting point and :meth:`~pycroscopy_bevae.models.BetaVAE.select`). Plain numpy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..exceptions import ParameterError
+from .schedule import RelaxSchedule, StepSchedule, active_channels, channel_kl
+
+__all__ = ["Snapshot", "choose_snapshot", "recon_mse", "snapshot_due", "within_tolerance"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Snapshot:
+    """State of the model at one point of the schedule."""
+
+    epoch: int
+    beta: float
+    lam: float
+    losses: dict
+    mu: np.ndarray
+    logvar: np.ndarray
+    weights: dict = field(repr=False)
+
+    def channel_kl(self) -> np.ndarray:
+        """KL of each latent channel (nats)."""
+        return channel_kl(self.mu, self.logvar)
+
+    def active(self, kl_threshold: float) -> np.ndarray:
+        """Indices of the active channels (:func:`active_channels`)."""
+        return active_channels(self.mu, self.logvar, kl_threshold)
+
+    def n_active(self, kl_threshold: float) -> int:
+        """Number of active channels (KL >= ``kl_threshold``)."""
+        return int(self.active(kl_threshold).size)
+
+
+def snapshot_due(epoch: int, s, relax: RelaxSchedule | None = None) -> bool:
+    """Whether a snapshot is taken at the end of ``epoch`` (0-based) of a training with
+    settings ``s``: the end of priming and of every schedule step (the relax phase's steps
+    once it has begun), every ``snapshot_every`` epochs, and the last epoch.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> s = SimpleNamespace(epochs=6, prime_epochs=2, step_epochs=2, snapshot_every=0)
+    >>> [e for e in range(6) if snapshot_due(e, s)]
+    [1, 3, 5]
+    """
+    last = relax.end if relax is not None else s.epochs
+    if epoch + 1 in (last, s.prime_epochs):
+        return True
+    if s.snapshot_every and (epoch + 1) % s.snapshot_every == 0:
+        return True
+    if relax is not None and epoch >= relax.start:
+        return relax.step_ends(epoch)
+    # the stairs of every annealing schedule (steps and capacity alike)
+    return epoch + 1 == s.epochs or StepSchedule(s.prime_epochs, 0.0, 0.0, s.step_epochs,
+                                                 0.0).step_ends(epoch)
+
+
+def recon_mse(snap: Snapshot) -> float:
+    """Deterministic reconstruction MSE of a snapshot (training MSE for old snapshots)."""
+    return snap.losses.get("recon_mse", snap.losses["mse"])
+
+
+def within_tolerance(snaps: Sequence[Snapshot], s, data_variance: float | None) -> list[int]:
+    """Indices of the snapshots whose reconstruction MSE is within the tolerance of the
+    primed model's (``r2_tolerance`` of the data variance, else ``mse_tolerance`` times)."""
+    primed = [x for x in snaps if x.beta == 0.0]
+    ref = recon_mse(primed[-1] if primed else snaps[0])
+    if s.r2_tolerance > 0 and data_variance is not None:
+        limit = ref + s.r2_tolerance * data_variance
+    else:
+        limit = s.mse_tolerance * ref
+    return [i for i, x in enumerate(snaps) if recon_mse(x) <= limit]
+
+
+def choose_snapshot(snaps: Sequence[Snapshot], s, data_variance: float | None,
+                    n_active: int | None = None, *, closest: bool = False,
+                    at_least: bool = False, relaxed: bool = False, fallback: int = 0) -> int:
+    """Index of the snapshot the model uses: the package's one selection rule.
+
+    Parameters
+    ----------
+    snaps : sequence of Snapshot
+    s : Settings
+        ``kl_threshold``, ``mse_tolerance``, ``r2_tolerance`` are read.
+    data_variance : float or None
+        Variance of the training data (for ``r2_tolerance``).
+    n_active : int, optional
+        The latest snapshot with exactly this many active channels (``closest``: with
+        the count nearest to it, a warning in the log when none has exactly as many;
+        ``at_least``: the latest with at least as many, else the last).
+    relaxed : bool
+        Without ``n_active``: a relax phase ran, its end (the last snapshot) is chosen.
+    fallback : int
+        Without ``n_active`` and ``relaxed``: the latest snapshot within the
+        reconstruction tolerance (:func:`within_tolerance`), this one when none is.
+
+    Raises
+    ------
+    ParameterError
+        No snapshots, or none with exactly ``n_active`` channels (neither ``closest``
+        nor ``at_least``).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> s = SimpleNamespace(kl_threshold=0.1, mse_tolerance=2.0, r2_tolerance=0.0)
+    >>> snap = lambda b, m, k: Snapshot(0, b, 0.0, {"mse": m}, np.full((2, 3), k),
+    ...                                 np.zeros((2, 3)), {})
+    >>> snaps = [snap(0.0, 1.0, 2.0), snap(0.1, 1.5, 1.0), snap(0.2, 3.0, 0.0)]
+    >>> choose_snapshot(snaps, s, None), choose_snapshot(snaps, s, None, 0)
+    (1, 2)
+    """
+    if not snaps:
+        raise ParameterError("no snapshots recorded; train for at least one epoch")
+    counts = [x.n_active(s.kl_threshold) for x in snaps]
+    if n_active is not None and at_least:
+        return max([i for i, c in enumerate(counts) if c >= n_active] or [len(snaps) - 1])
+    if n_active is not None:
+        gap = [abs(c - n_active) for c in counts]
+        idx = [i for i, g in enumerate(gap) if g == (min(gap) if closest else 0)]
+        if not idx:
+            raise ParameterError(f"no snapshot has exactly {n_active} active channels; "
+                                 f"snapshots have {sorted(set(counts))}")
+        if counts[idx[-1]] != n_active:
+            logger.warning("no snapshot has exactly %d active channels; using %d "
+                           "(snapshot %d)", n_active, counts[idx[-1]], idx[-1])
+        return idx[-1]
+    if relaxed:
+        return len(snaps) - 1
+    ok = within_tolerance(snaps, s, data_variance)
+    return ok[-1] if ok else fallback
