@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.beps import external_link_holder
+from ..io.provenance import source_identity
 from ..io.sidpy_conv import plottable_sidpy, usid_to_sidpy
 from ..io.sidpy_in import usid_inputs
 from ..io.space import WriteFailedError, reserved_space
@@ -75,6 +76,10 @@ class BevaeProcess(Process):
                 f"'{dest[squatters[0]].name}' in file '{dest.file.filename}' is not a group but "
                 f"has the name of a {process_name} results group; expected only results "
                 "groups there: rename or delete it, or pass h5_target_group= another group")
+        # results belong to this exact input: its file, path and a digest of its values
+        # and dimensions are compared by the duplicate and the resume checks
+        sources = getattr(getattr(self, "sources", None), "datasets", None) or [h5_main]
+        parms = {**parms, "source_identity": source_identity(sources, dest)}
         with quiet_pyusid():
             super().__init__(h5_main, process_name, parms_dict=parms, **kwargs)
         self.partial_h5_groups = [g for g in self.partial_h5_groups if self._resumable(g)]
