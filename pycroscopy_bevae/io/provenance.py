@@ -22,7 +22,7 @@ import numpy as np
 
 from ..exceptions import BEPSFormatError
 
-__all__ = ["group_status", "require_complete", "source_identity", "digest_arrays",
+__all__ = ["check_fits_memory", "group_status", "require_complete", "source_identity", "digest_arrays",
            "volts_per_unit", "STATUS_NAME"]
 
 #: The dataset of per-position completion flags pyUSID's processes keep in a results group.
@@ -208,3 +208,31 @@ def require_complete(dset: h5py.Dataset) -> None:
             f"dataset '{dset.name}' in file '{dset.file.filename}' belongs to an unfinished "
             f"results group ({done}; an interrupted run?); expected complete results: run "
             "the same call again to finish it, or pass a complete group")
+
+
+def check_fits_memory(shape: tuple, itemsize: int, where: str, copies: float = 2.0) -> None:
+    """Refuse, from its declared shape alone, an input that cannot be held in memory
+    (``copies`` arrays of ``shape`` x ``itemsize`` bytes beyond the available memory).
+
+    Raises
+    ------
+    BEPSFormatError
+        Naming ``where``, the size needed and the memory available.
+
+    Examples
+    --------
+    >>> check_fits_memory((10**6, 10**6), 8, "dataset '/a'")
+    Traceback (most recent call last):
+    ...
+    pycroscopy_bevae.exceptions.BEPSFormatError: dataset '/a' declares shape (1000000, ...
+    """
+    import psutil
+
+    need = float(np.prod([float(n) for n in shape])) * itemsize * copies
+    avail = float(psutil.virtual_memory().available)
+    if need > avail:
+        raise BEPSFormatError(
+            f"{where} declares shape {tuple(int(n) for n in shape)}: about "
+            f"{need / 2**30:.3g} GiB needed in memory, {avail / 2**30:.3g} GiB available; "
+            "expected an input that fits (pass a smaller selection, or read it in parts); "
+            "nothing was read or written")

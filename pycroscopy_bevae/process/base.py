@@ -17,7 +17,7 @@ from ..io.beps import external_link_holder
 from ..io.provenance import source_identity
 from ..io.sidpy_conv import plottable_sidpy, usid_to_sidpy
 from ..io.sidpy_in import usid_inputs
-from ..io.space import WriteFailedError, reserved_space
+from ..io.space import WriteFailedError, reserved_space, room_for
 from ..io.usid import package_versions, quiet_pyusid, write_attrs
 from ..params import Either, Flag, Integer, Literal, Real, check_params
 
@@ -33,8 +33,12 @@ def accepts_sidpy(init: Callable) -> Callable:
 
     @functools.wraps(init)
     def wrapper(self, h5_main, *args, **kwargs):
-        with usid_inputs(h5_main, kwargs.get("h5_target_group")) as h5:
+        target = kwargs.get("h5_target_group")
+        with usid_inputs(h5_main, target) as h5:
             init(self, h5, *args, **kwargs)
+            if h5 is not h5_main and not self.duplicate_h5_groups:
+                # room for the results too, while a refusal still removes the copy
+                room_for(target.file.filename, self._result_bytes())
 
     return wrapper
 
@@ -107,6 +111,11 @@ class BevaeProcess(Process):
         attrs = dict(self.parms_dict)
         attrs.update(package_versions())
         attrs["tool"] = type(self).__name__
+        units = getattr(getattr(self, "layout", None) or getattr(self, "sources", None),
+                        "dc_units", None)
+        if units is not None:  # the bias was converted to volts from this unit
+            attrs["bias_units_in_source"] = units
+            attrs["bias_units"] = "V"
         if extra:
             attrs.update(extra)
         write_attrs(self.h5_results_grp, attrs)
