@@ -22,8 +22,8 @@ import numpy as np
 
 from ..exceptions import BEPSFormatError
 
-__all__ = ["check_fits_memory", "group_status", "require_complete", "source_identity", "digest_arrays",
-           "volts_per_unit", "STATUS_NAME"]
+__all__ = ["check_fits_memory", "group_status", "require_complete", "source_identity",
+           "digest_arrays", "volts_per_unit", "STATUS_NAME"]
 
 #: The dataset of per-position completion flags pyUSID's processes keep in a results group.
 STATUS_NAME = "completed_positions"
