@@ -18,6 +18,7 @@ from .beps import (
     describe_loops,
     spectroscopic_names,
 )
+from .provenance import require_complete
 from .usid import make_dims
 
 __all__ = ["LoopSources", "resolve_sources"]
@@ -114,6 +115,7 @@ class LoopSources:
                 raise BEPSFormatError(f"{where} has shape {d.shape}; expected non-empty "
                                       "(positions, steps)")
             check_readable(d)
+            require_complete(d)  # never learn from an interrupted run's rows
             if not check_if_main(d):
                 raise BEPSFormatError(f"{where} is not a USID main dataset")
             if d.file != dsets[0].file:

@@ -185,29 +185,22 @@ def group_status(grp: h5py.Group) -> tuple[int, int] | None:
     return int(np.count_nonzero(flags)), int(flags.size)
 
 
-def _is_results_group(grp: h5py.Group) -> bool:
-    return "tool" in grp.attrs or STATUS_NAME in grp or "last_pixel" in grp.attrs
-
-
 def require_complete(dset: h5py.Dataset) -> None:
-    """Refuse a dataset of an unfinished results group (an interrupted run).
+    """Refuse a dataset of an unfinished results group (an interrupted run: some of its
+    ``completed_positions`` flags unset). Datasets outside results groups pass.
 
     Raises
     ------
     BEPSFormatError
         Naming the dataset, the file and how many positions were computed.
     """
-    grp = dset.parent
-    if not _is_results_group(grp):
-        return
-    state = group_status(grp)
-    if state is None or state[0] < state[1] or state[1] == 0:
-        done = "no record of which positions were computed" if state is None else \
-            f"{state[0]} of {state[1]} positions computed"
+    state = group_status(dset.parent)
+    if state is not None and state[0] < state[1]:
         raise BEPSFormatError(
             f"dataset '{dset.name}' in file '{dset.file.filename}' belongs to an unfinished "
-            f"results group ({done}; an interrupted run?); expected complete results: run "
-            "the same call again to finish it, or pass a complete group")
+            f"results group ({state[0]} of {state[1]} positions computed; an interrupted "
+            "run?); expected complete results: run the same call again to finish it, or pass "
+            "a complete group")
 
 
 def check_fits_memory(shape: tuple, itemsize: int, where: str, copies: float = 2.0) -> None:

@@ -21,7 +21,8 @@ from ..io.space import WriteFailedError, reserved_space, room_for
 from ..io.usid import package_versions, quiet_pyusid, write_attrs
 from ..params import Either, Flag, Integer, Literal, Real, check_params
 
-__all__ = ["BevaeProcess", "ChunkedProcess", "GlobalFitProcess", "clear_group", "accepts_sidpy"]
+__all__ = ["BevaeProcess", "ChunkedProcess", "GlobalFitProcess", "clear_group", "accepts_sidpy",
+           "selection_parms"]
 
 logger = logging.getLogger(__name__)
 
@@ -356,6 +357,28 @@ def _check_process_kwargs(kwargs: dict) -> None:
                              f"file, got {type(target).__name__} {target!r}")
     kwargs.update(check_params({k: v for k, v in kwargs.items() if k != "h5_target_group"},
                                _PROCESS_CONSTRAINTS))
+
+
+def selection_parms(n_active: int | None, resolved: dict, where: str) -> dict:
+    """The duplicate-check entry of a beta-VAE's channel request (on every route: with
+    ``relax_epochs=0`` it picks the snapshot, so it changes the result), after refusing
+    a request for more channels than the latent space has.
+
+    Examples
+    --------
+    >>> selection_parms(2, {"latent_dim": 3}, "x")
+    {'n_active': 2}
+    >>> selection_parms(None, {"latent_dim": 3}, "x")
+    {}
+    """
+    if n_active is None:
+        return {}
+    latent = resolved.get("latent_dim")
+    if latent is not None and n_active > latent:
+        raise ParameterError(
+            f"n_active={n_active} exceeds latent_dim={latent} for {where}; expected at most "
+            "latent_dim active channels (raise latent_dim or ask for fewer)")
+    return {"n_active": int(n_active)}
 
 
 def clear_group(grp: h5py.Group, keep: tuple[str, ...] = ()) -> None:

@@ -11,6 +11,7 @@ from sidpy.base.num_utils import integers_to_slices
 
 from ..exceptions import BEPSFormatError, ParameterError
 from ..io.beps import describe_loops
+from ..io.provenance import require_complete
 from ..io.usid import as_text, linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.loop_fit import LOOP_PARAMETERS, fit_loops, sweeps_both_ways
 from ..params import Integer, Real, check_params
@@ -93,6 +94,7 @@ class LoopFitProcess(ChunkedProcess):
                 "dtype (an SHO fit?); expected projected loops: run LoopProjector first and "
                 "pass its Piezoresponse")
         p = check_params({"max_iter": max_iter, "tol": tol}, _CONSTRAINTS)
+        require_complete(h5_main)  # never fit an interrupted projection's rows
         self.layout = describe_loops(h5_main)
         self._loop_columns = _loop_columns(self.layout)
         dc = self.layout.dc_values[self._loop_columns]

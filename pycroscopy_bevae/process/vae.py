@@ -30,7 +30,7 @@ from ..models.vae import (
 from ..parallel import active_pool, vae_inferrer
 from ..params import Choice, Either, Flag, Integer, Literal, check_params
 from ..preprocessing import LoopScaler, MultiScaler, stack_channels
-from .base import PROCESS_KEYWORDS, GlobalFitProcess, accepts_sidpy, clear_group
+from .base import PROCESS_KEYWORDS, GlobalFitProcess, accepts_sidpy, clear_group, selection_parms
 
 __all__ = ["BetaVAEProcess", "load_beta_vae"]
 
@@ -193,6 +193,7 @@ class BetaVAEProcess(GlobalFitProcess):
                 type(strategy).__name__
         if self.stream:  # in-memory runs keep the parameters (and duplicates) they had
             parms["stream"] = True
+        parms.update(selection_parms(n_active, resolved, f"dataset '{parms['sources']}'"))
         self._init_process(self.sources.datasets[0], "Beta_VAE", parms, **proc_kwargs)
 
     def _check_for_duplicates(self) -> tuple[list, list]:
