@@ -17,7 +17,7 @@ import numpy as np
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..models.schedule import RelaxSchedule
 from ..models.vae import _PARAMS, BetaVAE, Snapshot
-from ..params import Integer, Real
+from ..params import Integer, Real, check_optional_ints
 from ..preprocessing import MultiScaler
 from .usid import as_text, write_attrs
 
@@ -65,6 +65,7 @@ def load_beta_vae(grp: h5py.Group, n_active: int | None = None,
     >>> vae.transform(np.zeros((1, 96, 2))).shape, scaler.mode
     ((1, 3), 'global')
     """
+    n_active, snapshot = check_optional_ints(n_active=n_active, snapshot=snapshot)
     where = f"group '{grp.name}' in file '{grp.file.filename}'"
     if "Model" not in grp or "config" not in grp["Model"].attrs:
         raise BEPSFormatError(f"{where} holds no trained beta-VAE (Model/ with a config)")

@@ -87,6 +87,12 @@ class BevaeProcess(Process):
         parms = {**parms, "source_identity": source_identity(sources, dest)}
         with quiet_pyusid():
             super().__init__(h5_main, process_name, parms_dict=parms, **kwargs)
+        if isinstance(self, ChunkedProcess) and (self._max_pos_per_read or 0) < 1:
+            raise ParameterError(
+                f"max_mem_mb={kwargs.get('max_mem_mb')} and mem_multiplier="
+                f"{kwargs.get('mem_multiplier')} leave room for no position of dataset "
+                f"'{h5_main.name}' ({h5_main.dtype.itemsize * h5_main.shape[1]} bytes each) "
+                "per chunk; expected a larger max_mem_mb or a smaller mem_multiplier")
         self.partial_h5_groups = [g for g in self.partial_h5_groups if self._resumable(g)]
         if self.duplicate_h5_groups:
             logger.info("%s with identical parameters exists: %s", process_name,
@@ -332,7 +338,8 @@ class GlobalFitProcess(BevaeProcess):
         raise NotImplementedError("global-fit processes write results in _fit_and_write")
 
 
-#: pyUSID's processing keywords and what each accepts (``h5_target_group`` is checked apart).
+#: pyUSID's processing keywords and what each accepts (``h5_target_group`` is checked apart;
+#: pyUSID wants whole megabytes and a float multiplier of at least 1).
 _PROCESS_CONSTRAINTS = {
     "cores": Either((Literal(None), Integer(low=1))),
     "max_mem_mb": Either((Literal(None), Real(low=0, low_open=True))),
@@ -352,11 +359,21 @@ def _check_process_kwargs(kwargs: dict) -> None:
         raise ParameterError(f"unknown parameter(s) {unknown}; the processing keywords are "
                              f"{list(PROCESS_KEYWORDS)}")
     target = kwargs.get("h5_target_group")
-    if target is not None and not isinstance(target, h5py.Group):
+    if target is not None and (not isinstance(target, h5py.Group) or not target.id.valid):
         raise ParameterError(f"h5_target_group must be an h5py Group (or File) in a writable "
-                             f"file, got {type(target).__name__} {target!r}")
+                             f"file that is open, got {type(target).__name__} {target!r}")
     kwargs.update(check_params({k: v for k, v in kwargs.items() if k != "h5_target_group"},
                                _PROCESS_CONSTRAINTS))
+    mem, mult = kwargs.get("max_mem_mb"), kwargs.get("mem_multiplier")
+    if mem is not None:
+        if float(mem) != int(mem):
+            raise ParameterError(f"max_mem_mb must be a whole number of megabytes, got {mem!r}")
+        kwargs["max_mem_mb"] = int(mem)
+    if mult is not None:
+        if mult < 1:
+            raise ParameterError(f"mem_multiplier must be at least 1 (the source's own bytes "
+                                 f"per position), got {mult!r}")
+        kwargs["mem_multiplier"] = float(mult)
 
 
 def selection_parms(n_active: int | None, resolved: dict, where: str) -> dict:
