@@ -28,7 +28,7 @@ import numpy as np
 
 from ..exceptions import BEPSFormatError, FileInUseError, MissingFileError, ParameterError
 from ..params import Integer, check
-from .provenance import volts_per_unit
+from .provenance import check_fits_memory, volts_per_unit
 
 __all__ = [
     "SHO_FIELDS",
@@ -832,6 +832,8 @@ def _position_grid(
     from pyUSID.io.hdf_utils import get_attr
 
     labels = [str(x) for x in get_attr(h5_pos_inds, "labels")]
+    # the checks below hold a few int64 copies of the indices: refused from the declared size
+    check_fits_memory(h5_pos_inds.shape, 8, f"{where}: Position_Indices", copies=6)
     inds = np.asarray(h5_pos_inds[()])
     if inds.ndim == 1:
         inds = inds[:, None]

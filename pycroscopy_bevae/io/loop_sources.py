@@ -139,6 +139,15 @@ class LoopSources:
                 generic = True
             else:
                 lay = describe_loops(d)
+                extra = {k: int(np.unique(v).size) for k, v in lay.other_index.items()
+                         if np.unique(v).size > 1}
+                if extra:
+                    raise BEPSFormatError(
+                        f"{where} has further spectroscopic dimension(s) "
+                        f"{', '.join(f'{k} ({n} values)' for k, n in extra.items())} besides "
+                        "the DC bias, Cycle and Field; expected one loop per cycle and field "
+                        "(only one of them would be used): write the loops of one "
+                        f"{next(iter(extra))} value as their own dataset and pass that")
                 cols = lay.columns(cycle=cycle, field=field)
                 chosen_cycle = lay.n_cycles - 1 if cycle is None else int(cycle) % lay.n_cycles
                 this_axis = ("DC_Offset", "V", lay.dc_values[cols])

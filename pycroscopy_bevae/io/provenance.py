@@ -223,6 +223,14 @@ def check_fits_memory(shape: tuple, itemsize: int, where: str, copies: float = 2
 
     need = float(np.prod([float(n) for n in shape])) * itemsize * copies
     avail = float(psutil.virtual_memory().available)
+    try:  # an address-space limit (ulimit -v) binds before the machine's memory does
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            avail = min(avail, float(soft))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - not POSIX
+        pass
     if need > avail:
         raise BEPSFormatError(
             f"{where} declares shape {tuple(int(n) for n in shape)}: about "
