@@ -574,3 +574,43 @@ def test_ctrl_c_in_the_cli_is_one_line_and_exit_130(tmp_path):
     lines = [ln for ln in run.stderr.splitlines() if ln.strip() and "%|" not in ln]
     assert lines == ["pycroscopy-bevae project: interrupted (what was written is kept: the "
                      "same command resumes it or starts afresh)"], run.stderr[-2000:]
+
+
+def test_a_user_dataset_with_the_copys_ancillary_name_is_left_alone(maps, tmp_path):
+    ds = _sidpy_loops(maps["m1_projected"])
+    with h5py.File(tmp_path / "t.h5", "w") as out:
+        out["Piezoresponse_Position_Indices"] = np.arange(3)
+        proc = LoopFitProcess(ds, h5_target_group=out, progress=False, max_iter=5)
+        assert proc.h5_main.name == "/Piezoresponse_001"
+        np.testing.assert_array_equal(out["Piezoresponse_Position_Indices"][()], np.arange(3))
+
+
+_NO_ROOM = """
+import resource, sys, h5py
+from pycroscopy_bevae import InsufficientSpaceError
+from pycroscopy_bevae.io import usid_to_sidpy
+from pycroscopy_bevae.process import LoopFitProcess
+with h5py.File(sys.argv[1], "r") as f:
+    ds = usid_to_sidpy(f[sys.argv[2]], title="Piezoresponse")
+limit = int(sys.argv[4])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+with h5py.File(sys.argv[3], "r+") as out:
+    try:
+        LoopFitProcess(ds, h5_target_group=out, progress=False)
+    except InsufficientSpaceError as exc:
+        print("REFUSED", exc)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_no_room_for_the_sidpy_copy_is_refused_before_it_is_written(maps, tmp_path):
+    target = tmp_path / "t.h5"
+    with h5py.File(target, "w") as out:
+        out.attrs["kept"] = 1
+    before = target.read_bytes()
+    run = subprocess.run([sys.executable, "-c", _NO_ROOM, str(maps["m1_projected"]), PIEZO,
+                          str(target), str(len(before) + 500_000)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.stdout.startswith("REFUSED") and "file-size limit" in run.stdout, \
+        run.stdout + run.stderr[-2000:]
+    assert target.read_bytes() == before

@@ -213,7 +213,11 @@ def _free_name(group: h5py.Group, name: str, digest: str) -> str:
     candidates = [name] + [f"{name}_{i:03d}" for i in range(1, 1000)]
     for cand in candidates:
         if cand not in group:
-            return cand
+            ancillaries = [f"{cand}_{kind}_{what}" for kind in ("Position", "Spectroscopic")
+                           for what in ("Indices", "Values")]
+            if not any(a in group for a in ancillaries):  # another dataset has its names
+                return cand
+            continue
         old = group[cand]
         if isinstance(old, h5py.Dataset) and old.attrs.get("sidpy_digest") == digest:
             return cand

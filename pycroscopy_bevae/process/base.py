@@ -221,6 +221,14 @@ class ChunkedProcess(BevaeProcess):
                              unit="pos", disable=not self.progress, leave=False)
         self._bar.update(n)
 
+    def _read_data_chunk(self) -> None:
+        # pyUSID flushes the source's file after each chunk; results in another file
+        # (h5_target_group) are flushed here too, so a hard kill keeps their progress
+        grp = self.h5_results_grp
+        if grp is not None and grp.file.id.fileno != self.h5_main.file.id.fileno:
+            grp.file.flush()
+        super()._read_data_chunk()
+
     def compute(self, override: bool = False, *args, **kwargs) -> h5py.Group:  # noqa: D102
         try:
             return super().compute(override, *args, **kwargs)
