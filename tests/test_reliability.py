@@ -614,3 +614,18 @@ def test_no_room_for_the_sidpy_copy_is_refused_before_it_is_written(maps, tmp_pa
     assert run.stdout.startswith("REFUSED") and "file-size limit" in run.stdout, \
         run.stdout + run.stderr[-2000:]
     assert target.read_bytes() == before
+
+
+def test_a_lazy_sidpy_input_beyond_memory_is_refused_before_it_is_read(tmp_path):
+    import dask.array as da
+
+    n = 200_000
+    ds = sidpy.Dataset.from_array(da.zeros((n, n, 96), chunks=(1000, 1000, 96)), title="Big")
+    ds.set_dimension(0, sidpy.Dimension(np.arange(n), "Y", dimension_type="spatial"))
+    ds.set_dimension(1, sidpy.Dimension(np.arange(n), "X", dimension_type="spatial"))
+    ds.set_dimension(2, sidpy.Dimension(np.linspace(-1, 1, 96), "DC Offset", units="V",
+                                        dimension_type="spectral"))
+    with h5py.File(tmp_path / "t.h5", "w") as out:
+        with pytest.raises(BEPSFormatError, match=r"declares shape \(200000, 200000, 96\)"):
+            DictionaryLearningProcess(ds, h5_target_group=out)
+        assert list(out.keys()) == []
