@@ -172,7 +172,7 @@ def test_the_cli_takes_the_latest_complete_projection(maps, tmp_path, capsys):
     lambda f: LoopFitProcess(f[PIEZO], progress=False),
     lambda f: DictionaryLearningProcess(f[PROJ_GROUP], n_components=2),
     lambda f: DictionaryLearningProcess([f[PIEZO]], n_components=2),
-])
+], ids=["loop_fit", "dictionary_on_group", "dictionary_on_dataset"])
 def test_chained_processes_refuse_an_unfinished_group(maps, tmp_path, make):
     path = _interrupted(_copy(maps, "m1_projected", tmp_path))
     before = file_digest(path)
@@ -416,7 +416,7 @@ def _loop_dataset(path: Path, steps: int, extra: int = 1) -> h5py.Dataset:
     (8, None, "needs at least 18"),
     (32, lambda d: d.fill(np.nan), "none of its 6 loops can be fitted"),
     (32, lambda d: d.fill(0.5), "none of its 6 loops can be fitted"),
-])
+], ids=["16_steps", "8_steps", "all_nan", "flat"])
 def test_loop_fit_refuses_what_it_cannot_fit(tmp_path, steps, edit, match):
     path = _loop_dataset(tmp_path / "l.h5", steps)
     if edit is not None:
