@@ -190,6 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             # under mpiexec: rank 0 runs the command, the other ranks compute for it
             status = run_mpi(commands[args.command], args)
         return 0 if status is None else status
+    except KeyboardInterrupt:  # one line, the shell's status for SIGINT
+        print(f"pycroscopy-bevae {args.command}: interrupted (what was written is kept: the "
+              "same command resumes it or starts afresh)", file=sys.stderr)
+        return 130
     except BevaeError as exc:
         print(f"pycroscopy-bevae {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -294,6 +298,7 @@ def _info(args: argparse.Namespace) -> int:
     import h5py
 
     from .io import describe_loops, find_sho_fit, open_h5
+    from .io.provenance import group_status
 
     with open_h5(args.file) as f:
         fit = find_sho_fit(f)
@@ -304,15 +309,19 @@ def _info(args: argparse.Namespace) -> int:
               f"{lay.n_steps} DC steps x {lay.n_cycles} cycle(s); fields: "
               f"{', '.join(lay.fields) or 'no Field dimension'}")
         print(f"DC bias: {lay.dc_values.min():.3g} .. {lay.dc_values.max():.3g} V")
+        if lay.dc_units != "V":
+            print(f"  (converted from the file's {lay.dc_units})")
         results = []
 
         def _visit(name, obj):
             if isinstance(obj, h5py.Group) and "tool" in obj.attrs:
-                results.append((name, obj.attrs["tool"]))
+                results.append((name, obj.attrs["tool"], group_status(obj)))
 
         f.visititems(_visit)
-        for name, tool in results:
-            print(f"results: /{name} ({tool})")
+        for name, tool, state in results:
+            mark = "" if state is None or state[0] == state[1] else \
+                f" INCOMPLETE: {state[0]} of {state[1]} positions (interrupted; not used)"
+            print(f"results: /{name} ({tool}){mark}")
     return 0
 
 
@@ -345,18 +354,25 @@ def _latest_projection(f) -> str:
 
     import h5py
 
+    from .io.provenance import group_status
+
     found: list[str] = []
+    unfinished: list[str] = []
 
     def _visit(name, obj):
         if isinstance(obj, h5py.Group) and re.search(r"-Loop_Projection_\d+$", name):
-            found.append(name)
+            state = group_status(obj)
+            (found if state is not None and state[0] == state[1] else unfinished).append(name)
 
     f.visititems(_visit)
     if not found:
         from .exceptions import BEPSFormatError
 
-        raise BEPSFormatError(f"no '*-Loop_Projection_NNN' group in '{f.filename}'; run "
-                              "'pycroscopy-bevae project' first or pass --source")
+        what = (f"only unfinished ones ({', '.join('/' + n for n in unfinished)}: interrupted "
+                "runs; run 'pycroscopy-bevae project' again to finish)") if unfinished else \
+            "none; run 'pycroscopy-bevae project' first"
+        raise BEPSFormatError(f"no complete '*-Loop_Projection_NNN' group in '{f.filename}' "
+                              f"({what}) or pass --source")
     return sorted(found)[-1]
 
 

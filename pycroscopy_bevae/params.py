@@ -29,7 +29,7 @@ import numpy as np
 from .exceptions import ParameterError
 
 __all__ = ["Choice", "Constraint", "Either", "Flag", "Integer", "Literal", "Real", "check",
-           "check_params", "plain"]
+           "check_optional_ints", "check_params", "plain"]
 
 
 def plain(value):
@@ -187,3 +187,19 @@ def check_params(values: Mapping, constraints: Mapping[str, Constraint]) -> dict
     """Check every value that has a constraint; return all values as plain types."""
     return {k: check(k, v, constraints[k]) if k in constraints else plain(v)
             for k, v in values.items()}
+
+
+def check_optional_ints(**values) -> tuple:
+    """Each value None or a non-negative integer (returned as plain values, in order).
+
+    Examples
+    --------
+    >>> check_optional_ints(n_active=np.int64(2), snapshot=None)
+    (2, None)
+    >>> check_optional_ints(snapshot=1.5)
+    Traceback (most recent call last):
+    ...
+    pycroscopy_bevae.exceptions.ParameterError: snapshot must be None or a non-negative ...
+    """
+    allowed = Either((Literal(None), Integer(low=0)))
+    return tuple(check(k, v, allowed) for k, v in values.items())

@@ -22,7 +22,7 @@ from .models.network_config import NetworkConfig
 from .models.schedule import RelaxSchedule
 from .models.selection import Snapshot
 from .models.vae import BetaVAE
-from .params import Integer, Real
+from .params import Integer, Real, check_optional_ints
 from .preprocessing import MultiScaler
 
 __all__ = ["load_beta_vae", "numeric", "read_arrays", "read_checkpoint", "read_scaler",
@@ -99,6 +99,7 @@ def load_beta_vae(grp: h5py.Group, n_active: int | None = None,
     >>> vae.transform(np.zeros((1, 96, 2))).shape, scaler.mode
     ((1, 3), 'global')
     """
+    n_active, snapshot = check_optional_ints(n_active=n_active, snapshot=snapshot)
     where = f"group '{grp.name}' in file '{grp.file.filename}'"
     if "Model" not in grp or "config" not in grp["Model"].attrs:
         raise BEPSFormatError(f"{where} holds no trained beta-VAE (Model/ with a config)")

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..exceptions import BEPSFormatError, FileInUseError, MissingFileError, ParameterError
 from ..params import Integer, check
+from .provenance import check_fits_memory, volts_per_unit
 
 __all__ = [
     "SHO_FIELDS",
@@ -93,9 +94,12 @@ def bias_label(labels, units) -> str | None:
     if len(named) == 1:
         return named[0]
     volts = [lab for lab, u in zip(labels, units, strict=False)
-             if u.strip().lower() in ("v", "volt", "volts")]
+             if u.strip() in _VOLT_UNITS]
     return volts[0] if len(volts) == 1 else None
 
+
+#: Units that mark a dimension as the bias when its name does not (converted to volts).
+_VOLT_UNITS = ("V", "v", "volt", "volts", "Volt", "Volts", "mV", "kV", "uV", "\u00b5V")
 
 #: Field value -> name.  BGlib's translator writes 0 for out-of-field and 1 for in-field.
 FIELD_NAMES = {0: "off", 1: "on"}
@@ -324,6 +328,9 @@ class LoopLayout:
         DC steps per cycle.
     dc_label : str
         Name of the DC-bias dimension in the file (``DC_Offset``, or e.g. ``Voltage``).
+    dc_units : str
+        Units of the bias as recorded in the file (``dc_values`` are always volts:
+        ``mV`` / ``kV`` values are converted).
     """
 
     file: str
@@ -339,6 +346,7 @@ class LoopLayout:
     other_index: dict = field(default_factory=dict)
     n_steps: int = 0
     dc_label: str = "DC_Offset"
+    dc_units: str = "V"
 
     @property
     def n_cycles(self) -> int:
@@ -501,7 +509,10 @@ def describe_loops(dset: h5py.Dataset) -> LoopLayout:
         )
     row = {lab: i for i, lab in enumerate(labels)}
     dc_index = spec_inds[row[dc_label]].astype(np.int64)
-    dc_values = spec_vals[row[dc_label]]
+    dc_units = units[row[dc_label]]
+    # the bias in volts whatever unit the file records (mV, kV; another unit is refused)
+    dc_values = spec_vals[row[dc_label]] * volts_per_unit(
+        dc_units, f"spectroscopic dimension '{dc_label}' of {where}")
     field_values = None
     if "Field" in row:
         field_values = np.rint(spec_vals[row["Field"]]).astype(np.int64)
@@ -563,6 +574,7 @@ def describe_loops(dset: h5py.Dataset) -> LoopLayout:
         other_index=other,
         n_steps=n_steps,
         dc_label=dc_label,
+        dc_units=str(dc_units).strip() or "V",
     )
 
 
@@ -820,6 +832,8 @@ def _position_grid(
     from pyUSID.io.hdf_utils import get_attr
 
     labels = [str(x) for x in get_attr(h5_pos_inds, "labels")]
+    # the checks below hold a few int64 copies of the indices: refused from the declared size
+    check_fits_memory(h5_pos_inds.shape, 8, f"{where}: Position_Indices", copies=6)
     inds = np.asarray(h5_pos_inds[()])
     if inds.ndim == 1:
         inds = inds[:, None]

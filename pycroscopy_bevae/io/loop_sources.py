@@ -18,6 +18,7 @@ from .beps import (
     describe_loops,
     spectroscopic_names,
 )
+from .provenance import require_complete
 from .usid import make_dims
 
 __all__ = ["LoopSources", "resolve_sources"]
@@ -70,6 +71,8 @@ class LoopSources:
         Field selected.
     grid_shape : tuple of int
         Position grid of the main dataset.
+    dc_units : str or None
+        Bias units recorded in the file (values are converted to volts); None without a bias.
     """
 
     datasets: list
@@ -81,6 +84,7 @@ class LoopSources:
     cycle: int | None
     field: str
     grid_shape: tuple
+    dc_units: str | None = None
 
     @classmethod
     def from_input(cls, h5_main, cycle: int | None = None, field: str = "off") -> LoopSources:
@@ -98,6 +102,7 @@ class LoopSources:
         dsets = resolve_sources(h5_main)
         names, columns = [], []
         axis = None
+        dc_units = None
         generic = False
         chosen_cycle: int | None = None
         n_pos = dsets[0].shape[0] if dsets[0].ndim == 2 else None
@@ -110,6 +115,7 @@ class LoopSources:
                 raise BEPSFormatError(f"{where} has shape {d.shape}; expected non-empty "
                                       "(positions, steps)")
             check_readable(d)
+            require_complete(d)  # never learn from an interrupted run's rows
             if not check_if_main(d):
                 raise BEPSFormatError(f"{where} is not a USID main dataset")
             if d.file != dsets[0].file:
@@ -133,9 +139,19 @@ class LoopSources:
                 generic = True
             else:
                 lay = describe_loops(d)
+                extra = {k: int(np.unique(v).size) for k, v in lay.other_index.items()
+                         if np.unique(v).size > 1}
+                if extra:
+                    raise BEPSFormatError(
+                        f"{where} has further spectroscopic dimension(s) "
+                        f"{', '.join(f'{k} ({n} values)' for k, n in extra.items())} besides "
+                        "the DC bias, Cycle and Field; expected one loop per cycle and field "
+                        "(only one of them would be used): write the loops of one "
+                        f"{next(iter(extra))} value as their own dataset and pass that")
                 cols = lay.columns(cycle=cycle, field=field)
                 chosen_cycle = lay.n_cycles - 1 if cycle is None else int(cycle) % lay.n_cycles
                 this_axis = ("DC_Offset", "V", lay.dc_values[cols])
+                dc_units = dc_units or lay.dc_units
             if axis is None:
                 axis = this_axis
             names.append(d.name.rsplit("/", 1)[-1])
@@ -145,7 +161,7 @@ class LoopSources:
         lay0 = _grid(dsets[0])
         # what was selected, as recorded with the results: no selection on generic spectra
         return cls(dsets, names, columns, axis[0], axis[1], axis[2], chosen_cycle,
-                   "all steps" if generic else field, lay0)
+                   "all steps" if generic else field, lay0, dc_units)
 
     def read(self, positions: np.ndarray | None = None) -> list[np.ndarray]:
         """Read the selected loops of every modality, (positions, steps) float arrays.

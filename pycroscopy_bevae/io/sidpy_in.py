@@ -20,6 +20,8 @@ import numpy as np
 
 from ..exceptions import BEPSFormatError, ParameterError
 from .beps import SHO_FIELDS, bias_label
+from .provenance import check_fits_memory, digest_arrays, volts_per_unit
+from .space import room_for
 from .usid import make_dims, write_main
 
 __all__ = ["is_sidpy", "sidpy_to_usid", "sho_fit_from_sidpy", "usid_inputs"]
@@ -72,6 +74,7 @@ def _layout(ds, what: str):
         raise BEPSFormatError(
             f"{where}: dimension(s) {unknown} have type UNKNOWN; expected SPATIAL (positions) "
             "or SPECTRAL / TEMPORAL / CHANNEL (cycle, field ...) dimension types")
+    check_fits_memory(tuple(ds.shape), 8, where)  # declared size, before anything is read
     data = np.asarray(ds)
     if data.size == 0:
         raise BEPSFormatError(f"{where} is empty (shape {data.shape})")
@@ -79,14 +82,42 @@ def _layout(ds, what: str):
 
 
 def _usid_dims(axes, order, bias: int | None) -> list:
+    """USID dimensions of the sidpy axes ``order``; the bias in volts, whatever its unit."""
     dims = []
     for i in order:
         a = axes[i]
-        name = "DC_Offset" if i == bias else str(a.name)
-        units = "V" if i == bias else (str(a.units) if str(a.units) not in ("a.u.", "generic")
-                                       else "")
-        dims.append((name, units, np.asarray(a.values, dtype=float)))
+        values = np.asarray(a.values, dtype=float)
+        if i == bias:
+            values = values * volts_per_unit(str(a.units), f"bias dimension '{a.name}'")
+            dims.append(("DC_Offset", "V", values))
+            continue
+        units = str(a.units) if str(a.units) not in ("a.u.", "generic") else ""
+        dims.append((str(a.name), units, values))
     return dims
+
+
+def _axes_key(ds) -> list:
+    """Every dimension's values, name, units and type."""
+    parts: list = []
+    for i in range(ds.ndim):
+        a = ds._axes[i]
+        parts += [np.asarray(a.values, dtype=float), str(a.name), str(a.units),
+                  a.dimension_type.name]
+    return parts
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.shape(a) == np.shape(b) and bool(np.array_equal(a, b))
+    return a == b
+
+
+def sidpy_digest(ds, data: np.ndarray | None = None) -> str:
+    """Digest of a sidpy dataset's values (``data`` if already read) and of every
+    dimension's values, name, units and type (what identifies its USID copy: a
+    recalibrated bias, relabelled fields or other units make another copy)."""
+    return digest_arrays(np.asarray(ds) if data is None else data, str(ds.units),
+                         str(ds.quantity), *_axes_key(ds))
 
 
 def _rows(layout: tuple, data: np.ndarray) -> tuple[np.ndarray, list, list]:
@@ -163,23 +194,35 @@ def _write_loops(ds, layout: tuple, group: h5py.Group, name: str | None) -> h5py
         raise ParameterError(f"file '{group.file.filename}' is open read-only; the sidpy input "
                              "must be written next to its results: open it with mode 'r+'")
     arr, pos_dims, spec_dims = _rows(layout, layout[4])
-    name = _clean_name(name) if name else _default_name(ds)
+    digest = sidpy_digest(ds, layout[4])
     attrs = {"sidpy_title": str(ds.title), "sidpy_dimension_names": [str(a.name) for a in axes],
              "sidpy_dimension_types": [a.dimension_type.name for a in axes],
-             "description": "written from a sidpy.Dataset by pycroscopy_bevae"}
-    if name in group:
-        old = group[name]
-        same = isinstance(old, h5py.Dataset) and old.shape == arr.shape and \
-            np.array_equal(old[()], arr, equal_nan=True) and \
-            list(old.attrs.get("sidpy_dimension_names", [])) == attrs["sidpy_dimension_names"]
-        if not same:
-            raise BEPSFormatError(
-                f"'{group[name].name}' in file '{group.file.filename}' exists and differs from "
-                f"the sidpy input; pass another name or target group")
-        return old
+             "sidpy_dimension_units": [str(a.units) for a in axes], "sidpy_digest": digest,
+             "description": "written from a sidpy.Dataset by pycroscopy_bevae (bias in V)"}
+    name = _free_name(group, _clean_name(name) if name else _default_name(ds), digest)
+    if name in group:  # the same input, written before: reused (its results are found)
+        return group[name]
     return write_main(group, arr, name, str(ds.quantity or name), str(ds.units or "a.u."),
                       pos_dims, spec_dims, attrs=attrs,
                       aux_pos_prefix=f"{name}_Position_", aux_spec_prefix=f"{name}_Spectroscopic_")
+
+
+def _free_name(group: h5py.Group, name: str, digest: str) -> str:
+    """``name``, or ``name_001``, ``name_002`` ...: the first that holds the copy with this
+    ``digest`` or is free (another input of the same title never reuses an old copy)."""
+    candidates = [name] + [f"{name}_{i:03d}" for i in range(1, 1000)]
+    for cand in candidates:
+        if cand not in group:
+            ancillaries = [f"{cand}_{kind}_{what}" for kind in ("Position", "Spectroscopic")
+                           for what in ("Indices", "Values")]
+            if not any(a in group for a in ancillaries):  # another dataset has its names
+                return cand
+            continue
+        old = group[cand]
+        if isinstance(old, h5py.Dataset) and old.attrs.get("sidpy_digest") == digest:
+            return cand
+    raise BEPSFormatError(f"group '{group.name}' in file '{group.file.filename}' holds 1000 "
+                          f"datasets named like '{name}'; pass another h5_target_group")
 
 
 def _sho_key(key: str) -> str:
@@ -213,34 +256,52 @@ def sho_fit_from_sidpy(fields: Mapping, group: h5py.Group, name: str = "Fit") ->
     """
     if not isinstance(fields, Mapping) or not fields:
         raise ParameterError("expected a mapping of SHO field name -> sidpy.Dataset")
-    by_field = {_sho_key(k): v for k, v in fields.items()}
+    by_field: dict = {}
+    for key, value in fields.items():
+        field_name = _sho_key(key)
+        if field_name in by_field:
+            raise ParameterError(f"SHO field {field_name!r} given twice (keys "
+                                 f"{[k for k in fields if _sho_key(k) == field_name]}); "
+                                 "expected one dataset per field")
+        by_field[field_name] = value
     missing = [f for f in SHO_FIELDS if f not in by_field]
     if missing:
         raise ParameterError(f"SHO fit datasets missing: {missing}; expected all of "
                              f"{list(SHO_FIELDS)}")
     layouts = {k: _layout(v, f"SHO field {k!r}") for k, v in by_field.items()}
     first = layouts[SHO_FIELDS[0]]
+    ref_key = _axes_key(by_field[SHO_FIELDS[0]])
     for k, (axes, _, _, _, data) in layouts.items():
-        if data.shape != first[4].shape or [str(a.name) for a in axes] != \
-                [str(a.name) for a in first[0]]:
+        key = _axes_key(by_field[k])
+        same_axes = len(key) == len(ref_key) and all(
+            _same(a, b) for a, b in zip(key, ref_key, strict=True))
+        if data.shape != first[4].shape or not same_axes:
             raise BEPSFormatError(
                 f"SHO field {k!r} has shape {data.shape} and dimensions "
-                f"{[str(a.name) for a in axes]}; expected those of {SHO_FIELDS[0]!r}: "
-                f"{first[4].shape}, {[str(a.name) for a in first[0]]}")
+                f"{[str(a.name) for a in axes]}; expected the grid and bias of "
+                f"{SHO_FIELDS[0]!r}: shape {first[4].shape}, dimensions "
+                f"{[str(a.name) for a in first[0]]} with the same values, units and types")
     if group.file.mode == "r":
         raise ParameterError(f"file '{group.file.filename}' is open read-only")
+    digest = digest_arrays(*(sidpy_digest(by_field[f], layouts[f][4]) for f in SHO_FIELDS))
+    name = _free_name(group, name, digest)
+    if name in group:  # these five datasets were written before: reused
+        return group[name]
     rows = {f: _rows(first, layouts[f][4]) for f in SHO_FIELDS}
     _, pos_dims, spec_dims = rows[SHO_FIELDS[0]]
-    arr = np.empty(rows[SHO_FIELDS[0]][0].shape, dtype=[(f, np.float32) for f in SHO_FIELDS])
+    # float32 as BGlib writes, unless a finite value would overflow it
+    big = any(np.nanmax(np.abs(np.where(np.isfinite(r[0]), r[0], 0)), initial=0)
+              > np.finfo(np.float32).max for r in rows.values())
+    ftype = np.float64 if big else np.float32
+    arr = np.empty(rows[SHO_FIELDS[0]][0].shape, dtype=[(f, ftype) for f in SHO_FIELDS])
     for f in SHO_FIELDS:
         arr[f] = rows[f][0]
-    if name in group:
-        raise BEPSFormatError(f"'{group[name].name}' in file '{group.file.filename}' exists; "
-                              "pass another group")
     return write_main(group, arr, name, "SHO", "compound", pos_dims, spec_dims,
                       attrs={"sidpy_dimension_names": [str(a.name) for a in first[0]],
+                             "sidpy_dimension_units": [str(a.units) for a in first[0]],
+                             "sidpy_digest": digest,
                              "description": "SHO fit written from sidpy datasets by "
-                                            "pycroscopy_bevae"},
+                                            "pycroscopy_bevae (bias in V)"},
                       aux_pos_prefix=f"{name}_Position_", aux_spec_prefix=f"{name}_Spectroscopic_")
 
 
@@ -260,9 +321,21 @@ def usid_inputs(h5_main, target: h5py.Group | None) -> Iterator:
                              "file open for writing (the input is stored there beside the "
                              "results)")
     # every input validated (and read) once, before anything is written
-    layouts = None if sho else [_layout(d, "each input") for d in items]
-    names = [_default_name(d) for d in items]
-    names = [n if names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(names)]
+    if sho:
+        size = sum(np.prod(d.shape) for d in items if is_sidpy(d)) * 8
+    else:
+        layouts = [_layout(d, "each input") for d in items]
+        for d, lay in zip(items, layouts, strict=True):
+            bad = ~np.isfinite(lay[4])
+            if bad.any():
+                raise BEPSFormatError(
+                    f"sidpy dataset '{d.title or 'untitled'}' has {int(bad.sum())} non-finite "
+                    "values; expected finite loops (clean them with "
+                    "preprocessing.clean_loops); nothing was written")
+        names = [_default_name(d) for d in items]
+        names = [n if names.count(n) == 1 else f"{n}_{i}" for i, n in enumerate(names)]
+        size = sum(lay[4].size for lay in layouts) * 8
+    room_for(target.file.filename, int(size))  # the copy must fit too
     before = set(target.keys())
     try:
         if sho:  # validates all five fields before writing

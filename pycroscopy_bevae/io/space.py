@@ -66,7 +66,7 @@ def room_for(path: str, n_bytes: int) -> int:
     True
     """
     need = int(n_bytes * _MARGIN) + _SLACK
-    size = os.path.getsize(path)
+    size = os.path.getsize(path) if os.path.isfile(path) else 0  # a family or in-memory file
     free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
     if need > free:
         raise InsufficientSpaceError(
@@ -114,6 +114,10 @@ def reserved_space(h5_file: h5py.File, n_bytes: int, what: str) -> Iterator[None
     """
     path = h5_file.filename
     h5_file.flush()
+    if not os.path.isfile(path):  # not one file on disk (driver 'family', 'core'): no reservation
+        room_for(path, n_bytes)
+        yield
+        return
     start = os.path.getsize(path)
     end_used = max(start, int(h5_file.id.get_filesize()))
     need = room_for(path, n_bytes)

@@ -257,7 +257,8 @@ class BetaVAE(BaseEstimator):
         Raises
         ------
         ParameterError
-            ``n_active`` is not None or an integer >= 1 (0 channels cannot be asked for).
+            ``n_active`` is not None or an integer >= 1 (0 channels cannot be asked for),
+            or it exceeds ``latent_dim``.
 
         Examples
         --------
@@ -265,6 +266,11 @@ class BetaVAE(BaseEstimator):
         3
         """
         n_active = check("n_active", n_active, CHANNEL_REQUEST)
+        latent = self.settings().latent_dim
+        if n_active is not None and n_active > latent:
+            raise ParameterError(
+                f"n_active={n_active} exceeds latent_dim={latent}; expected at most latent_dim "
+                "active channels (raise latent_dim or ask for fewer)")
         if n_active is not None and self.target_active is None \
                 and self.settings().relax_epochs:
             # a relax phase trains the requested channel count to convergence

@@ -14,9 +14,10 @@ from tqdm.auto import tqdm
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.beps import external_link_holder
+from ..io.provenance import source_identity
 from ..io.sidpy_conv import plottable_sidpy, usid_to_sidpy
 from ..io.sidpy_in import usid_inputs
-from ..io.space import WriteFailedError, reserved_space
+from ..io.space import WriteFailedError, reserved_space, room_for
 from ..io.usid import package_versions, quiet_pyusid, write_attrs
 from ..params import Either, Flag, Integer, Literal, Real, check_params
 
@@ -32,8 +33,12 @@ def accepts_sidpy(init: Callable) -> Callable:
 
     @functools.wraps(init)
     def wrapper(self, h5_main, *args, **kwargs):
-        with usid_inputs(h5_main, kwargs.get("h5_target_group")) as h5:
+        target = kwargs.get("h5_target_group")
+        with usid_inputs(h5_main, target) as h5:
             init(self, h5, *args, **kwargs)
+            if h5 is not h5_main and not self.duplicate_h5_groups:
+                # room for the results too, while a refusal still removes the copy
+                room_for(target.file.filename, self._result_bytes())
 
     return wrapper
 
@@ -75,8 +80,18 @@ class BevaeProcess(Process):
                 f"'{dest[squatters[0]].name}' in file '{dest.file.filename}' is not a group but "
                 f"has the name of a {process_name} results group; expected only results "
                 "groups there: rename or delete it, or pass h5_target_group= another group")
+        # results belong to this exact input: its file, path and a digest of its values
+        # and dimensions are compared by the duplicate and the resume checks
+        sources = getattr(getattr(self, "sources", None), "datasets", None) or [h5_main]
+        parms = {**parms, "source_identity": source_identity(sources, dest)}
         with quiet_pyusid():
             super().__init__(h5_main, process_name, parms_dict=parms, **kwargs)
+        if isinstance(self, ChunkedProcess) and (self._max_pos_per_read or 0) < 1:
+            raise ParameterError(
+                f"max_mem_mb={kwargs.get('max_mem_mb')} and mem_multiplier="
+                f"{kwargs.get('mem_multiplier')} leave room for no position of dataset "
+                f"'{h5_main.name}' ({h5_main.dtype.itemsize * h5_main.shape[1]} bytes each) "
+                "per chunk; expected a larger max_mem_mb or a smaller mem_multiplier")
         self.partial_h5_groups = [g for g in self.partial_h5_groups if self._resumable(g)]
         if self.duplicate_h5_groups:
             logger.info("%s with identical parameters exists: %s", process_name,
@@ -102,6 +117,11 @@ class BevaeProcess(Process):
         attrs = dict(self.parms_dict)
         attrs.update(package_versions())
         attrs["tool"] = type(self).__name__
+        units = getattr(getattr(self, "layout", None) or getattr(self, "sources", None),
+                        "dc_units", None)
+        if units is not None:  # the bias was converted to volts from this unit
+            attrs["bias_units_in_source"] = units
+            attrs["bias_units"] = "V"
         if extra:
             attrs.update(extra)
         write_attrs(self.h5_results_grp, attrs)
@@ -199,6 +219,14 @@ class ChunkedProcess(BevaeProcess):
             self._bar = tqdm(total=self.h5_main.shape[0], desc=self._progress_label,
                              unit="pos", disable=not self.progress, leave=False)
         self._bar.update(n)
+
+    def _read_data_chunk(self) -> None:
+        # pyUSID flushes the source's file after each chunk; results in another file
+        # (h5_target_group) are flushed here too, so a hard kill keeps their progress
+        grp = self.h5_results_grp
+        if grp is not None and grp.file.id.fileno != self.h5_main.file.id.fileno:
+            grp.file.flush()
+        super()._read_data_chunk()
 
     def compute(self, override: bool = False, *args, **kwargs) -> h5py.Group:  # noqa: D102
         try:
@@ -317,7 +345,8 @@ class GlobalFitProcess(BevaeProcess):
         raise NotImplementedError("global-fit processes write results in _fit_and_write")
 
 
-#: pyUSID's processing keywords and what each accepts (``h5_target_group`` is checked apart).
+#: pyUSID's processing keywords and what each accepts (``h5_target_group`` is checked apart;
+#: pyUSID wants whole megabytes and a float multiplier of at least 1).
 _PROCESS_CONSTRAINTS = {
     "cores": Either((Literal(None), Integer(low=1))),
     "max_mem_mb": Either((Literal(None), Real(low=0, low_open=True))),
@@ -337,11 +366,21 @@ def _check_process_kwargs(kwargs: dict) -> None:
         raise ParameterError(f"unknown parameter(s) {unknown}; the processing keywords are "
                              f"{list(PROCESS_KEYWORDS)}")
     target = kwargs.get("h5_target_group")
-    if target is not None and not isinstance(target, h5py.Group):
+    if target is not None and (not isinstance(target, h5py.Group) or not target.id.valid):
         raise ParameterError(f"h5_target_group must be an h5py Group (or File) in a writable "
-                             f"file, got {type(target).__name__} {target!r}")
+                             f"file that is open, got {type(target).__name__} {target!r}")
     kwargs.update(check_params({k: v for k, v in kwargs.items() if k != "h5_target_group"},
                                _PROCESS_CONSTRAINTS))
+    mem, mult = kwargs.get("max_mem_mb"), kwargs.get("mem_multiplier")
+    if mem is not None:
+        if float(mem) != int(mem):
+            raise ParameterError(f"max_mem_mb must be a whole number of megabytes, got {mem!r}")
+        kwargs["max_mem_mb"] = int(mem)
+    if mult is not None:
+        if mult < 1:
+            raise ParameterError(f"mem_multiplier must be at least 1 (the source's own bytes "
+                                 f"per position), got {mult!r}")
+        kwargs["mem_multiplier"] = float(mult)
 
 
 def clear_group(grp: h5py.Group, keep: tuple[str, ...] = ()) -> None:

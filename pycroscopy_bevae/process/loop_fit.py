@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import warnings
 
 import h5py
 import numpy as np
 from pyUSID.io.hdf_utils import create_results_group, write_reduced_anc_dsets
 from sidpy.base.num_utils import integers_to_slices
 
-from ..exceptions import BEPSFormatError, ParameterError
+from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.beps import describe_loops
+from ..io.provenance import require_complete
 from ..io.usid import as_text, linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.loop_fit import LOOP_PARAMETERS, fit_loops, sweeps_both_ways
 from ..params import Integer, Real, check_params
@@ -93,6 +95,7 @@ class LoopFitProcess(ChunkedProcess):
                 "dtype (an SHO fit?); expected projected loops: run LoopProjector first and "
                 "pass its Piezoresponse")
         p = check_params({"max_iter": max_iter, "tol": tol}, _CONSTRAINTS)
+        require_complete(h5_main)  # never fit an interrupted projection's rows
         self.layout = describe_loops(h5_main)
         self._loop_columns = _loop_columns(self.layout)
         dc = self.layout.dc_values[self._loop_columns]
@@ -101,6 +104,13 @@ class LoopFitProcess(ChunkedProcess):
                 raise BEPSFormatError(
                     f"dataset '{h5_main.name}' in file '{h5_main.file.filename}': loop {j} "
                     "does not sweep the DC bias up and down (expected a hysteresis loop)")
+        n_par = len(LOOP_PARAMETERS)
+        if self._loop_columns.shape[1] < 2 * n_par:
+            raise BEPSFormatError(
+                f"dataset '{h5_main.name}' in file '{h5_main.file.filename}': loops have "
+                f"{self._loop_columns.shape[1]} DC steps; the {n_par}-parameter loop model "
+                f"needs at least {2 * n_par} (twice its parameters) for a meaningful fit")
+        self.n_unusable = _unusable_loops(h5_main, self._loop_columns)
         self.progress = progress
         parms = {"max_iter": p["max_iter"], "tol": float(p["tol"]), "model": _MODEL}
         self._init_process(h5_main, "Loop_Fit", parms, **kwargs)
@@ -186,8 +196,33 @@ class LoopFitProcess(ChunkedProcess):
     def _finalize(self) -> None:
         grp = self.h5_results_grp
         if "r2_median" not in grp.attrs:
+            grp.attrs["n_unusable_loops"] = self.n_unusable
+            if self.n_unusable:
+                warnings.warn(
+                    f"loop fit of dataset '{self.h5_main.name}' in file "
+                    f"'{self.h5_main.file.filename}': {self.n_unusable} loop(s) hold NaN/inf "
+                    "values or are flat and are left NaN (parameters and R2)",
+                    DataQualityWarning, stacklevel=3)
             r2 = grp["R2"][()]
             grp.attrs["r2_median"] = float(np.nanmedian(r2)) if np.isfinite(r2).any() else \
                 float("nan")
             logger.info("loop fit: median R2 %.4f over %d loops", grp.attrs["r2_median"],
                         r2.size)
+
+
+def _unusable_loops(dset: h5py.Dataset, loop_columns: np.ndarray) -> int:
+    """Number of loops (position x loop) that hold a non-finite value or are flat, read in
+    blocks of rows; refuses a dataset in which no loop can be fitted."""
+    n, m = dset.shape
+    rows = max(1, (32 * 2**20) // (8 * m))
+    bad = 0
+    for start in range(0, n, rows):
+        block = np.asarray(dset[start:start + rows], dtype=float)[:, loop_columns]
+        usable = np.isfinite(block).all(axis=2) & (np.ptp(np.nan_to_num(block), axis=2) > 0)
+        bad += int((~usable).sum())
+    if bad == n * loop_columns.shape[0]:
+        raise BEPSFormatError(
+            f"dataset '{dset.name}' in file '{dset.file.filename}': none of its "
+            f"{bad} loops can be fitted (every loop holds NaN/inf values or is flat); "
+            "expected finite loops that vary with the bias")
+    return bad
