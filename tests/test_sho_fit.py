@@ -96,3 +96,140 @@ def test_bad_input_refused():
         fit_sho(y, np.r_[f[:7], f[6]])
     with pytest.raises(ParameterError, match="max_iter"):
         fit_sho(y, f, max_iter=0)
+
+
+# ---- SHOFitProcess -------------------------------------------------------------------
+def _raw_file(tmp_path, name="raw.h5", **kw):
+    args = dict(shape=(5, 4), seed=2, n_steps=16, raw_data=True, raw_snr=None)
+    args.update(kw)
+    return write_synthetic_beps(tmp_path / name, **args)
+
+
+@pytest.mark.filterwarnings("ignore::pycroscopy_bevae.exceptions.DataQualityWarning")
+def test_process_writes_guess_and_fit_as_bglib_does(tmp_path):
+    from pyUSID.io.hdf_utils import check_if_main, get_attr
+
+    from pycroscopy_bevae import LoopProjector, SHOFitProcess
+    from pycroscopy_bevae.analysis import rowwise_correlation
+    from pycroscopy_bevae.io import find_sho_fit
+    from pycroscopy_bevae.process.sho_fit import SHO32
+
+    path = _raw_file(tmp_path)
+    with h5py.File(path, "r+") as f:
+        raw = f[RAW]
+        grp = SHOFitProcess(raw, progress=False).compute()
+        assert grp.name == "/Measurement_000/Channel_000/Raw_Data-SHO_Fit_001"
+        stored = f[FIT]
+        for name in ("Guess", "Fit"):
+            d = grp[name]
+            assert check_if_main(d) and d.dtype == SHO32 and d.shape == stored.shape
+            assert f[d.attrs["Position_Indices"]] == f[raw.attrs["Position_Indices"]]
+            inds = f[d.attrs["Spectroscopic_Indices"]]
+            assert [str(x) for x in get_attr(inds, "labels")] == ["Cycle", "DC_Offset", "Field"]
+            np.testing.assert_array_equal(f[d.attrs["Spectroscopic_Values"]][()],
+                                          f[stored.attrs["Spectroscopic_Values"]][()])
+        assert grp.attrs["tool"] == "SHOFitProcess" and grp.attrs["max_iter"] == 100
+        assert grp.attrs["version_numpy"] == np.__version__
+        ours, truth = grp["Fit"][()], stored[()]
+        ok = ~f["Ground_Truth/Failed_Fit"][()]
+        for field in ("Amplitude [V]", "Frequency [Hz]", "Quality Factor"):
+            np.testing.assert_allclose(ours[field][ok], truth[field][ok], rtol=1e-3,
+                                       err_msg=field)
+        assert np.abs(np.angle(np.exp(1j * (ours["Phase [rad]"][ok]
+                                            - truth["Phase [rad]"][ok])))).max() < 1e-3
+        assert grp.attrs["r2_median"] > 0.9999
+        assert np.nanmedian(grp["Guess"]["R2 Criterion"]) < grp.attrs["r2_median"]
+        # identical parameters: the existing group comes back, nothing new is written
+        again = SHOFitProcess(raw, progress=False)
+        assert again.duplicate_h5_groups and again.compute().name == grp.name
+        # the loop projection picks our fit (the latest) and gives the loops it gives on
+        # the stored (true) fit
+        assert find_sho_fit(f).name == grp.name + "/Fit"
+        gt = f["Ground_Truth/Piezoresponse"][()]
+        corr = {}
+        for src in (grp["Fit"], stored):
+            proj = LoopProjector(src, progress=False).compute()
+            corr[src.name] = np.median(rowwise_correlation(proj["Piezoresponse"][()], gt))
+        assert abs(corr[grp.name + "/Fit"] - corr["/" + FIT]) < 1e-3
+
+
+def test_frequency_anywhere_in_the_spectroscopic_order(tmp_path):
+    """Frequency the slowest dimension (not the fastest, as translators write it): the
+    same fit, columns matched by their indices."""
+    from pycroscopy_bevae import SHOFitProcess
+    from pycroscopy_bevae.io.usid import make_dims, write_main
+
+    path = _raw_file(tmp_path, n_cycles=1)
+    with h5py.File(path, "r+") as f:
+        raw = f[RAW]
+        ref = SHOFitProcess(raw, progress=False).compute()["Fit"][()]
+        n = raw.shape[0]
+        data = raw[()].reshape(n, 16, 2, 16)  # DC step, field, frequency (fastest)
+        freq = f[raw.attrs["Spectroscopic_Values"]][-1, :16]
+        dc = f[raw.attrs["Spectroscopic_Values"]][1, ::32]
+        grp = f.create_group("Permuted")
+        pos = {"inds": f[raw.attrs["Position_Indices"]], "vals": f[raw.attrs["Position_Values"]]}
+        perm = write_main(grp, np.ascontiguousarray(data.transpose(0, 3, 1, 2)).reshape(n, -1),
+                          "Raw_Data", "Piezoresponse", "V", pos,
+                          make_dims([("Frequency", "Hz", freq), ("DC_Offset", "V", dc),
+                                     ("Field", "", [1, 0])]))
+        fit = SHOFitProcess(perm, progress=False).compute()["Fit"][()]
+    for name in ref.dtype.names:
+        np.testing.assert_array_equal(fit[name], ref[name], err_msg=name)
+
+
+def _bad_raw(kind):
+    def make(tmp_path):
+        path = _raw_file(tmp_path, name=f"{kind}.h5", shape=(2, 2), n_steps=8, n_cycles=1)
+        with h5py.File(path, "r+") as f:
+            raw = f[RAW]
+            if kind == "nan":
+                row = raw[1]
+                row[5] = np.nan
+                raw[1] = row
+                return path, raw.name, "non-finite values.*position 1, column 5"
+            from pycroscopy_bevae.io.usid import make_dims, write_main
+
+            pos = {"inds": f[raw.attrs["Position_Indices"]],
+                   "vals": f[raw.attrs["Position_Values"]]}
+            grp = f.create_group("Bad")
+            if kind == "real":
+                d = write_main(grp, np.abs(raw[()]), "Raw_Data", "x", "V", pos,
+                               {"inds": f[raw.attrs["Spectroscopic_Indices"]],
+                                "vals": f[raw.attrs["Spectroscopic_Values"]]})
+                return path, d.name, "float32 values; expected the complex"
+            if kind == "no_frequency":
+                d = write_main(grp, raw[:, :16], "Raw_Data", "x", "V", pos,
+                               make_dims([("DC_Offset", "V", np.arange(16.0))]))
+                return path, d.name, "no frequency dimension"
+            d = write_main(grp, raw[:, :6], "Raw_Data", "x", "V", pos,
+                           make_dims([("DC_Offset", "V", [0.0, 1.0]),
+                                      ("Frequency", "Hz", [1e6, 1.01e6, 1.02e6])]))
+            return path, d.name, "a band of 3 frequency bin"
+    return make
+
+
+@pytest.mark.parametrize("kind", ["nan", "real", "no_frequency", "three_bins"])
+def test_bad_raw_data_refused_before_any_write(tmp_path, kind):
+    from pycroscopy_bevae import BEPSFormatError, SHOFitProcess
+    from tests.helpers import file_digest
+
+    path, name, message = _bad_raw(kind)(tmp_path)
+    before = file_digest(path)
+    with h5py.File(path, "r+") as f, pytest.raises(BEPSFormatError, match=message) as exc:
+        SHOFitProcess(f[name], progress=False)
+    assert name in str(exc.value) and str(path) in str(exc.value)
+    assert file_digest(path) == before
+
+
+def test_process_parameters_refused(tmp_path):
+    from pycroscopy_bevae import SHOFitProcess
+
+    path = _raw_file(tmp_path, shape=(2, 2), n_steps=8)
+    with h5py.File(path, "r+") as f:
+        with pytest.raises(ParameterError, match="max_iter"):
+            SHOFitProcess(f[RAW], max_iter=0)
+        with pytest.raises(ParameterError, match="h5_main must be the band-excitation"):
+            SHOFitProcess(f["Measurement_000"])
+    with h5py.File(path, "r") as f, pytest.raises(ParameterError, match="read-only"):
+        SHOFitProcess(f[RAW])
