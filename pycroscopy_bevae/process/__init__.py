@@ -9,4 +9,5 @@ from .sho_fit import SHOFitProcess
 from .vae import BetaVAEProcess, load_beta_vae
 
 __all__ = ["BevaeProcess", "ChunkedProcess", "GlobalFitProcess", "DictionaryLearningProcess",
-           "LoopFitProcess", "LoopProjector", "LoopSources", "SHOFitProcess", "BetaVAEProcess", "load_beta_vae"]
+           "LoopFitProcess", "LoopProjector", "LoopSources", "SHOFitProcess", "BetaVAEProcess",
+           "load_beta_vae"]
