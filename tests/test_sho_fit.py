@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -112,7 +115,7 @@ def test_process_writes_guess_and_fit_as_bglib_does(tmp_path):
     from pycroscopy_bevae import LoopProjector, SHOFitProcess
     from pycroscopy_bevae.analysis import rowwise_correlation
     from pycroscopy_bevae.io import find_sho_fit
-    from pycroscopy_bevae.process.sho_fit import SHO32
+    from pycroscopy_bevae.process.sho_fit import SHO_DTYPE
 
     path = _raw_file(tmp_path)
     with h5py.File(path, "r+") as f:
@@ -122,7 +125,7 @@ def test_process_writes_guess_and_fit_as_bglib_does(tmp_path):
         stored = f[FIT]
         for name in ("Guess", "Fit"):
             d = grp[name]
-            assert check_if_main(d) and d.dtype == SHO32 and d.shape == stored.shape
+            assert check_if_main(d) and d.dtype == SHO_DTYPE and d.shape == stored.shape
             assert f[d.attrs["Position_Indices"]] == f[raw.attrs["Position_Indices"]]
             inds = f[d.attrs["Spectroscopic_Indices"]]
             assert [str(x) for x in get_attr(inds, "labels")] == ["Cycle", "DC_Offset", "Field"]
@@ -233,3 +236,61 @@ def test_process_parameters_refused(tmp_path):
             SHOFitProcess(f["Measurement_000"])
     with h5py.File(path, "r") as f, pytest.raises(ParameterError, match="read-only"):
         SHOFitProcess(f[RAW])
+
+
+def test_bglib_reads_our_fit(tmp_path):
+    """BGlib's loop fitter accepts our Fit as an SHO results dataset (it checks the exact
+    compound type) and its loop projection of our Fit is that of the true Fit."""
+    be_loop = pytest.importorskip("BGlib.be.analysis.utils.be_loop",
+                                  reason="BGlib (optional peer) is not installed")
+    from BGlib.be.analysis.be_loop_fitter import BELoopFitter
+
+    from pycroscopy_bevae import SHOFitProcess
+
+    path = _raw_file(tmp_path, shape=(2, 2), n_cycles=1, failed_fraction=0.0)
+    with h5py.File(path, "r+") as f:
+        fit = SHOFitProcess(f[RAW], progress=False).compute()["Fit"]
+        fitter = BELoopFitter(fit, "BEPSData", "DC modulation mode", "full", cores=1,
+                              verbose=False)
+        assert fitter.h5_main.name == fit.name
+        ours, truth = fit[()], f[FIT][()]
+        dc = f[fit.attrs["Spectroscopic_Values"]][1, ::2]  # DC of the in-field steps
+    for pos in range(ours.shape[0]):
+        proj = [be_loop.projectLoop(dc, d["Amplitude [V]"][::2], d["Phase [rad]"][::2])
+                ["Projected Loop"] for d in (ours[pos], truth[pos])]
+        np.testing.assert_allclose(proj[0], proj[1], rtol=1e-3, atol=1e-3 * np.ptp(proj[1]))
+
+
+@pytest.mark.slow
+def test_killed_twice_then_resumed_exactly(tmp_path):
+    """SIGKILL in a child at a chunk write and after a completion flag; the next run
+    resumes the partial group and gives exactly the uninterrupted results."""
+    import random
+
+    from pycroscopy_bevae import SHOFitProcess
+    from tests.helpers import file_digest
+    from tests.test_interrupt import _assert_survived, _flush, _kill_at
+
+    kwargs = {"progress": False, "max_mem_mb": 2, "mem_multiplier": 24.0}  # 4 chunks
+    path = Path(_raw_file(tmp_path, shape=(4, 5), n_cycles=1, raw_snr=25.0))
+    ref_path = tmp_path / "ref.h5"
+    shutil.copy(path, ref_path)
+    with h5py.File(ref_path, "r+") as f:
+        grp = SHOFitProcess(f[RAW], **kwargs).compute()
+        ref = {k: grp[k][()] for k in ("Guess", "Fit")}
+    before = file_digest(path)
+    rng = random.Random(24)
+    first = rng.choice([_flush(1), _flush(2), {"target": "status", "call": 1}])
+    second = rng.choice([_flush(1), {"target": "status", "call": 1}])
+    for stop in (first, second):
+        _kill_at(path, "SHOFitProcess", RAW, kwargs, stop)
+        _assert_survived(path, before, stop)
+    with h5py.File(path, "r+") as f:
+        proc = SHOFitProcess(f[RAW], **kwargs)
+        assert proc.partial_h5_groups
+        grp = proc.compute()
+        assert grp.name.endswith("Raw_Data-SHO_Fit_001"), (first, second)
+        assert sorted(k for k in grp.parent if "SHO_Fit" in k) == [
+            "Raw_Data-SHO_Fit_000", "Raw_Data-SHO_Fit_001"]
+        for k, v in ref.items():
+            assert grp[k][()].tobytes() == v.tobytes(), (k, first, second)

@@ -24,8 +24,9 @@ _MODEL = ("A e^{i phi} w0^2 / (w^2 - i w w0 / Q - w0^2) (BGlib's convention); gu
           "shape of a (w0, Q) grid; fit: variable-projection batched Levenberg-Marquardt over "
           "w0 (bounded to the band) and log Q, v1")
 _CONSTRAINTS = {"max_iter": Integer(low=1), "tol": Real(low=0.0)}
-#: The compound type BGlib writes (``sho32``).
-SHO32 = np.dtype([(name, np.float32) for name in SHO_FIELDS])
+#: The compound type BGlib writes (its ``sho32``, float64 fields despite the name; its
+#: loop fitter accepts no other).
+SHO_DTYPE = np.dtype([(name, np.float64) for name in SHO_FIELDS])
 #: Default chunk budget (MB) and its ratio to the raw bytes read (the float64 working
 #: arrays of the fit: about 20 complex128 / float64 values per complex64 bin).
 _MAX_MEM_MB = 512
@@ -44,7 +45,7 @@ class SHOFitProcess(ChunkedProcess):
     the spectroscopic order.
 
     Results go to ``Raw_Data-SHO_Fit_NNN`` next to the source: ``Guess`` and ``Fit``,
-    compound datasets (positions x spectra, float32 fields ``Amplitude [V]``,
+    compound datasets (positions x spectra, float64 fields ``Amplitude [V]``,
     ``Frequency [Hz]``, ``Quality Factor``, ``Phase [rad]``, ``R2 Criterion``) with the
     source's position ancillaries and the spectroscopic ancillaries without Frequency
     (``Spectroscopic_Indices`` / ``_Values``), exactly the layout of BGlib's
@@ -122,7 +123,7 @@ class SHOFitProcess(ChunkedProcess):
                       tol=self.parms_dict["tol"])
         out = []
         for params, r2 in ((res.guess, res.guess_r2), (res.parameters, res.r2)):
-            comp = np.empty((n, n_spec), dtype=SHO32)
+            comp = np.empty((n, n_spec), dtype=SHO_DTYPE)
             for k, name in enumerate(SHO_FIELDS[:4]):
                 comp[name] = params[:, k].reshape(n, n_spec)
             comp["R2 Criterion"] = r2.reshape(n, n_spec)
@@ -134,7 +135,7 @@ class SHOFitProcess(ChunkedProcess):
         self._results = self._fit(self.data)
 
     def _result_bytes(self) -> int:
-        return 2 * self.h5_main.shape[0] * self._columns.shape[0] * SHO32.itemsize
+        return 2 * self.h5_main.shape[0] * self._columns.shape[0] * SHO_DTYPE.itemsize
 
     def _create_results_datasets(self) -> None:
         src = self.h5_main
@@ -149,9 +150,9 @@ class SHOFitProcess(ChunkedProcess):
         spec = {"inds": inds, "vals": vals}
         n, n_spec = src.shape[0], self._columns.shape[0]
         self.h5_guess = write_main(grp, (n, n_spec), "Guess", "SHO", "compound", pos, spec,
-                                   dtype=SHO32)
+                                   dtype=SHO_DTYPE)
         self.h5_fit = write_main(grp, (n, n_spec), "Fit", "SHO", "compound", pos, spec,
-                                 dtype=SHO32)
+                                 dtype=SHO_DTYPE)
         self._order = self._match(inds)
 
     def _get_existing_datasets(self) -> None:
