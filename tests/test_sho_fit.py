@@ -294,3 +294,57 @@ def test_killed_twice_then_resumed_exactly(tmp_path):
             "Raw_Data-SHO_Fit_000", "Raw_Data-SHO_Fit_001"]
         for k, v in ref.items():
             assert grp[k][()].tobytes() == v.tobytes(), (k, first, second)
+
+
+def _sidpy_raw(raw: np.ndarray, freq, dc, kind="ok"):
+    """(X, Y, DC, Field, Frequency) sidpy response of a 2 x 2 map."""
+    import sidpy
+
+    ds = sidpy.Dataset.from_array(raw, title="BE response")
+    ds.data_type = "SPECTRAL_IMAGE"
+    dims = [("X", "um", "spatial", np.arange(2.0)), ("Y", "um", "spatial", np.arange(2.0)),
+            ("DC Offset", "V", "spectral", dc), ("Field", "a.u.", "spectral", [1.0, 0.0]),
+            ("Frequency", "Hz", "spectral", freq)]
+    if kind == "no_frequency":
+        dims[4] = ("Bin", "a.u.", "spectral", np.arange(len(freq), dtype=float))
+    for i, (n, u, t, v) in enumerate(dims):
+        ds.set_dimension(i, sidpy.Dimension(np.asarray(v), n, units=u, dimension_type=t))
+    return ds
+
+
+def test_sidpy_complex_input(tmp_path):
+    """The raw response as a complex sidpy SPECTRAL_IMAGE: written into h5_target_group,
+    fit there, the same numbers as from the USID Raw_Data; bad ones refused first."""
+    from pycroscopy_bevae import BEPSFormatError, SHOFitProcess
+    from tests.helpers import file_digest
+
+    path = _raw_file(tmp_path, shape=(2, 2), n_cycles=1, n_steps=8)
+    with h5py.File(path, "r+") as f:
+        raw = f[RAW]
+        ref = SHOFitProcess(raw, progress=False).compute()["Fit"][()]
+        freq = f[raw.attrs["Spectroscopic_Values"]][-1, :16]
+        dc = f[raw.attrs["Spectroscopic_Values"]][1, ::32]
+        cube = raw[()].reshape(2, 2, 8, 2, 16)
+    ds = _sidpy_raw(cube, freq, dc)
+    out = tmp_path / "out.h5"
+    with h5py.File(out, "w") as f:
+        grp = SHOFitProcess(ds, h5_target_group=f.create_group("Results"),
+                            progress=False).compute()
+        assert grp.name == "/Results/BE_response-SHO_Fit_000"
+        assert f["Results/BE_response"].attrs["sidpy_title"] == "BE response"
+        fit = grp["Fit"][()]
+        for name in ref.dtype.names:
+            np.testing.assert_array_equal(fit[name], ref[name], err_msg=name)
+    before = file_digest(out)
+    bad = {"no_frequency": (_sidpy_raw(cube, freq, dc, "no_frequency"), "no frequency"),
+           "real": (_sidpy_raw(np.abs(cube), freq, dc), "expected the complex"),
+           "nan": (_sidpy_raw(np.where(np.arange(16) == 3, np.nan, cube).astype(np.complex64),
+                              freq, dc), "non-finite"),
+           "bins": (_sidpy_raw(cube[..., :3], freq[:3], dc), "a band of 3")}
+    with h5py.File(out, "r+") as f:
+        for ds, message in bad.values():
+            with pytest.raises(BEPSFormatError, match=message):
+                SHOFitProcess(ds, h5_target_group=f["Results"], progress=False)
+        with pytest.raises(ParameterError, match="h5_target_group"):
+            SHOFitProcess(_sidpy_raw(cube, freq, dc))
+    assert file_digest(out) == before

@@ -11,10 +11,11 @@ from sidpy.base.num_utils import integers_to_slices
 
 from ..exceptions import BEPSFormatError, ParameterError
 from ..io.beps import SHO_FIELDS, spectroscopic_names
+from ..io.sidpy_raw import raw_input
 from ..io.usid import linked_ancillaries, quiet_pyusid, write_main
 from ..models.sho_fit import fit_sho
 from ..params import Integer, Real, check_params
-from .base import ChunkedProcess, accepts_sidpy
+from .base import ChunkedProcess
 
 __all__ = ["SHOFitProcess", "find_raw_data"]
 
@@ -96,9 +97,15 @@ class SHOFitProcess(ChunkedProcess):
     result_names = ("Fit", "Guess")
     _resume_requires = ("Guess", "Fit")
 
-    @accepts_sidpy
     def __init__(self, h5_main: h5py.Dataset, *, max_iter: int = 100, tol: float = 1e-10,
                  progress: bool = True, **kwargs) -> None:
+        # a sidpy input is validated, then written into h5_target_group (removed again if
+        # the set-up fails)
+        with raw_input(h5_main, kwargs.get("h5_target_group")) as h5:
+            self._set_up(h5, max_iter, tol, progress, kwargs)
+
+    def _set_up(self, h5_main, max_iter: int, tol: float, progress: bool, kwargs: dict
+                ) -> None:
         if not isinstance(h5_main, h5py.Dataset):
             raise ParameterError(
                 f"h5_main must be the band-excitation response (h5py.Dataset, e.g. "
