@@ -71,7 +71,7 @@ def errors(fit: np.ndarray, truth: np.ndarray, keep: np.ndarray) -> dict:
 
 def show(label: str, seconds: float, n_spectra: int, err: dict) -> None:
     print(f"  {label:<34} {seconds:8.2f} s  {n_spectra / seconds:10.0f} spectra/s  "
-          f"amp {100 * err['amplitude']:.3f} %  Q {100 * err['Q']:.3f} %  "
+          f"amp {err['amplitude']:.2e}  Q {err['Q']:.2e}  "
           f"f0 {err['frequency']:.2e}  phase {err['phase_rad']:.2e} rad  "
           f"R2 {err['r2_median']:.5f}  non-finite {err['not_finite']}")
 
