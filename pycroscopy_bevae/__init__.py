@@ -32,6 +32,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 _LAZY = {
     "LoopProjector": "pycroscopy_bevae.process.loop_projection",
     "LoopFitProcess": "pycroscopy_bevae.process.loop_fit",
+    "SHOFitProcess": "pycroscopy_bevae.process.sho_fit",
     "DictionaryLearningProcess": "pycroscopy_bevae.process.dictionary",
     "BetaVAEProcess": "pycroscopy_bevae.process.vae",
     "load_beta_vae": "pycroscopy_bevae.store",

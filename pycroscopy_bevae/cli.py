@@ -1,5 +1,5 @@
-"""Shell entry point: ``pycroscopy-bevae demo | info | project | dictionary | train |
-convert-pzt``.
+"""Shell entry point: ``pycroscopy-bevae demo | run | info | fit-sho | project | fit-loops |
+dictionary | train | report | convert-pzt``.
 
 Errors from bad input print one line (no traceback) and exit with status 2. Started
 under ``mpiexec -n N``, every subcommand spreads loop projection and beta-VAE inference
@@ -40,10 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", formatter_class=fmt,
                           help="the full analysis on built-in data (synthetic BEPS + toy)",
-                          description="Write a synthetic BEPS map with known ground truth, "
-                                      "project its loops, fit dictionary learning and the "
-                                      "beta-VAE (fast preset), write the comparison report, "
-                                      "and run the toy benchmark.")
+                          description="Write a synthetic BEPS map with known ground truth "
+                                      "and its raw band-excitation response, run the whole "
+                                      "chain on it (SHO fit, loop projection, loop fit, "
+                                      "dictionary learning, beta-VAE with the fast preset, "
+                                      "report; see 'run'), and run the toy benchmark.")
     demo.add_argument("--out", default="demo_output", help="output folder")
     demo.add_argument("--size", type=int, default=32, help="grid is SIZE x SIZE positions")
     demo.add_argument("--seed", type=int, default=0, help="seed of the data and the models")
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="describe the BEPS data and results in a file")
     info.add_argument("file", help="USID HDF5 file")
 
+    _add_chain_commands(sub, fmt)
     proj = sub.add_parser("project", formatter_class=fmt,
                           help="project SHO fits to piezoresponse and resonance loops",
                           description="Run LoopProjector on the SHO fit of FILE and write "
@@ -184,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         commands = {"demo": _demo, "info": _info, "project": _project, "dictionary": _dictionary,
                     "train": _train, "report": _report, "convert-pzt": _convert_pzt,
-                    "fit-loops": _fit_loops}
+                    "fit-loops": _fit_loops, "fit-sho": _fit_sho, "run": _run}
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning(args.command)
             # under mpiexec: rank 0 runs the command, the other ranks compute for it
@@ -216,11 +218,8 @@ def _one_line_warning(command: str) -> Callable:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import h5py
-
+    from .chain import run_chain
     from .datasets import write_synthetic_beps
-    from .process import BetaVAEProcess, DictionaryLearningProcess, LoopProjector
-    from .report import make_report
     from .toy_benchmark import run_toy_benchmark
 
     size, epochs, toy = args.size, args.epochs, args.toy_spectra
@@ -228,41 +227,27 @@ def _demo(args: argparse.Namespace) -> int:
     if args.quick:
         size, epochs, toy = 10, 3, min(toy, 300)
         vae_kw.update(prime_epochs=1, step_epochs=1, round_updates=5, relax_epochs=2)
-    steps = 5 + bool(toy)
+    steps = 7 + bool(toy)
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "synthetic_beps.h5")
     t_all = time.perf_counter()
     t0 = time.perf_counter()
-    write_synthetic_beps(path, shape=(size, size), seed=args.seed, overwrite=True)
-    print(f"[1/{steps}] synthetic BEPS map {size} x {size} (seed {args.seed}) -> {path} "
-          f"({time.perf_counter() - t0:.1f} s)", flush=True)
-    with h5py.File(path, "r+") as f:
-        t0 = time.perf_counter()
-        proj = LoopProjector(f).compute()
-        print(f"[2/{steps}] loop projection -> {proj.name} ({time.perf_counter() - t0:.1f} s, "
-              f"{int(proj.attrs['n_rejected_fits'])} rejected fits interpolated)", flush=True)
-        dl = DictionaryLearningProcess(proj, n_components=args.n_components,
-                                       random_state=args.seed).compute()
-        print(f"[3/{steps}] dictionary learning ({args.n_components} components) -> "
-              f"{dl.name} ({dl.attrs['fit_time_s']:.1f} s): MSE {dl.attrs['mse']:.4f}",
-              flush=True)
-        params = dict(vae_kw, **({"epochs": epochs} if epochs is not None else {}))
-        # equal terms: as many active channels as dictionary-learning components
-        vae = BetaVAEProcess(proj, preset="fast", random_state=args.seed,
-                             n_active=args.n_components, **params).compute()
-        print(f"[4/{steps}] beta-VAE (fast preset) -> {vae.name} ({vae.attrs['fit_time_s']:.0f} "
-              f"s): MSE {vae.attrs['mse']:.4f}, {vae.attrs['n_active_channels']} active latent "
-              "channels", flush=True)
-    t0 = time.perf_counter()
-    rep = make_report(path, os.path.join(args.out, "report"), seed=args.seed)
-    print(f"[5/{steps}] report with {len(rep.figures)} figures ({time.perf_counter() - t0:.0f} "
-          "s)", flush=True)
+    write_synthetic_beps(path, shape=(size, size), seed=args.seed, overwrite=True, raw_data=True)
+    print(f"[1/{steps}] synthetic BEPS map {size} x {size} with its raw response (seed "
+          f"{args.seed}) -> {path} ({time.perf_counter() - t0:.1f} s)", flush=True)
+    params = dict(vae_kw, **({"epochs": epochs} if epochs is not None else {}))
+    # equal terms: as many active channels as dictionary-learning components
+    res = run_chain(path, n_active=args.n_components, n_components=args.n_components,
+                    seed=args.seed, vae_params=params, report_dir=os.path.join(args.out,
+                                                                               "report"),
+                    echo=lambda line: print(line, flush=True), steps=(2, steps))
+    rep = res.report
     _print_table(rep.rows, ("model", "channels (active / total)", "MSE (scaled)",
                             "training (s)", "mechanism ARI", "loop-parameter R^2"))
     if toy:
         bench = run_toy_benchmark(os.path.join(args.out, "toy"), n_spectra=toy, epochs=epochs,
                                   n_gamut=4 if args.quick else 12, seed=args.seed, **vae_kw)
-        print(f"[6/{steps}] toy benchmark ({toy} spectra) -> {bench.markdown}", flush=True)
+        print(f"[{steps}/{steps}] toy benchmark ({toy} spectra) -> {bench.markdown}", flush=True)
         _print_table(bench.rows, ("model", "active channels", "gamut MSE", "paper MSE",
                                   "RGB R^2", "training (s)"))
     print(f"Done in {time.perf_counter() - t_all:.0f} s. Report: {rep.html}  Results file: "
@@ -346,6 +331,75 @@ def _fit_loops(args: argparse.Namespace) -> int:
         proc = LoopFitProcess(dset, max_iter=args.max_iter)
         _compute_and_report(proc, args.override, t0, "{:.1f}", lambda a: (
             f"; median R2 {float(a['r2_median']):.4f}"))
+    return 0
+
+
+def _add_chain_commands(sub, fmt) -> None:
+    """The ``fit-sho`` and ``run`` subcommands."""
+    sho = sub.add_parser("fit-sho", formatter_class=fmt,
+                         help="fit the SHO model to the raw band-excitation response",
+                         description="Run SHOFitProcess on the Raw_Data of FILE (or --source) "
+                                     "and write Raw_Data-SHO_Fit_NNN/Guess and /Fit (BGlib's "
+                                     "layout) into the same file.")
+    sho.add_argument("file", help="USID HDF5 file with Raw_Data, as the translator writes it")
+    sho.add_argument("--source", metavar="PATH", help="raw-response dataset in the file "
+                                                      "(default: the Raw_Data found)")
+    sho.add_argument("--max-iter", type=int, default=100,
+                     help="Levenberg-Marquardt iterations at most")
+    sho.add_argument("--override", action="store_true",
+                     help="recompute even if identical results exist (writes a new group)")
+    run = sub.add_parser("run", formatter_class=fmt,
+                         help="the whole chain: SHO fit -> loops -> loop fit -> dictionary "
+                              "learning -> beta-VAE -> report",
+                         description="Run every stage on FILE with the defaults of the "
+                                     "stage-by-stage commands (fit-sho if the file has "
+                                     "Raw_Data, project, fit-loops, dictionary, train, "
+                                     "report); stages already done are found, an interrupted "
+                                     "run resumes.")
+    run.add_argument("file", help="USID HDF5 file with Raw_Data or an SHO fit")
+    run.add_argument("--n-active", type=int, default=None,
+                     help="select the beta-VAE model with this many active latent channels "
+                          "(default: automatic rule)")
+    run.add_argument("--n-components", type=int, default=5, help="dictionary components")
+    run.add_argument("--preset", choices=("fast", "paper"), default="fast")
+    run.add_argument("--epochs", type=int, default=None, help="beta-VAE epochs (preset "
+                                                              "default)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="any other BetaVAE parameter, as for 'train'")
+    run.add_argument("--use-existing-sho-fit", action="store_true",
+                     help="project the SHO fit in the file even when it has Raw_Data")
+    run.add_argument("--out", default=None, help="report folder (default: <file>_report)")
+    run.add_argument("--no-animations", action="store_true", help="skip the GIF animations")
+
+
+def _fit_sho(args: argparse.Namespace) -> int:
+    from .process.sho_fit import SHOFitProcess, find_raw_data
+
+    with _open_writable(args.file) as f:
+        t0 = time.perf_counter()
+        raw = _loop_sources(f, [args.source])[0] if args.source else find_raw_data(f)
+        proc = SHOFitProcess(raw, max_iter=args.max_iter)
+        _compute_and_report(proc, args.override, t0, "{:.1f}", lambda a: (
+            f"; median R2 {float(a['r2_median']):.4f}"))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .chain import run_chain
+    from .io import open_h5
+
+    params = _parse_params(args.param)
+    if args.epochs is not None:
+        params["epochs"] = args.epochs
+    with open_h5(args.file):  # existence and HDF5-ness, with clear errors
+        pass
+    res = run_chain(args.file, n_active=args.n_active, n_components=args.n_components,
+                    seed=args.seed, preset=args.preset, vae_params=params,
+                    use_existing_sho_fit=args.use_existing_sho_fit, report_dir=args.out,
+                    animations=not args.no_animations, echo=lambda line: print(line, flush=True))
+    _print_table(res.report.rows, ("model", "results group", "channels (active / total)",
+                                   "MSE (scaled)", "training (s)"))
     return 0
 
 

@@ -46,7 +46,7 @@ def test_bglib_sho_refit_of_synthetic_raw_data_gives_back_the_ground_truth(tmp_p
     from pycroscopy_bevae.datasets import write_synthetic_beps
 
     path = write_synthetic_beps(tmp_path / "raw.h5", shape=(3, 3), seed=5, failed_fraction=0.0,
-                                raw_data=True)
+                                raw_data=True, raw_snr=None)
     with h5py.File(path, "r+") as f:
         sho = BESHOfitter(f["Measurement_000/Channel_000/Raw_Data"], cores=1, verbose=False)
         sho.set_up_guess()

@@ -253,7 +253,7 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "[6/6] toy benchmark" in text
+    assert "[2/8] sho fit -> " in text and "[8/8] toy benchmark" in text
     assert text.strip().splitlines()[-1].startswith("Done in")
     assert (out / "report" / "projection.png").stat().st_size > 10_000
     md = (out / "report" / "report.md").read_text()
@@ -261,6 +261,6 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
     assert os.path.isfile(out / "toy" / "toy_benchmark.md")
     with h5py.File(out / "synthetic_beps.h5", "r") as f:
         found = find_results(f)
-    # one group of each kind the demo writes (it runs no loop fit)
+    # one group of each kind: the demo runs the whole chain from the raw response
     assert {k: len(v) for k, v in found.items()} == {
-        "projection": 1, "dictionary": 1, "beta_vae": 1, "loop_fit": 0}
+        "projection": 1, "dictionary": 1, "beta_vae": 1, "loop_fit": 1}

@@ -124,8 +124,11 @@ def test_file_layout(tmp_path):
 
 
 def test_generator_refuses_bad_parameters(tmp_path):
-    with pytest.raises(ParameterError, match="raw_data"):
-        write_synthetic_beps(tmp_path / "big.h5", shape=(30, 30), raw_data=True)
+    for bad in (0, -1.0, float("inf"), "25"):
+        with pytest.raises(ParameterError, match="raw_snr"):
+            write_synthetic_beps(tmp_path / "noisy.h5", shape=(3, 3), raw_data=True,
+                                 raw_snr=bad)
+    assert not (tmp_path / "noisy.h5").exists()
     with pytest.raises(ParameterError, match="n_steps"):
         make_synthetic_beps(shape=(3, 3), n_steps=10)
     with pytest.raises(ParameterError, match="shape"):
@@ -250,3 +253,34 @@ def test_factor_variant_refuses_bad_settings(tmp_path):
     with pytest.raises(ParameterError, match="v_max >= 16"):
         make_synthetic_beps(shape=(3, 3), variant="factors", v_max=10.0)
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_raw_data_noise_at_the_stated_snr_and_nothing_else_changes(tmp_path):
+    """``raw_snr``: complex noise of std A Q / snr on every bin of Raw_Data; the Fit and
+    the ground truth are the same bytes with or without raw data (and noise)."""
+    from pycroscopy_bevae.datasets.synthetic_beps import _raw_frequencies
+
+    kw = dict(shape=(6, 5), seed=3, n_steps=16, failed_fraction=0.0)
+    plain = write_synthetic_beps(tmp_path / "plain.h5", **kw)
+    exact = write_synthetic_beps(tmp_path / "exact.h5", raw_data=True, raw_snr=None, **kw)
+    noisy = write_synthetic_beps(tmp_path / "noisy.h5", raw_data=True, **kw)  # snr 25
+    raw_name = "Measurement_000/Channel_000/Raw_Data"
+    with h5py.File(plain, "r") as a, h5py.File(exact, "r") as b, h5py.File(noisy, "r") as c:
+        for name in ("Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit",
+                     "Ground_Truth/Piezoresponse", "Ground_Truth/Resonance"):
+            assert a[name][()].tobytes() == b[name][()].tobytes() == c[name][()].tobytes()
+        assert c[raw_name].attrs["snr_at_peak"] == 25.0
+        assert np.isinf(b[raw_name].attrs["snr_at_peak"])
+        fit = c["Measurement_000/Channel_000/Raw_Data-SHO_Fit_000/Fit"][()]
+        clean = b[raw_name][()].reshape(*fit.shape, -1)
+        noise = c[raw_name][()].reshape(*fit.shape, -1) - clean
+    # the exact response peaks at A Q (within the bin spacing of the band)
+    peak = np.abs(clean).max(axis=-1)
+    aq = fit["Amplitude [V]"] * fit["Quality Factor"]
+    assert np.median(peak / aq) > 0.9 and (peak <= aq * 1.0001).all()
+    # noise: zero-mean, std A Q / 25 relative to each spectrum's peak, equal in re and im
+    rel = noise / aq[..., None]
+    assert abs(np.std(rel) - 1 / 25) < 0.002
+    assert abs(np.std(rel.real) - np.std(rel.imag)) < 0.002
+    assert abs(np.mean(rel)) < 0.002
+    assert _raw_frequencies().size == clean.shape[-1]

@@ -37,7 +37,7 @@ from .._version import __version__
 from ..exceptions import ParameterError
 from ..io.beps import SHO_FIELDS
 from ..io.usid import check_new_file, make_dims, new_h5_file, write_attrs, write_main
-from ..params import Either, Integer, Literal, check
+from ..params import Either, Integer, Literal, Real, check
 
 __all__ = ["MECHANISMS", "FACTORS", "FACTOR_MECHANISMS", "VARIANTS", "SyntheticBEPS",
            "make_synthetic_beps", "write_synthetic_beps", "triangle_waveform"]
@@ -57,8 +57,10 @@ FACTORS = {"coercive_voltage": (3.0, 9.0), "switching_width": (0.4, 2.0),
 #: Mechanism labels of ``variant='factors'``.
 FACTOR_MECHANISMS = ("one_step", "two_step")
 
-_MAX_RAW_POSITIONS = 400
 _RAW_BINS = 16
+#: Seed-sequence tag of the raw-response noise (its own streams: the other values of a map
+#: do not depend on whether raw data is written).
+_RAW_NOISE_TAG = 24
 
 
 def triangle_waveform(n_steps: int = 96, v_max: float = 16.0) -> np.ndarray:
@@ -505,6 +507,7 @@ def write_synthetic_beps(
     dtype: str = "float32",
     overwrite: bool = False,
     chunk_positions: int | None = None,
+    raw_snr: float | None = 25.0,
     **kwargs,
 ) -> str:
     """Write a synthetic BEPS measurement with ground truth as a USID HDF5 file.
@@ -522,11 +525,12 @@ def write_synthetic_beps(
     seed : int
         Seed; the file content is a deterministic function of all parameters.
     raw_data : bool
-        Also write a complex ``Raw_Data`` (SHO responses over 16 frequency bins),
-        so the layout matches a translated file. Only for grids of at most 400 positions.
-        The responses follow BGlib's SHO model (peak ``A Q`` at phase ``phi + pi/2``), so
-        BGlib's ``BESHOfitter`` on ``Raw_Data`` gives back the stored ``Fit``: the same
-        amplitudes, phases and hence the ground-truth rotation angles.
+        Also write a complex ``Raw_Data`` (SHO responses over 16 frequency bins,
+        positions x (cycle, DC step, field, frequency), frequency fastest), so the layout
+        matches a translated file. The responses follow BGlib's SHO model (peak ``A Q`` at
+        phase ``phi + pi/2``) at the parameters of the stored ``Fit``, which is therefore
+        the ground truth of an SHO fit of ``Raw_Data``. Written a block of positions at a
+        time (about 6 kB per position and spectroscopic step on disk).
     dtype : {'float32', 'float64'}
         Precision of the SHO compound (BGlib has written both).
     overwrite : bool
@@ -534,6 +538,13 @@ def write_synthetic_beps(
     chunk_positions : int, optional
         Positions generated and written at a time (default: about 500,000 values,
         1,365 positions of 384 steps). Only memory use and speed depend on it.
+    raw_snr : float or None
+        Signal-to-noise ratio of ``Raw_Data`` at the resonance peak: complex Gaussian noise
+        of standard deviation ``A Q / raw_snr`` (each spectrum's peak magnitude) is added
+        to every bin (default 25, realistic for band excitation; None: the exact model
+        response). Its random streams are drawn per position from ``seed``, so nothing
+        else in the file depends on ``raw_data`` or ``raw_snr``. The stored ``Fit`` and
+        ``/Ground_Truth`` stay the noise-free truth.
     **kwargs
         Passed to :func:`make_synthetic_beps` (``n_steps``, ``n_cycles``, ``v_max``,
         ``noise``, ``failed_fraction``, ``variant``).
@@ -567,11 +578,8 @@ def write_synthetic_beps(
                             Either((Literal(None), Integer(low=1))))
     check_new_file(path, overwrite)
     shape = _check_shape(shape)
-    if raw_data and shape[0] * shape[1] > _MAX_RAW_POSITIONS:
-        raise ParameterError(
-            f"raw_data=True is only for grids of at most {_MAX_RAW_POSITIONS} positions "
-            f"(got {shape[0]} x {shape[1]})"
-        )
+    if raw_snr is not None:
+        raw_snr = float(check("raw_snr", raw_snr, Real(low=0.0, low_open=True)))
     bound = inspect.signature(make_synthetic_beps).bind(shape, seed, **kwargs)
     bound.apply_defaults()
     plan = _Plan.create(**bound.arguments)
@@ -604,7 +612,7 @@ def write_synthetic_beps(
             "grid_scan_width_[m]": float(shape[1] * spacing),
         })
         chan = meas.create_group("Channel_000")
-        raw = _create_raw(chan, plan, pos_dims) if raw_data else None
+        raw = _create_raw(chan, plan, pos_dims, raw_snr) if raw_data else None
         grp = chan.create_group("Raw_Data-SHO_Fit_000")
         write_attrs(grp, {"SHO_fit_method": "synthetic (exact parameters + noise)",
                           "SHO_guess_method": "none", "last_pixel": n_pos})
@@ -623,7 +631,7 @@ def write_synthetic_beps(
             truth["Resonance"][sl] = c["true_resonance"].reshape(m, n_spec)
             truth["Failed_Fit"][sl] = c["failed"].reshape(m, n_spec)
             if raw is not None:
-                raw[sl] = _raw_response(c, m, n_spec)
+                raw[sl] = _raw_response(c, m, n_spec, raw_snr, seed, sl.start)
     return path
 
 
@@ -632,24 +640,37 @@ def _raw_frequencies() -> np.ndarray:
     return 1.325e6 * (1 + w_rel)
 
 
-def _create_raw(chan: h5py.Group, plan: _Plan, pos_dims: list) -> h5py.Dataset:
+def _create_raw(chan: h5py.Group, plan: _Plan, pos_dims: list,
+                raw_snr: float | None) -> h5py.Dataset:
     """Empty complex ``Raw_Data``: SHO responses over a frequency band around each resonance."""
     spec = make_dims([("Cycle", "", np.arange(plan.n_cycles)), ("DC_Offset", "V", plan.dc),
                       ("Field", "", plan.field_values), ("Frequency", "Hz", _raw_frequencies())])
-    return write_main(chan, (plan.n_pos, plan.n_spec * _RAW_BINS), "Raw_Data", "Piezoresponse",
-                      "V", pos_dims, spec, dtype=np.complex64)
+    raw = write_main(chan, (plan.n_pos, plan.n_spec * _RAW_BINS), "Raw_Data", "Piezoresponse",
+                     "V", pos_dims, spec, dtype=np.complex64)
+    raw.attrs["snr_at_peak"] = np.inf if raw_snr is None else raw_snr
+    return raw
 
 
-def _raw_response(c: dict, n_pos: int, n_spec: int) -> np.ndarray:
+def _raw_response(c: dict, n_pos: int, n_spec: int, raw_snr: float | None = None,
+                  seed: int = 0, first: int = 0) -> np.ndarray:
     """The complex response over the frequency band, in BGlib's SHO convention
     (``A e^{i phi} w0^2 / (w^2 - i w w0 / Q - w0^2)``, peak ``A Q e^{i (phi + pi/2)}``), so
-    that BGlib's SHO fit of ``Raw_Data`` gives back the stored ``Fit``."""
+    that an SHO fit of ``Raw_Data`` gives back the stored ``Fit``; with ``raw_snr``, plus
+    complex noise of standard deviation ``A Q / raw_snr`` drawn per position (positions
+    ``first``, ``first + 1``, ...: the same values whatever the block)."""
     w = _raw_frequencies()[None, None, :]
-    z = c["amplitude"].reshape(n_pos, n_spec) * np.exp(1j * c["phase"].reshape(n_pos, n_spec))
+    amp = c["amplitude"].reshape(n_pos, n_spec)
+    z = amp * np.exp(1j * c["phase"].reshape(n_pos, n_spec))
     wr = c["frequency"].reshape(n_pos, n_spec)[..., None]
     q = c["quality"].reshape(n_pos, n_spec)[..., None]
     with np.errstate(invalid="ignore"):  # failed (NaN) fits stay NaN, then become 0
         resp = z[..., None] * wr**2 / (w**2 - 1j * w * wr / q - wr**2)
+        if raw_snr is not None:
+            shp = (n_spec, _RAW_BINS, 2)
+            unit = np.stack([np.random.default_rng([int(seed), _RAW_NOISE_TAG, first + i])
+                             .standard_normal(shp) for i in range(n_pos)])
+            sigma = (amp[..., None] * q / raw_snr) / np.sqrt(2)
+            resp = resp + sigma * (unit[..., 0] + 1j * unit[..., 1])
     return np.nan_to_num(resp).astype(np.complex64).reshape(n_pos, n_spec * _RAW_BINS)
 
 

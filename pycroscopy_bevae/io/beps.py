@@ -226,7 +226,8 @@ def find_sho_fit(h5_obj: h5py.File | h5py.Group | h5py.Dataset) -> h5py.Dataset:
     if not found:
         raise BEPSFormatError(
             f"no SHO fit found under '{h5_obj.name}' in file '{h5_obj.file.filename}': "
-            "expected a dataset '.../<source>-SHO_Fit_NNN/Fit' as written by BGlib's SHO fitter"
+            "expected a dataset '.../<source>-SHO_Fit_NNN/Fit' as written by BGlib's SHO fitter "
+            "(from the raw response: 'pycroscopy-bevae fit-sho' or SHOFitProcess)"
         )
     found.sort()
     if len(found) > 1:

@@ -7,6 +7,9 @@ __all__ = ["ProjectionResult", "project_loops", "rotation_angles"]
 from .loop_fit import LOOP_PARAMETERS, LoopFitResult, fit_loops, loop_model  # noqa: E402
 
 __all__ += ["LOOP_PARAMETERS", "LoopFitResult", "fit_loops", "loop_model"]
+from .sho_fit import SHO_PARAMETERS, SHOFitResult, fit_sho, sho_model  # noqa: E402
+
+__all__ += ["SHO_PARAMETERS", "SHOFitResult", "fit_sho", "sho_model"]
 from .dictionary import AlphaSearch, DictionaryLearner, alpha_grid_search  # noqa: E402
 
 __all__ += ["AlphaSearch", "DictionaryLearner", "alpha_grid_search"]

@@ -18,7 +18,8 @@ acquired in any order (starting at 0 V, at the negative or the positive extreme)
 alike.
 
 Every loop of a block is fit at once by a batched Levenberg-Marquardt iteration in NumPy
-(one 9 x 9 solve per loop and iteration), from two guesses read off the loop (mid-level
+(:func:`~pycroscopy_bevae.models.lm.levenberg_marquardt`, one 9 x 9 solve per loop and
+iteration), from two guesses read off the loop (mid-level
 crossings of each branch, the spread between the saturated states; once with the slope
 estimated from the saturated ends and removed, once without), keeping the better fit.
 """
@@ -31,6 +32,7 @@ import numpy as np
 from scipy.special import erf
 
 from ..exceptions import ParameterError
+from .lm import levenberg_marquardt
 
 __all__ = ["LOOP_PARAMETERS", "LoopFitResult", "fit_loops", "loop_model", "rising_steps",
            "sweeps_both_ways"]
@@ -155,54 +157,6 @@ def _guess(loops: np.ndarray, dc: np.ndarray, up: np.ndarray, detrend: bool) -> 
     return theta
 
 
-def _levenberg_marquardt(theta: np.ndarray, dc: np.ndarray, up: np.ndarray, y: np.ndarray,
-                         scale: np.ndarray, max_iter: int, tol: float
-                         ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Batched Levenberg-Marquardt from ``theta`` (internal form); returns the fitted
-    internal parameters, each loop's cost (sum of squared scaled residuals) and the
-    iterations run."""
-    n = theta.shape[0]
-    theta = theta.copy()
-    r = _resid_rows(theta, np.arange(n), dc, up, y, scale)
-    cost = np.sum(r**2, axis=1)
-    lam = np.full(n, 1e-2)
-    active = np.ones(n, dtype=bool)
-    eps = 1e-6
-    it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007 - the count is reported
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        th, ri = theta[idx], r[idx]
-        jac = np.empty((idx.size, dc.size, 9))
-        for k in range(9):
-            step = eps * np.maximum(1.0, np.abs(th[:, k]))
-            shifted = th.copy()
-            shifted[:, k] += step
-            jac[:, :, k] = (_resid_rows(shifted, idx, dc, up, y, scale) - ri) / step[:, None]
-        jtj = np.einsum("nsk,nsl->nkl", jac, jac)
-        grad = np.einsum("nsk,ns->nk", jac, ri)
-        diag = np.einsum("nkk->nk", jtj)
-        damped = jtj + (lam[idx, None] * np.maximum(diag, 1e-12))[:, :, None] * np.eye(9)
-        try:
-            delta = np.linalg.solve(damped, -grad[..., None])[..., 0]
-        except np.linalg.LinAlgError:
-            delta = -grad / np.maximum(diag, 1e-12)
-        trial = th + delta
-        r_new = _resid_rows(trial, idx, dc, up, y, scale)
-        c_new = np.sum(r_new**2, axis=1)
-        better = np.isfinite(c_new) & (c_new < cost[idx])
-        rel = np.where(better, (cost[idx] - c_new) / np.maximum(cost[idx], 1e-300), 0.0)
-        good = idx[better]
-        theta[good], r[good], cost[good] = trial[better], r_new[better], c_new[better]
-        lam[idx] = np.where(better, np.maximum(lam[idx] / 3, 1e-9),
-                            np.minimum(lam[idx] * 4, 1e9))
-        small = np.all(np.abs(delta) <= 1e-9 * (1.0 + np.abs(th)), axis=1)
-        done = (better & (rel < tol)) | (lam[idx] >= 1e9) | small
-        active[idx[done]] = False
-    return theta, cost, it
-
-
 def fit_loops(loops: np.ndarray, dc: np.ndarray, *, max_iter: int = 200, tol: float = 1e-6
               ) -> LoopFitResult:
     """Fit :func:`loop_model` to every loop at once.
@@ -248,10 +202,13 @@ def fit_loops(loops: np.ndarray, dc: np.ndarray, *, max_iter: int = 200, tol: fl
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
-        theta, cost, it = _levenberg_marquardt(_guess(y, dc, up, detrend=True), dc, up, y,
-                                               scale, max_iter, tol)
-        theta2, cost2, it2 = _levenberg_marquardt(_guess(y, dc, up, detrend=False), dc, up,
-                                                  y, scale, max_iter, tol)
+        def resid(theta: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            return _resid_rows(theta, idx, dc, up, y, scale)
+
+        theta, cost, it = levenberg_marquardt(_guess(y, dc, up, detrend=True), resid,
+                                              max_iter, tol)
+        theta2, cost2, it2 = levenberg_marquardt(_guess(y, dc, up, detrend=False), resid,
+                                                 max_iter, tol)
     second = cost2 < cost
     theta[second] = theta2[second]
     it = max(it, it2)
