@@ -4,6 +4,7 @@ Run by hand::
 
     python benchmarks/bench_equal_terms.py [--data toy pzt factors] [--ks 3 5 6]
         [--seeds 0 1 2] [--vae] [--preset fast] [--set k=v ...]
+        [--splits 3] [--held-out 0.2]
 
 For each data set, on the same scaled matrix the beta-VAE trains on:
 
@@ -14,7 +15,16 @@ For each data set, on the same scaled matrix the beta-VAE trains on:
   gives its deterministic reconstruction MSE and its embedding (the active channels);
 * where the truth is known: recovery of each factor (cross-validated k-NN R^2 from the
   embedding), disentanglement (best single channel's R^2 and its gap to the second), and
-  mechanism classification (cross-validated random forest accuracy).
+  mechanism classification (cross-validated random forest accuracy);
+* with ``--vae``, the seed agreement of the beta-VAE's channels at each k (channels of
+  the seeds matched one to one, mean matched |correlation|:
+  :func:`~pycroscopy_bevae.analysis.seed_agreement`);
+* with ``--splits N`` (> 0), the same models again on N seeded position splits
+  (``--held-out`` of the positions held out, the same splits for every model): fitted on
+  the training positions only, then the held-out positions encoded with the fitted model
+  (PCA projection, the learned dictionary, the trained encoder) and decoded; train and
+  held-out MSE, mean and standard deviation over splits (and seeds), and the beta-VAE's
+  seed agreement on every position per split.
 
 Data: ``toy`` (10,000 RGB spectra x 25 steps, per-step scaling; factors R, G, B),
 ``pzt`` (the real 3600 x 96 x 2 map, global or ``--scaling balanced``, from ``../shared/data``; no
@@ -38,7 +48,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pycroscopy_bevae.analysis import factor_scores, linear_baselines, mechanism_accuracy
+from pycroscopy_bevae.analysis import (
+    factor_scores,
+    linear_baselines,
+    mechanism_accuracy,
+    modality_mse,
+    seed_agreement,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -80,11 +96,13 @@ def factor_data(size: int = 40, seed: int = 0, scaling: str = "global"):
     return stack_channels(MultiScaler(scaling).fit(mods).transform(mods)), truth, labels
 
 
-def vae_rows(X, ks, seeds, preset, overrides, auto=False):
+def vae_rows(X, ks, seeds, preset, overrides, auto=False, X_held_out=None, X_all=None):
     """One beta-VAE per seed and k: with a relax phase (``relax_epochs`` > 0) trained to
     k channels (``target_active=k``); without, one run per seed and the latest snapshot
     with exactly k active channels. ``auto``: also one run per seed with the automatic
-    channel count (reported as k = the count it chose)."""
+    channel count (reported as k = the count it chose). ``X_held_out``: positions not
+    trained on, encoded and decoded by the trained model (``mse_held_out``); ``X_all``:
+    the embedding of these positions (every position of a split) instead of ``X``'s."""
     from pycroscopy_bevae.models import BetaVAE
 
     relax = BetaVAE(preset=preset, **overrides).resolved_params()["relax_epochs"] > 0
@@ -111,19 +129,87 @@ def vae_rows(X, ks, seeds, preset, overrides, auto=False):
             if kk not in counts:
                 rows.append({"method": "beta-VAE", "k": kk, "seed": seed, "mse": np.nan,
                              "mse_modality": [np.nan] * X.shape[2], "fit_time_s": fit_time,
-                             "embedding": None})
+                             "embedding": None, "mse_held_out": np.nan,
+                             "mse_held_out_modality": [np.nan] * X.shape[2]})
                 continue
             if k != "auto":
                 vae.select(n_active=kk)
             active = vae.snapshots_[vae.selected_].active(thr)
             mu = vae.transform(X)
             recon = vae.decode(mu).reshape(X.shape)
-            rows.append({"method": "beta-VAE" if k != "auto" else "VAE-auto", "k": kk,
-                         "seed": seed, "mse": float(np.mean((recon - X) ** 2)),
-                         "mse_modality": [float(np.mean((recon[..., c] - X[..., c]) ** 2))
-                                          for c in range(X.shape[2])],
-                         "fit_time_s": fit_time, "embedding": mu[:, active]})
+            row = {"method": "beta-VAE" if k != "auto" else "VAE-auto", "k": kk,
+                   "seed": seed, "mse": float(np.mean((recon - X) ** 2)),
+                   "mse_modality": modality_mse(X, recon), "fit_time_s": fit_time,
+                   "embedding": mu[:, active]}
+            if X_held_out is not None:
+                held = vae.decode(vae.transform(X_held_out)).reshape(X_held_out.shape)
+                row["mse_held_out"] = float(np.mean((held - X_held_out) ** 2))
+                row["mse_held_out_modality"] = modality_mse(X_held_out, held)
+            if X_all is not None:
+                row["embedding"] = vae.transform(X_all)[:, active]
+            rows.append(row)
     return rows
+
+
+def splits(n: int, n_splits: int, held_out: float, seed: int = 0):
+    """``n_splits`` seeded (train, held-out) splits of ``n`` positions, the held-out sets
+    drawn independently (each ``held_out`` of the positions)."""
+    from sklearn.model_selection import ShuffleSplit
+
+    return list(ShuffleSplit(n_splits, test_size=held_out, random_state=seed).split(
+        np.arange(n)))
+
+
+def agreement_lines(rows):
+    """Seed agreement of the beta-VAE's embeddings at every k (the automatic count: over
+    the seeds whatever their counts) and split, where given."""
+    groups = {}
+    for r in rows:
+        if r["method"] in ("beta-VAE", "VAE-auto") and r.get("embedding") is not None:
+            k = "auto" if r["method"] == "VAE-auto" else r["k"]
+            groups.setdefault((k, r.get("split")), []).append(r["embedding"])
+    for (k, split), embs in sorted(groups.items(), key=lambda t: (str(t[0][0]), t[0][1] or 0)):
+        if len(embs) > 1:
+            where = "" if split is None else f", split {split}"
+            print(f"  beta-VAE k {k}{where}: {seed_agreement(embs).summary()}", flush=True)
+
+
+def held_out_rows(X, ks, seeds, args, overrides):
+    """Every model on the same seeded position splits, fitted on the training positions;
+    rows carry ``split``, ``mse`` (train) and ``mse_held_out``."""
+    rows = []
+    for i, (tr, ho) in enumerate(splits(len(X), args.splits, args.held_out)):
+        print(f"  split {i}: {len(tr)} train / {len(ho)} held-out positions", flush=True)
+        got = [] if args.no_linear else linear_baselines(X[tr], ks, seeds=seeds,
+                                                         X_held_out=X[ho])
+        if args.vae or args.auto:
+            got += vae_rows(X[tr], ks if args.vae else [], seeds, args.preset, overrides,
+                            auto=args.auto, X_held_out=X[ho], X_all=X)
+        for r in got:
+            r["split"] = i
+        rows += got
+    return rows
+
+
+def held_out_table(name, rows):
+    """Train and held-out MSE per method and k: mean +- standard deviation over the
+    splits (and seeds), and the mean gap held-out - train."""
+    print(f"\n{name}: train and held-out MSE on the same position splits, mean +- sd "
+          "over splits (and seeds)")
+    print(f"  {'method':10s} {'k':>2s}  {'train':>17s}  {'held-out':>17s}  {'gap':>8s}  "
+          "runs  held-out per modality")
+    keys = sorted({(r["method"], r["k"]) for r in rows}, key=lambda t: (t[1], t[0]))
+    for method, k in keys:
+        rs = [r for r in rows if r["method"] == method and r["k"] == k
+              and np.isfinite(r["mse"])]
+        if not rs:
+            continue
+        tr = np.array([r["mse"] for r in rs])
+        ho = np.array([r["mse_held_out"] for r in rs])
+        mods = np.mean([r["mse_held_out_modality"] for r in rs], axis=0)
+        print(f"  {method:10s} {k:2d}  {tr.mean():8.4f} +- {tr.std():6.4f}  "
+              f"{ho.mean():8.4f} +- {ho.std():6.4f}  {np.mean(ho - tr):+8.4f}  {len(rs):4d}  "
+              + " ".join(f"{m:.4f}" for m in mods))
 
 
 def score(rows, truth, labels):
@@ -203,6 +289,11 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="K=V",
                     help="beta-VAE parameter overrides, e.g. epochs=60 batch_size=64")
     ap.add_argument("--toy-n", type=int, default=10_000)
+    ap.add_argument("--splits", type=int, default=0,
+                    help="also fit every model on N seeded position splits and report train "
+                         "and held-out MSE (0: off)")
+    ap.add_argument("--held-out", type=float, default=0.2,
+                    help="fraction of the positions held out in each split")
     ap.add_argument("--scaling", default="global", choices=("global", "balanced"),
                     help="scaling of the two-modality maps (pzt, factors); the toy keeps "
                          "per-step scaling")
@@ -234,10 +325,17 @@ def main() -> None:
                              overrides, auto=args.auto)
         score(rows, truth, labels)
         table(name, rows)
+        agreement_lines(rows)
         if truth is not None:
             ceiling = supervised_ceiling(X, truth)
             print(f"  supervised ceiling (factor R^2 from the whole map and the true values): "
                   f"median {statistics.median(ceiling.values()):.3f}, {ceiling}", flush=True)
+        if args.splits:
+            t0 = time.perf_counter()
+            held = held_out_rows(X, args.ks, args.seeds, args, overrides)
+            print(f"  held-out splits: {time.perf_counter() - t0:.0f} s", flush=True)
+            held_out_table(name, held)
+            agreement_lines(held)
 
 
 if __name__ == "__main__":

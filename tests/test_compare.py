@@ -39,8 +39,33 @@ def test_pca_is_exact_at_the_true_rank_and_dictionary_rows_are_complete():
     assert (np.count_nonzero(omp3["embedding"], axis=1) <= 3).all()
 
 
+def test_held_out_positions_are_encoded_with_the_fitted_models():
+    X, _ = _low_rank(n=160)
+    rng = np.random.default_rng(1)
+    noisy = X + 0.05 * rng.normal(size=X.shape)
+    train, held = noisy[:120], noisy[120:]
+    rows = linear_baselines(train, ks=[3], seeds=[0], max_iter=20, X_held_out=held)
+    by = {r["method"]: r for r in rows}
+    # PCA-3 of rank-3 data plus noise: on held-out positions it leaves the noise outside
+    # its subspace, (1 - 3 / 32) of the noise variance; fitted on them it leaves a bit less
+    noise_left = 0.05**2 * (1 - 3 / 32)
+    assert by["pca"]["mse_held_out"] == pytest.approx(noise_left, rel=0.15)
+    assert by["pca"]["mse"] < by["pca"]["mse_held_out"]
+    for r in rows:
+        assert np.isclose(np.mean(r["mse_held_out_modality"]), r["mse_held_out"])
+    # the training positions themselves, passed as held-out, give the training error
+    # (PCA and OMP codes are recomputed the same way)
+    same = linear_baselines(train, ks=[3], seeds=[0], max_iter=20, methods=["pca", "dl_omp"],
+                            X_held_out=train)
+    for r in same:
+        assert r["mse_held_out"] == pytest.approx(r["mse"], rel=1e-9)
+
+
 def test_linear_baselines_refuse_bad_input():
     X, _ = _low_rank()
+    with pytest.raises(ParameterError, match=r"X_held_out has shape \(5, 16, 1\), expected "
+                                             r"\(n, 16, 2\) as X"):
+        linear_baselines(X, ks=[2], X_held_out=np.zeros((5, 16, 1)))
     with pytest.raises(ParameterError, match="k must be between"):
         linear_baselines(X, ks=[0])
     with pytest.raises(ParameterError, match="unknown methods"):

@@ -1,5 +1,6 @@
 """Metrics and validation: numbers, no plotting."""
 
+from .agreement import PairMatch, SeedAgreement, match_channels, seed_agreement
 from .compare import factor_scores, linear_baselines, mechanism_accuracy, modality_mse
 from .metrics import angle_difference, rowwise_correlation
 from .results import (
@@ -23,6 +24,8 @@ from .validation import (
 
 __all__ = [
     "ModelResult",
+    "PairMatch",
+    "SeedAgreement",
     "Traversal",
     "active_channels",
     "active_components",
@@ -35,11 +38,13 @@ __all__ = [
     "ground_truth_r2",
     "latent_traversal",
     "linear_baselines",
+    "match_channels",
     "mechanism_accuracy",
     "modality_mse",
     "read_ground_truth",
     "read_loop_fit",
     "read_model_result",
     "rowwise_correlation",
+    "seed_agreement",
     "spectrum_mse",
 ]

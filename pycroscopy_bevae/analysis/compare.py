@@ -64,7 +64,7 @@ def modality_mse(X: np.ndarray, recon: np.ndarray, segments: Sequence[int] | Non
 def linear_baselines(X: np.ndarray, ks: Sequence[int], seeds: Sequence[int] = (0,),
                      segments: Sequence[int] | None = None, alpha: float = 1.0,
                      methods: Sequence[str] = ("pca", "dl_omp", "dl_lasso"),
-                     max_iter: int = 200) -> list[dict]:
+                     max_iter: int = 200, X_held_out: np.ndarray | None = None) -> list[dict]:
     """PCA and dictionary learning with ``k`` components on the same (scaled) matrix.
 
     Parameters
@@ -85,12 +85,17 @@ def linear_baselines(X: np.ndarray, ks: Sequence[int], seeds: Sequence[int] = (0
         lasso fit.
     max_iter : int
         Iterations of the dictionary fit.
+    X_held_out : numpy.ndarray, optional
+        Positions the models were not fitted on, shaped as ``X``: encoded with the fitted
+        model (PCA projection; the learned dictionary's OMP or lasso codes) and
+        reconstructed, giving ``mse_held_out`` and ``mse_held_out_modality``.
 
     Returns
     -------
     list of dict
         One row per (method, k, seed): ``method``, ``k``, ``seed``, ``mse``,
-        ``mse_modality`` (list), ``fit_time_s``, ``embedding`` (n, k).
+        ``mse_modality`` (list), ``fit_time_s``, ``embedding`` (n, k); with
+        ``X_held_out`` also ``mse_held_out`` and ``mse_held_out_modality``.
 
     Examples
     --------
@@ -99,18 +104,21 @@ def linear_baselines(X: np.ndarray, ks: Sequence[int], seeds: Sequence[int] = (0
     >>> rows = linear_baselines(X, ks=[3], methods=["pca"])
     >>> rows[0]["method"], rows[0]["k"], rows[0]["mse"] < 1e-20
     ('pca', 3, True)
+    >>> rows = linear_baselines(X[:40], ks=[3], methods=["pca"], X_held_out=X[40:])
+    >>> rows[0]["mse_held_out"] < 1e-20
+    True
     """
     from sklearn.decomposition import PCA, DictionaryLearning, SparseCoder
 
     X = np.asarray(X, float)
-    shape3 = X.shape if X.ndim == 3 else None
-    if shape3 is not None:  # modality-major features, as dictionary learning stacks them
-        segments = [X.shape[1]] * X.shape[2]
-        F = np.moveaxis(X, 2, 1).reshape(len(X), -1)
-    elif X.ndim == 2:
-        F = X
-    else:
-        raise ParameterError(f"X must be (n, features) or (n, steps, modalities), got {X.shape}")
+    F, segments = _features(X, segments, "X")
+    held = None
+    if X_held_out is not None:
+        X_held_out = np.asarray(X_held_out, float)
+        if X_held_out.shape[1:] != X.shape[1:]:
+            raise ParameterError(f"X_held_out has shape {X_held_out.shape}, expected "
+                                 f"(n, {', '.join(map(str, X.shape[1:]))}) as X")
+        held = _features(X_held_out, segments, "X_held_out")[0]
     unknown = set(methods) - {"pca", "dl_omp", "dl_lasso"}
     if unknown:
         raise ParameterError(f"unknown methods {sorted(unknown)}; choose from 'pca', "
@@ -124,7 +132,8 @@ def linear_baselines(X: np.ndarray, ks: Sequence[int], seeds: Sequence[int] = (0
             pca = PCA(n_components=int(k)).fit(F)
             z = pca.transform(F)
             rows.append(_row("pca", k, None, F, pca.inverse_transform(z), z, segments,
-                             time.perf_counter() - t0))
+                             time.perf_counter() - t0,
+                             held, lambda H, m=pca: m.inverse_transform(m.transform(H))))
         if not {"dl_omp", "dl_lasso"} & set(methods):
             continue
         for seed in seeds:
@@ -136,21 +145,39 @@ def linear_baselines(X: np.ndarray, ks: Sequence[int], seeds: Sequence[int] = (0
             fit_time = time.perf_counter() - t0
             if "dl_lasso" in methods:
                 rows.append(_row("dl_lasso", k, seed, F, codes @ dl.components_, codes,
-                                 segments, fit_time))
+                                 segments, fit_time, held,
+                                 lambda H, m=dl: m.transform(H) @ m.components_))
             if "dl_omp" in methods:
                 coder = SparseCoder(dl.components_, transform_algorithm="omp",
                                     transform_n_nonzero_coefs=int(k))
                 omp = coder.transform(F)
                 rows.append(_row("dl_omp", k, seed, F, omp @ dl.components_, omp, segments,
-                                 fit_time))
+                                 fit_time, held,
+                                 lambda H, m=coder: m.transform(H) @ m.dictionary))
     return rows
 
 
-def _row(method, k, seed, F, recon, z, segments, fit_time) -> dict:
-    return {"method": method, "k": int(k), "seed": seed,
-            "mse": float(np.mean((F - recon) ** 2)),
-            "mse_modality": modality_mse(F, recon, segments), "fit_time_s": float(fit_time),
-            "embedding": np.asarray(z, float)}
+def _features(X: np.ndarray, segments, name: str) -> tuple[np.ndarray, list[int] | None]:
+    """(n, features) and the features per modality; 3-D input stacked modality-major, as
+    dictionary learning stacks the modalities."""
+    if X.ndim == 3:
+        return np.moveaxis(X, 2, 1).reshape(len(X), -1), [X.shape[1]] * X.shape[2]
+    if X.ndim == 2:
+        return X, segments
+    raise ParameterError(f"{name} must be (n, features) or (n, steps, modalities), got "
+                         f"{X.shape}")
+
+
+def _row(method, k, seed, F, recon, z, segments, fit_time, held=None, rebuild=None) -> dict:
+    row = {"method": method, "k": int(k), "seed": seed,
+           "mse": float(np.mean((F - recon) ** 2)),
+           "mse_modality": modality_mse(F, recon, segments), "fit_time_s": float(fit_time),
+           "embedding": np.asarray(z, float)}
+    if held is not None:
+        rec = rebuild(held)
+        row["mse_held_out"] = float(np.mean((held - rec) ** 2))
+        row["mse_held_out_modality"] = modality_mse(held, rec, segments)
+    return row
 
 
 def factor_scores(embedding: np.ndarray, factors: Mapping[str, np.ndarray],
