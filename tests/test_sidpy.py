@@ -64,7 +64,9 @@ def test_every_result_plots_with_sidpy(chained):
     seen = 0
     with h5py.File(path, "r") as f:
         for grp in (PROJ_GROUP, dl_grp, vae_grp):
-            for name, dset in f[grp].items():
+            # a list: h5py holds its global lock while iterating items(), and the plot's dask
+            # thread, collecting garbage that holds h5py objects, would wait on it forever
+            for name, dset in list(f[grp].items()):
                 if name not in expected:
                     continue
                 ds = plottable_sidpy(dset)
