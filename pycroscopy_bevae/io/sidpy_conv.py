@@ -141,6 +141,13 @@ def plottable_sidpy(dset: h5py.Dataset, source: str | None = None):
     -------
     sidpy.Dataset
 
+    Notes
+    -----
+    The values are in memory, but ``plot()`` computes them on dask's thread pool: do not
+    plot inside a loop over ``group.items()`` of an open h5py file (h5py holds its global
+    lock while iterating, and a dask thread that frees an h5py object waits on it
+    forever); iterate over ``list(group.items())`` instead.
+
     Examples
     --------
     >>> import tempfile, os, h5py
