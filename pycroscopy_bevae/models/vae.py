@@ -266,16 +266,15 @@ class BetaVAE(BaseEstimator):
         3
         """
         n_active = check("n_active", n_active, CHANNEL_REQUEST)
-        latent = self.settings().latent_dim
-        if n_active is not None and n_active > latent:
-            raise ParameterError(
-                f"n_active={n_active} exceeds latent_dim={latent}; expected at most latent_dim "
-                "active channels (raise latent_dim or ask for fewer)")
         if n_active is not None and self.target_active is None \
                 and self.settings().relax_epochs:
             # a relax phase trains the requested channel count to convergence
             self.set_params(target_active=n_active)
-        self.settings()  # validates the target against latent_dim
+        latent = self.settings().latent_dim  # validates the target against latent_dim
+        if n_active is not None and n_active > latent:
+            raise ParameterError(
+                f"n_active={n_active} exceeds latent_dim={latent}; expected at most latent_dim "
+                "active channels (raise latent_dim or ask for fewer)")
         return self
 
     # ---- training ---------------------------------------------------------------------
