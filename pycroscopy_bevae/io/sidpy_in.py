@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError, ParameterError
-from .beps import SHO_FIELDS, bias_label
+from .names import SHO_FIELDS, bias_label
 from .provenance import check_fits_memory, digest_arrays, volts_per_unit
 from .space import room_for
 from .usid import make_dims, write_main

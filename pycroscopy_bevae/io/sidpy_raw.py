@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError, ParameterError
-from .beps import bias_label
+from .names import bias_label
 from .sidpy_in import _clean_name, is_sidpy
 from .usid import make_dims, write_main
 

@@ -13,7 +13,7 @@ from pyUSID.processing import Process
 from tqdm.auto import tqdm
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
-from ..io.beps import external_link_holder
+from ..io.h5file import external_link_holder
 from ..io.provenance import source_identity
 from ..io.sidpy_conv import plottable_sidpy, usid_to_sidpy
 from ..io.sidpy_in import usid_inputs

@@ -10,7 +10,7 @@ from pyUSID.io.hdf_utils import create_results_group, get_attr, write_reduced_an
 from sidpy.base.num_utils import integers_to_slices
 
 from ..exceptions import BEPSFormatError, ParameterError
-from ..io.beps import SHO_FIELDS, spectroscopic_names
+from ..io.names import SHO_FIELDS, spectroscopic_names
 from ..io.sidpy_raw import raw_input
 from ..io.usid import linked_ancillaries, quiet_pyusid, write_main
 from ..models.sho_fit import fit_sho
