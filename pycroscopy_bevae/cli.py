@@ -280,10 +280,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    import h5py
-
     from .io import describe_loops, find_sho_fit, open_h5
-    from .io.provenance import group_status
+    from .io.results import scan_results
 
     with open_h5(args.file) as f:
         fit = find_sho_fit(f)
@@ -296,24 +294,21 @@ def _info(args: argparse.Namespace) -> int:
         print(f"DC bias: {lay.dc_values.min():.3g} .. {lay.dc_values.max():.3g} V")
         if lay.dc_units != "V":
             print(f"  (converted from the file's {lay.dc_units})")
-        results = []
-
-        def _visit(name, obj):
-            if isinstance(obj, h5py.Group) and "tool" in obj.attrs:
-                results.append((name, obj.attrs["tool"], group_status(obj)))
-
-        f.visititems(_visit)
-        for name, tool, state in results:
-            mark = "" if state is None or state[0] == state[1] else \
-                f" INCOMPLETE: {state[0]} of {state[1]} positions (interrupted; not used)"
-            print(f"results: /{name} ({tool}){mark}")
+        for grp in scan_results(f):
+            if grp.tool is None:
+                continue
+            mark = "" if grp.status is None or grp.complete else \
+                f" INCOMPLETE: {grp.status[0]} of {grp.status[1]} positions (interrupted; not " \
+                "used)"
+            print(f"results: {grp.path} ({grp.tool}){mark}")
     return 0
 
 
 def _project(args: argparse.Namespace) -> int:
+    from .io.h5file import open_writable
     from .process import LoopProjector
 
-    with _open_writable(args.file) as f:
+    with open_writable(args.file) as f:
         t0 = time.perf_counter()
         proj = LoopProjector(f, per=args.per, r2_threshold=args.r2_threshold, sign=args.sign)
         _compute_and_report(proj, args.override, t0, "{:.2f}", lambda a: (
@@ -322,9 +317,10 @@ def _project(args: argparse.Namespace) -> int:
 
 
 def _fit_loops(args: argparse.Namespace) -> int:
+    from .io.h5file import open_writable
     from .process import LoopFitProcess
 
-    with _open_writable(args.file) as f:
+    with open_writable(args.file) as f:
         t0 = time.perf_counter()
         dset = _loop_sources(f, [args.source])[0] if args.source else \
             f[_latest_projection(f)]["Piezoresponse"]
@@ -374,9 +370,10 @@ def _add_chain_commands(sub, fmt) -> None:
 
 
 def _fit_sho(args: argparse.Namespace) -> int:
+    from .io.h5file import open_writable
     from .process.sho_fit import SHOFitProcess, find_raw_data
 
-    with _open_writable(args.file) as f:
+    with open_writable(args.file) as f:
         t0 = time.perf_counter()
         raw = _loop_sources(f, [args.source])[0] if args.source else find_raw_data(f)
         proc = SHOFitProcess(raw, max_iter=args.max_iter)
@@ -404,25 +401,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _latest_projection(f) -> str:
-    import re
+    """The latest complete loop projection of ``f``; unfinished ones are named, not used."""
+    from .exceptions import BEPSFormatError
+    from .io.results import scan_results
 
-    import h5py
-
-    from .io.provenance import group_status
-
-    found: list[str] = []
-    unfinished: list[str] = []
-
-    def _visit(name, obj):
-        if isinstance(obj, h5py.Group) and re.search(r"-Loop_Projection_\d+$", name):
-            state = group_status(obj)
-            (found if state is not None and state[0] == state[1] else unfinished).append(name)
-
-    f.visititems(_visit)
+    groups = [g for g in scan_results(f) if g.kind == "projection"]
+    found = [g.path for g in groups if g.complete]
     if not found:
-        from .exceptions import BEPSFormatError
-
-        what = (f"only unfinished ones ({', '.join('/' + n for n in unfinished)}: interrupted "
+        unfinished = [g.path for g in groups]
+        what = (f"only unfinished ones ({', '.join(unfinished)}: interrupted "
                 "runs; run 'pycroscopy-bevae project' again to finish)") if unfinished else \
             "none; run 'pycroscopy-bevae project' first"
         raise BEPSFormatError(f"no complete '*-Loop_Projection_NNN' group in '{f.filename}' "
@@ -431,6 +418,7 @@ def _latest_projection(f) -> str:
 
 
 def _dictionary(args: argparse.Namespace) -> int:
+    from .io.h5file import open_writable
     from .process import DictionaryLearningProcess
 
     if args.figures and os.path.exists(args.figures) and not os.path.isdir(args.figures):
@@ -438,7 +426,7 @@ def _dictionary(args: argparse.Namespace) -> int:
 
         raise ParameterError(f"--figures {args.figures!r} is an existing file; expected a "
                              "folder (created if missing)")
-    with _open_writable(args.file) as f:
+    with open_writable(args.file) as f:
         t0 = time.perf_counter()
         proc = DictionaryLearningProcess(
             _loop_sources(f, args.source), cycle=args.cycle, field=args.field, scaling=args.scaling,
@@ -494,29 +482,6 @@ def _dictionary_figures(grp, proc, folder: str) -> None:
     print(f"figures: {folder}")
 
 
-def _open_writable(path: str):
-    """``h5py.File(path, 'r+')`` after :class:`~pycroscopy_bevae.io.open_h5`'s checks (the
-    file exists, is HDF5), with a one-line error when another program holds it."""
-    import h5py
-
-    from .exceptions import FileInUseError
-    from .io import open_h5
-
-    with open_h5(path):
-        pass
-    try:
-        return h5py.File(path, "r+")
-    except OSError as exc:
-        if "lock" in str(exc).lower():
-            raise FileInUseError(
-                f"file '{path}' is in use: another program has it open (HDF5 file lock); "
-                "close it there (e.g. the notebook kernel) and run again") from None
-        if "ermission denied" in str(exc) or "read-only" in str(exc).lower():
-            raise FileInUseError(f"file '{path}' cannot be opened for writing (permission "
-                                 "denied); results are written into the file") from None
-        raise
-
-
 def _loop_sources(f, sources):
     from .exceptions import BEPSFormatError
 
@@ -566,12 +531,13 @@ def _parse_params(items: Sequence[str]) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .io.h5file import open_writable
     from .process import BetaVAEProcess
 
     params = _parse_params(args.param)
     if args.epochs is not None:
         params["epochs"] = args.epochs
-    with _open_writable(args.file) as f:
+    with open_writable(args.file) as f:
         t0 = time.perf_counter()
         proc = BetaVAEProcess(_loop_sources(f, args.source), cycle=args.cycle, field=args.field,
                               scaling=args.scaling, preset=args.preset, n_active=args.n_active,

@@ -1,4 +1,5 @@
-"""Opening HDF5 sources for reading and finding where an external link to a dataset lives."""
+"""Opening HDF5 sources (for reading, or a path for writing) and finding where an external
+link to a dataset lives."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import h5py
 
 from ..exceptions import BEPSFormatError, FileInUseError, MissingFileError, ParameterError
 
-__all__ = ["H5Source", "open_h5", "external_link_holder"]
+__all__ = ["H5Source", "open_h5", "open_writable", "external_link_holder"]
 
 H5Source = Union[str, "os.PathLike[str]", h5py.File, h5py.Group, h5py.Dataset]
 
@@ -69,6 +70,39 @@ class open_h5:
     def __exit__(self, *exc_info) -> None:
         if self._opened is not None:
             self._opened.close()
+
+
+def open_writable(path: str) -> h5py.File:
+    """``h5py.File(path, 'r+')`` after :class:`~pycroscopy_bevae.io.open_h5`'s checks (the
+    file exists, is HDF5), with a one-line error when another program holds it.
+
+    Raises
+    ------
+    FileInUseError
+        When another program holds the file (HDF5 file lock) or it is read-only.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.h5")
+    >>> h5py.File(path, "w").close()
+    >>> with open_writable(path) as f:
+    ...     f.mode
+    'r+'
+    """
+    with open_h5(path):
+        pass
+    try:
+        return h5py.File(path, "r+")
+    except OSError as exc:
+        if "lock" in str(exc).lower():
+            raise FileInUseError(
+                f"file '{path}' is in use: another program has it open (HDF5 file lock); "
+                "close it there (e.g. the notebook kernel) and run again") from None
+        if "ermission denied" in str(exc) or "read-only" in str(exc).lower():
+            raise FileInUseError(f"file '{path}' cannot be opened for writing (permission "
+                                 "denied); results are written into the file") from None
+        raise
 
 
 def external_link_holder(dset: h5py.Dataset) -> h5py.Group | None:

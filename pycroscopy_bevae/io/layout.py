@@ -20,7 +20,7 @@ from .names import FIELD_CHOICES, FIELD_NAMES, bias_label, dataset_where, spectr
 from .provenance import check_fits_memory, volts_per_unit
 from .readable import check_readable
 
-__all__ = ["LoopLayout", "describe_loops", "position_grid"]
+__all__ = ["LoopLayout", "describe_loops", "position_grid", "loop_columns", "match_loops"]
 
 
 @dataclass(frozen=True)
@@ -387,3 +387,34 @@ def position_grid(
             f"{dict(zip(names, expected[r].tolist(), strict=True))} for a {grid} grid "
             "stored with the last dimension varying fastest")
     return names, sizes
+
+
+def loop_columns(layout: LoopLayout) -> np.ndarray:
+    """(loops, steps) column indices: loops in acquisition order, steps in acquisition order."""
+    keys = [layout.cycle_index, *layout.other_index.values()]
+    if layout.field_values is not None:
+        keys.append(layout.field_values)
+    key = np.stack(keys, axis=0)
+    # loops ordered by their first column
+    _, first, inverse = np.unique(key, axis=1, return_index=True, return_inverse=True)
+    inverse = np.asarray(inverse).ravel()
+    order = np.argsort(first)
+    cols = [np.flatnonzero(inverse == k) for k in order]
+    return np.stack(cols)
+
+
+def match_loops(src, h5_red_inds: h5py.Dataset, loop_columns: np.ndarray) -> np.ndarray:
+    """For each column of reduced (DC-free) spectroscopic indices, the matching loop number."""
+    from pyUSID.io.hdf_utils import get_attr
+
+    src_inds = np.asarray(src.h5_spec_inds[()])
+    src_labels = [str(x) for x in get_attr(src.h5_spec_inds, "labels")]
+    red = np.asarray(h5_red_inds[()])
+    red_labels = [str(x) for x in get_attr(h5_red_inds, "labels")]
+    rows = [src_labels.index(lab) for lab in red_labels]
+    loop_keys = src_inds[rows][:, loop_columns[:, 0]]  # (dims, loops)
+    order = np.empty(red.shape[1], dtype=int)
+    for j in range(red.shape[1]):
+        match = np.flatnonzero((loop_keys == red[:, j:j + 1]).all(axis=0))
+        order[j] = match[0]
+    return order

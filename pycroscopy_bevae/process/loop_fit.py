@@ -11,13 +11,12 @@ from pyUSID.io.hdf_utils import create_results_group, write_reduced_anc_dsets
 from sidpy.base.num_utils import integers_to_slices
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
-from ..io.layout import describe_loops
+from ..io.layout import describe_loops, loop_columns, match_loops
 from ..io.provenance import require_complete
 from ..io.usid import as_text, linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.loop_fit import LOOP_PARAMETERS, fit_loops, sweeps_both_ways
 from ..params import Integer, Real, check_params
 from .base import ChunkedProcess, accepts_sidpy
-from .loop_projection import _loop_columns, _match_loops
 
 __all__ = ["LoopFitProcess"]
 
@@ -97,7 +96,7 @@ class LoopFitProcess(ChunkedProcess):
         p = check_params({"max_iter": max_iter, "tol": tol}, _CONSTRAINTS)
         require_complete(h5_main)  # never fit an interrupted projection's rows
         self.layout = describe_loops(h5_main)
-        self._loop_columns = _loop_columns(self.layout)
+        self._loop_columns = loop_columns(self.layout)
         dc = self.layout.dc_values[self._loop_columns]
         for j, loop in enumerate(dc):
             if not sweeps_both_ways(loop):
@@ -153,7 +152,7 @@ class LoopFitProcess(ChunkedProcess):
                 inds, vals = write_reduced_anc_dsets(grp, src.h5_spec_inds, src.h5_spec_vals,
                                                      self.layout.dc_label, basename="Loop")
             loop_spec: dict | list = {"inds": inds, "vals": vals}
-            self._loop_order = _match_loops(src, inds, self._loop_columns)
+            self._loop_order = match_loops(src, inds, self._loop_columns)
         else:
             loop_spec = make_dims([("Loop", "", [0])])
             self._loop_order = np.zeros(1, dtype=int)
@@ -174,7 +173,7 @@ class LoopFitProcess(ChunkedProcess):
         self.h5_params = {name: grp[name] for name in LOOP_PARAMETERS}
         self.h5_r2, self.h5_fitted = grp["R2"], grp["Fitted_Loops"]
         if self._loop_columns.shape[0] > 1:
-            self._loop_order = _match_loops(self.h5_main, grp.file[
+            self._loop_order = match_loops(self.h5_main, grp.file[
                 self.h5_r2.attrs["Spectroscopic_Indices"]], self._loop_columns)
         else:
             self._loop_order = np.zeros(1, dtype=int)

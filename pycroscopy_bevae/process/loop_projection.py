@@ -11,6 +11,7 @@ from pyUSID.io.hdf_utils import create_results_group, write_reduced_anc_dsets
 from sidpy.base.num_utils import integers_to_slices
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
+from ..io.layout import loop_columns, match_loops
 from ..io.sho_fit import check_fits_usable, find_sho_fit, validate_sho_fit
 from ..io.usid import linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.projection import ProjectionResult, project_loops
@@ -119,7 +120,7 @@ class LoopProjector(ChunkedProcess):
         fit = find_sho_fit(h5_main)
         self.layout = validate_sho_fit(fit)
         check_fits_usable(fit, r2_threshold)  # an all-NaN or all-rejected fit: refuse now
-        self._loop_columns = _loop_columns(self.layout)
+        self._loop_columns = loop_columns(self.layout)
         dc = self.layout.dc_values[self._loop_columns]
         flat = [i for i, loop in enumerate(dc) if np.unique(loop).size < 2]
         if flat:
@@ -220,7 +221,7 @@ class LoopProjector(ChunkedProcess):
                 inds, vals = write_reduced_anc_dsets(grp, src.h5_spec_inds, src.h5_spec_vals,
                                                      self.layout.dc_label, basename="Loop")
             angle_spec: dict | list = {"inds": inds, "vals": vals}
-            self._angle_order = _match_loops(src, inds, self._loop_columns)
+            self._angle_order = match_loops(src, inds, self._loop_columns)
             n_angle = inds.shape[1]
         else:
             angle_spec = make_dims([("Loop", "", [0])])
@@ -239,7 +240,7 @@ class LoopProjector(ChunkedProcess):
         self.h5_rejected = grp["Rejected_Fits"]
         self._angle_order = None
         if self.parms_dict["per"] == "loop":
-            self._angle_order = _match_loops(self.h5_main, grp.file[
+            self._angle_order = match_loops(self.h5_main, grp.file[
                 self.h5_angle.attrs["Spectroscopic_Indices"]], self._loop_columns)
 
     def _write_results_chunk(self) -> None:
@@ -306,34 +307,3 @@ def _warn_rejected(grp: h5py.Group, fit: h5py.Dataset, n_rej: int, parms: dict) 
         msg += (f"; {n_nan} position(s) have a loop with no usable fit at all and keep NaN "
                 f"values in '{grp.name}'")
     warnings.warn(msg, DataQualityWarning, stacklevel=2)
-
-
-def _loop_columns(layout) -> np.ndarray:
-    """(loops, steps) column indices: loops in acquisition order, steps in acquisition order."""
-    keys = [layout.cycle_index, *layout.other_index.values()]
-    if layout.field_values is not None:
-        keys.append(layout.field_values)
-    key = np.stack(keys, axis=0)
-    # loops ordered by their first column
-    _, first, inverse = np.unique(key, axis=1, return_index=True, return_inverse=True)
-    inverse = np.asarray(inverse).ravel()
-    order = np.argsort(first)
-    cols = [np.flatnonzero(inverse == k) for k in order]
-    return np.stack(cols)
-
-
-def _match_loops(src, h5_red_inds: h5py.Dataset, loop_columns: np.ndarray) -> np.ndarray:
-    """For each column of reduced (DC-free) spectroscopic indices, the matching loop number."""
-    from pyUSID.io.hdf_utils import get_attr
-
-    src_inds = np.asarray(src.h5_spec_inds[()])
-    src_labels = [str(x) for x in get_attr(src.h5_spec_inds, "labels")]
-    red = np.asarray(h5_red_inds[()])
-    red_labels = [str(x) for x in get_attr(h5_red_inds, "labels")]
-    rows = [src_labels.index(lab) for lab in red_labels]
-    loop_keys = src_inds[rows][:, loop_columns[:, 0]]  # (dims, loops)
-    order = np.empty(red.shape[1], dtype=int)
-    for j in range(red.shape[1]):
-        match = np.flatnonzero((loop_keys == red[:, j:j + 1]).all(axis=0))
-        order[j] = match[0]
-    return order
