@@ -7,7 +7,7 @@ import warnings
 
 import h5py
 import numpy as np
-from pyUSID.io.hdf_utils import create_results_group, write_reduced_anc_dsets
+from pyUSID.io.hdf_utils import write_reduced_anc_dsets
 from sidpy.base.num_utils import integers_to_slices
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
@@ -15,7 +15,7 @@ from ..io.layout import describe_loops, loop_columns, match_loops
 from ..io.provenance import require_complete
 from ..io.usid import as_text, linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.loop_fit import LOOP_PARAMETERS, fit_loops, sweeps_both_ways
-from ..params import Integer, Real, check_params
+from ..params import Integer, Real
 from .base import ChunkedProcess, accepts_sidpy
 
 __all__ = ["LoopFitProcess"]
@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 _MODEL = ("offset + amplitude/2 erf((V - Vc)/w) + slope V per branch; Vc and the widths "
           "(below / above Vc) of the rising and of the falling branch; batched "
           "Levenberg-Marquardt, v1")
-_CONSTRAINTS = {"max_iter": Integer(low=1), "tol": Real(low=0.0)}
 
 
 class LoopFitProcess(ChunkedProcess):
@@ -80,6 +79,7 @@ class LoopFitProcess(ChunkedProcess):
     result_names = ("Coercive_Voltage_Up", "Coercive_Voltage_Down", "Amplitude", "R2",
                     "Fitted_Loops")
     _resume_requires = ("Fitted_Loops", "R2", *LOOP_PARAMETERS)
+    _parameter_constraints = {"max_iter": Integer(low=1), "tol": Real(low=0.0)}
 
     @accepts_sidpy
     def __init__(self, h5_main: h5py.Dataset, *, max_iter: int = 200, tol: float = 1e-6,
@@ -93,7 +93,7 @@ class LoopFitProcess(ChunkedProcess):
                 f"dataset '{h5_main.name}' in file '{h5_main.file.filename}' has a compound "
                 "dtype (an SHO fit?); expected projected loops: run LoopProjector first and "
                 "pass its Piezoresponse")
-        p = check_params({"max_iter": max_iter, "tol": tol}, _CONSTRAINTS)
+        p = self._check_parameters({"max_iter": max_iter, "tol": tol})
         require_complete(h5_main)  # never fit an interrupted projection's rows
         self.layout = describe_loops(h5_main)
         self._loop_columns = loop_columns(self.layout)
@@ -128,7 +128,33 @@ class LoopFitProcess(ChunkedProcess):
             params[:, j], r2[:, j], fitted[:, c] = res.parameters, res.r2, res.fitted
         return params, r2, fitted
 
+    def _test(self, positions: np.ndarray) -> dict:
+        """Fit the loops of the given positions.
+
+        Returns
+        -------
+        dict
+            ``positions``, ``parameters`` (positions, loops, 9; loops in acquisition
+            order, named by ``LOOP_PARAMETERS``), ``r2`` (positions, loops) and
+            ``fitted`` (positions, steps).
+        """
+        order = np.argsort(positions, kind="stable")
+        uniq, inverse = np.unique(positions[order], return_inverse=True)
+        params, r2, fitted = self._fit(np.asarray(self.h5_main[uniq.tolist()], dtype=float))
+        back = np.empty_like(order)
+        back[order] = inverse
+        return {"positions": positions, "parameters": params[back], "r2": r2[back],
+                "fitted": fitted[back]}
+
     # ---- pyUSID Process hooks ---------------------------------------------------------
+    def _source_units(self) -> str:
+        return as_text(self.h5_main.attrs.get("units", "a.u.")) or "a.u."
+
+    def _provenance(self) -> dict:
+        units = self._source_units()
+        return {"source_dataset": self.h5_main.name, "parameters": list(LOOP_PARAMETERS),
+                "parameter_units": [u.format(u=units) for u in LOOP_PARAMETERS.values()]}
+
     def _unit_computation(self, *args, **kwargs) -> None:
         self._results = self._fit(np.asarray(self.data, dtype=float))
 
@@ -138,12 +164,8 @@ class LoopFitProcess(ChunkedProcess):
 
     def _create_results_datasets(self) -> None:
         src = self.h5_main
-        grp = create_results_group(src, self.process_name, h5_parent_group=self._h5_target_group)
-        self.h5_results_grp = grp
-        units = as_text(src.attrs.get("units", "a.u.")) or "a.u."
-        self._write_provenance({
-            "source_dataset": src.name, "parameters": list(LOOP_PARAMETERS),
-            "parameter_units": [u.format(u=units) for u in LOOP_PARAMETERS.values()]})
+        grp = self._new_results_group()
+        units = self._source_units()
         n, m = src.shape
         pos, spec = linked_ancillaries(grp, src)
         n_loops = self._loop_columns.shape[0]

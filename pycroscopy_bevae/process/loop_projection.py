@@ -7,16 +7,16 @@ import warnings
 
 import h5py
 import numpy as np
-from pyUSID.io.hdf_utils import create_results_group, write_reduced_anc_dsets
+from pyUSID.io.hdf_utils import write_reduced_anc_dsets
 from sidpy.base.num_utils import integers_to_slices
 
-from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
+from ..exceptions import BEPSFormatError, DataQualityWarning
 from ..io.layout import loop_columns, match_loops
 from ..io.sho_fit import check_fits_usable, find_sho_fit, validate_sho_fit
 from ..io.usid import linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.projection import ProjectionResult, project_loops
 from ..parallel import active_pool
-from ..params import Choice, Flag, Real, check_params
+from ..params import Choice, Flag, Real
 from .base import ChunkedProcess, accepts_sidpy
 
 __all__ = ["LoopProjector"]
@@ -30,11 +30,6 @@ _ALGORITHM = "principal axis of the centred complex response (closed form), v1"
 #: ~9x the float32 compound (measured: 68 kB per 384-step position of 7.7 kB).
 _MAX_MEM_MB = 512
 _MEM_MULTIPLIER = 9.0
-
-
-#: What each LoopProjector parameter accepts.
-_CONSTRAINTS = {"per": Choice(("position", "loop")), "sign": Choice(("positive", "negative")),
-                "fill_failed": Flag(), "r2_threshold": Real()}
 
 
 class LoopProjector(ChunkedProcess):
@@ -99,6 +94,10 @@ class LoopProjector(ChunkedProcess):
     _progress_label = "Loop projection"
     result_names = ("Piezoresponse", "Resonance", "Rotation_Angle")
     _resume_requires = ("Piezoresponse", "Resonance", "Rotation_Angle", "Rejected_Fits")
+    _parameter_constraints = {"per": Choice(("position", "loop")),
+                              "sign": Choice(("positive", "negative")),
+                              "fill_failed": Flag(), "r2_threshold": Real()}
+    _test_positions = None  # four positions spread over the map
 
     @accepts_sidpy
     def __init__(
@@ -112,9 +111,8 @@ class LoopProjector(ChunkedProcess):
         progress: bool = True,
         **kwargs,
     ) -> None:
-        checked = check_params(
-            {"per": per, "sign": sign, "fill_failed": fill_failed, "r2_threshold": r2_threshold},
-            _CONSTRAINTS)  # numpy strings and scalars come back as plain values
+        checked = self._check_parameters(
+            {"per": per, "sign": sign, "fill_failed": fill_failed, "r2_threshold": r2_threshold})
         per, sign, fill_failed = checked["per"], checked["sign"], checked["fill_failed"]
         r2_threshold = float(checked["r2_threshold"])
         fit = find_sho_fit(h5_main)
@@ -158,13 +156,8 @@ class LoopProjector(ChunkedProcess):
               ("piezoresponse", "resonance", "rotation_angle", "valid")),
             n_failed=sum(r.n_failed for r in parts))
 
-    def test(self, positions=None) -> dict:
-        """Project a few positions without writing anything.
-
-        Parameters
-        ----------
-        positions : sequence of int, optional
-            Position indices; default four spread over the map.
+    def _test(self, positions: np.ndarray) -> dict:
+        """Project the given positions (repeats and any order allowed).
 
         Returns
         -------
@@ -172,12 +165,6 @@ class LoopProjector(ChunkedProcess):
             ``piezoresponse``, ``resonance`` (positions, loops, steps), ``rotation_angle``,
             ``dc`` (loops, steps), ``positions`` and ``n_rejected``.
         """
-        n = self.h5_main.shape[0]
-        if positions is None:
-            positions = np.unique(np.linspace(0, n - 1, min(4, n)).astype(int))
-        positions = np.asarray(positions, dtype=int).ravel()
-        if positions.size == 0 or positions.min() < 0 or positions.max() >= n:
-            raise ParameterError(f"positions must be indices in 0..{n - 1}, got {positions}")
         order = np.argsort(positions)
         uniq, inverse = np.unique(positions[order], return_inverse=True)
         block = self.h5_main[uniq.tolist()]
@@ -194,6 +181,11 @@ class LoopProjector(ChunkedProcess):
         }
 
     # ---- pyUSID Process hooks ---------------------------------------------------------
+    def _provenance(self) -> dict:
+        return {"source_dataset": self.h5_main.name, "sign_convention": (
+            "projected loops correlate positively with DC bias" if self.parms_dict["sign"] ==
+            "positive" else "projected loops correlate negatively with DC bias")}
+
     def _unit_computation(self, *args, **kwargs) -> None:
         self._results = self._project(self.data)
 
@@ -204,11 +196,7 @@ class LoopProjector(ChunkedProcess):
 
     def _create_results_datasets(self) -> None:
         src = self.h5_main
-        grp = create_results_group(src, self.process_name, h5_parent_group=self._h5_target_group)
-        self.h5_results_grp = grp
-        self._write_provenance({"source_dataset": src.name, "sign_convention": (
-            "projected loops correlate positively with DC bias" if self.parms_dict["sign"] ==
-            "positive" else "projected loops correlate negatively with DC bias")})
+        grp = self._new_results_group()
         n, m = src.shape
         fdt = np.result_type(src.dtype["Amplitude [V]"], np.float32)
         pos, spec = linked_ancillaries(grp, src)
