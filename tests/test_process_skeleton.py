@@ -5,7 +5,9 @@ provenance written through the one hook."""
 from __future__ import annotations
 
 import inspect
+import re
 import warnings
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -105,3 +107,28 @@ def test_parameters_checked_from_the_class_table_before_any_write(tmp_path, cls,
         with pytest.raises(ParameterError, match=name):
             cls(src, **bad)
     assert file_digest(path) == before
+
+
+def test_the_skeleton_of_the_docs_page_runs_as_a_process(tmp_path):
+    """docs/writing_a_process.rst: its example process computes, records its parameters
+    and provenance, finds its own duplicate and runs a trial that writes nothing."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "writing_a_process.rst").read_text()
+    block = re.search(r"\.\. code-block:: python\n\n((?:   .*\n|\n)+)", page).group(1)
+    namespace: dict = {}
+    exec("\n".join(line[3:] for line in block.split("\n")), namespace)  # noqa: S102
+    cls = namespace["LoopAreaProcess"]
+    path = projected_map(tmp_path / "p.h5", shape=(3, 4))
+    with h5py.File(path, "r+") as f:
+        src = f[PROJ_GROUP]["Piezoresponse"]
+        before = file_digest(path)
+        trial = cls(src, progress=False).test([3, 1])
+        assert file_digest(path) == before
+        grp = cls(src, progress=False).compute()
+        expected = np.abs(src[()]).sum(axis=1)
+        np.testing.assert_allclose(grp["Area"][()].ravel(), expected)
+        np.testing.assert_allclose(trial["area"].ravel(), expected[[1, 3]])
+        assert grp.attrs["smooth"] == 0 and grp.attrs["tool"] == "LoopAreaProcess"
+        assert grp.attrs["source_dataset"] == src.name
+        assert cls(src, progress=False).compute().name == grp.name  # identical: found
+        with pytest.raises(ParameterError, match="smooth"):
+            cls(src, smooth=-1)
