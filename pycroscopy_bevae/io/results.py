@@ -77,14 +77,12 @@ def scan_results(h5: h5py.File | h5py.Group) -> list[ResultsGroup]:
 
     Examples
     --------
-    >>> import os, tempfile
-    >>> from pycroscopy_bevae import LoopProjector, write_synthetic_beps
-    >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(4, 4))
-    >>> with h5py.File(path, "r+") as f:
-    ...     _ = LoopProjector(f, progress=False).compute()
-    ...     found = [g for g in scan_results(f) if g.kind == "projection"]
-    >>> found[0].path.rsplit("/", 1)[-1], found[0].status, found[0].complete
-    ('Fit-Loop_Projection_000', (16, 16), True)
+    >>> import numpy as np
+    >>> with h5py.File("r.h5", "w", driver="core", backing_store=False) as f:
+    ...     grp = f.create_group("Fit-Loop_Projection_000")  # an interrupted run
+    ...     grp["completed_positions"] = np.array([1, 1, 0], dtype=np.uint8)
+    ...     [(g.path, g.kind, g.status, g.complete) for g in scan_results(f)]
+    [('/Fit-Loop_Projection_000', 'projection', (2, 3), False)]
     """
     found: list[ResultsGroup] = []
 

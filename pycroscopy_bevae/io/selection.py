@@ -15,7 +15,7 @@ from .names import dataset_where
 from .sho_fit import find_sho_fit, validate_sho_fit
 from .sidpy_in import is_sidpy, sidpy_to_usid
 
-__all__ = ["LoopSelection", "select_loops", "read_columns"]
+__all__ = ["LoopSelection", "select_loops", "read_columns", "read_rows"]
 
 
 @dataclass
@@ -135,3 +135,19 @@ def read_columns(dset: h5py.Dataset, cols: np.ndarray, rows=None) -> np.ndarray:
     if step > 0 and np.array_equal(cols, np.arange(lo, hi, step)[: cols.size]):
         return dset[rsel, lo:hi:step]
     return dset[rsel, lo:hi][:, cols - lo]
+
+
+def read_rows(dset: h5py.Dataset, positions: np.ndarray) -> np.ndarray:
+    """Rows ``positions`` of a dataset in the order given, repeats allowed (h5py itself
+    reads only increasing, distinct rows).
+
+    Examples
+    --------
+    >>> with h5py.File("rows.h5", "w", driver="core", backing_store=False) as f:
+    ...     d = f.create_dataset("a", data=np.arange(5) * 10)
+    ...     read_rows(d, np.array([3, 1, 3]))
+    array([30, 10, 30])
+    """
+    positions = np.asarray(positions, dtype=int)
+    uniq, inverse = np.unique(positions, return_inverse=True)
+    return dset[uniq.tolist()][np.asarray(inverse).ravel()]

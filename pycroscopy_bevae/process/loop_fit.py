@@ -13,6 +13,7 @@ from sidpy.base.num_utils import integers_to_slices
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.layout import describe_loops, loop_columns, match_loops
 from ..io.provenance import require_complete
+from ..io.selection import read_rows
 from ..io.usid import as_text, linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.loop_fit import LOOP_PARAMETERS, fit_loops, sweeps_both_ways
 from ..params import Integer, Real
@@ -138,13 +139,9 @@ class LoopFitProcess(ChunkedProcess):
             order, named by ``LOOP_PARAMETERS``), ``r2`` (positions, loops) and
             ``fitted`` (positions, steps).
         """
-        order = np.argsort(positions, kind="stable")
-        uniq, inverse = np.unique(positions[order], return_inverse=True)
-        params, r2, fitted = self._fit(np.asarray(self.h5_main[uniq.tolist()], dtype=float))
-        back = np.empty_like(order)
-        back[order] = inverse
-        return {"positions": positions, "parameters": params[back], "r2": r2[back],
-                "fitted": fitted[back]}
+        params, r2, fitted = self._fit(np.asarray(read_rows(self.h5_main, positions),
+                                                  dtype=float))
+        return {"positions": positions, "parameters": params, "r2": r2, "fitted": fitted}
 
     # ---- pyUSID Process hooks ---------------------------------------------------------
     def _source_units(self) -> str:

@@ -12,6 +12,7 @@ from sidpy.base.num_utils import integers_to_slices
 
 from ..exceptions import BEPSFormatError, DataQualityWarning
 from ..io.layout import loop_columns, match_loops
+from ..io.selection import read_rows
 from ..io.sho_fit import check_fits_usable, find_sho_fit, validate_sho_fit
 from ..io.usid import linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.projection import ProjectionResult, project_loops
@@ -165,19 +166,14 @@ class LoopProjector(ChunkedProcess):
             ``piezoresponse``, ``resonance`` (positions, loops, steps), ``rotation_angle``,
             ``dc`` (loops, steps), ``positions`` and ``n_rejected``.
         """
-        order = np.argsort(positions)
-        uniq, inverse = np.unique(positions[order], return_inverse=True)
-        block = self.h5_main[uniq.tolist()]
-        res = self._project(block)
-        back = np.empty_like(order)
-        back[order] = inverse
+        res = self._project(read_rows(self.h5_main, positions))
         return {
-            "piezoresponse": res.piezoresponse[back],
-            "resonance": res.resonance[back],
-            "rotation_angle": res.rotation_angle[back],
+            "piezoresponse": res.piezoresponse,
+            "resonance": res.resonance,
+            "rotation_angle": res.rotation_angle,
             "dc": self.layout.dc_values[self._loop_columns],
             "positions": positions,
-            "n_rejected": int((~res.valid[back]).sum()),
+            "n_rejected": int((~res.valid).sum()),
         }
 
     # ---- pyUSID Process hooks ---------------------------------------------------------

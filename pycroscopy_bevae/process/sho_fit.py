@@ -11,6 +11,7 @@ from sidpy.base.num_utils import integers_to_slices
 
 from ..exceptions import BEPSFormatError, ParameterError
 from ..io.names import SHO_FIELDS, spectroscopic_names
+from ..io.selection import read_rows
 from ..io.sidpy_raw import raw_input
 from ..io.usid import linked_ancillaries, quiet_pyusid, write_main
 from ..models.sho_fit import fit_sho
@@ -146,12 +147,8 @@ class SHOFitProcess(ChunkedProcess):
             ``positions``, ``guess`` and ``fit`` (positions x spectra, compound with the
             fields of ``SHO_FIELDS``, spectra in the order of the written ``Fit``).
         """
-        order = np.argsort(positions, kind="stable")
-        uniq, inverse = np.unique(positions[order], return_inverse=True)
-        guess, fit = self._fit(self.h5_main[uniq.tolist()])
-        back = np.empty_like(order)
-        back[order] = inverse
-        return {"positions": positions, "guess": guess[back], "fit": fit[back]}
+        guess, fit = self._fit(read_rows(self.h5_main, positions))
+        return {"positions": positions, "guess": guess, "fit": fit}
 
     # ---- pyUSID Process hooks ---------------------------------------------------------
     def _provenance(self) -> dict:
