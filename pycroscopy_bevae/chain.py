@@ -106,8 +106,8 @@ def run_chain(path: str | os.PathLike, *, n_active: int | None = None, n_compone
     """
     import h5py
 
-    from .cli import _open_writable
     from .io import find_sho_fit
+    from .io.h5file import open_writable
     from .process import BetaVAEProcess, DictionaryLearningProcess, LoopFitProcess, LoopProjector
     from .process.sho_fit import SHOFitProcess, find_raw_data
 
@@ -128,7 +128,7 @@ def run_chain(path: str | os.PathLike, *, n_active: int | None = None, n_compone
             f"({state}, {out.times[name]:.1f} s){details(grp.attrs)}")
         return grp
 
-    with _open_writable(path) as f:
+    with open_writable(path) as f:
         raw = None
         if not use_existing_sho_fit:
             try:

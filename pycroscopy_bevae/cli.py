@@ -25,20 +25,66 @@ __all__ = ["main", "build_parser"]
 logger = logging.getLogger("pycroscopy_bevae.cli")
 
 
+_FMT = argparse.ArgumentDefaultsHelpFormatter
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``pycroscopy-bevae`` command."""
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    """The argument parser of the ``pycroscopy-bevae`` command.
+
+    Examples
+    --------
+    >>> build_parser().parse_args(["project", "data.h5", "--override"]).override
+    True
+    """
     parser = argparse.ArgumentParser(
         prog="pycroscopy-bevae",
         description="BEPS hysteresis analysis: loop projection, dictionary learning and an "
                     "LSTM beta-VAE, with results written into the USID HDF5 file.",
-        formatter_class=fmt,
+        formatter_class=_FMT,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    shared = _shared_options()
+    _add_demo(sub, shared)
+    _add_report(sub, shared)
+    sub.add_parser("info", formatter_class=_FMT,
+                   help="describe the BEPS data and results in a file"
+                   ).add_argument("file", help="USID HDF5 file")
+    _add_fit_sho(sub, shared)
+    _add_run(sub, shared)
+    _add_project(sub, shared)
+    _add_fit_loops(sub, shared)
+    _add_dictionary(sub, shared)
+    _add_train(sub, shared)
+    _add_convert_pzt(sub)
+    return parser
 
-    demo = sub.add_parser("demo", formatter_class=fmt,
+
+def _shared_options() -> dict[str, argparse.ArgumentParser]:
+    """Options several subcommands take, each defined once (argparse parent parsers)."""
+    override = argparse.ArgumentParser(add_help=False)
+    override.add_argument("--override", action="store_true",
+                          help="recompute even if identical results exist (writes a new group)")
+    seed = argparse.ArgumentParser(add_help=False)
+    seed.add_argument("--seed", type=int, default=0,
+                      help="seed of every random step (data, models, k-means, folds)")
+    vae = argparse.ArgumentParser(add_help=False)
+    vae.add_argument("--preset", choices=("fast", "paper"), default="fast")
+    vae.add_argument("--epochs", type=int, default=None,
+                     help="beta-VAE epochs (default: the preset's)")
+    vae.add_argument("--n-active", type=int, default=None,
+                     help="select the beta-VAE model with this many active latent channels "
+                          "(default: automatic rule)")
+    vae.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="any other BetaVAE parameter, e.g. --param beta_step=0.005")
+    report = argparse.ArgumentParser(add_help=False)
+    report.add_argument("--no-animations", action="store_true", help="skip the GIF animations")
+    return {"override": override, "seed": seed, "vae": vae, "report": report}
+
+
+def _add_demo(sub, shared: dict) -> None:
+    demo = sub.add_parser("demo", formatter_class=_FMT, parents=[shared["seed"]],
                           help="the full analysis on built-in data (synthetic BEPS + toy)",
                           description="Write a synthetic BEPS map with known ground truth "
                                       "and its raw band-excitation response, run the whole "
@@ -47,7 +93,6 @@ def build_parser() -> argparse.ArgumentParser:
                                       "report; see 'run'), and run the toy benchmark.")
     demo.add_argument("--out", default="demo_output", help="output folder")
     demo.add_argument("--size", type=int, default=32, help="grid is SIZE x SIZE positions")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the data and the models")
     demo.add_argument("--epochs", type=int, default=None,
                       help="beta-VAE epochs (default: the fast preset's)")
     demo.add_argument("--batch-size", type=int, default=64, help="beta-VAE mini-batch")
@@ -63,7 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="smoke test: 10 x 10 map, 3 epochs, tiny toy set (minutes -> "
                            "seconds; the numbers mean nothing)")
 
-    rep = sub.add_parser("report", formatter_class=fmt,
+
+def _add_report(sub, shared: dict) -> None:
+    rep = sub.add_parser("report", formatter_class=_FMT,
+                         parents=[shared["seed"], shared["report"]],
                          help="figures and a summary page for the results in a file",
                          description="Find the loop projection, dictionary-learning and "
                                      "beta-VAE results in FILE (opened read-only) and write "
@@ -71,16 +119,40 @@ def build_parser() -> argparse.ArgumentParser:
                                      "report.md with the comparison table.")
     rep.add_argument("file", help="USID HDF5 file with results")
     rep.add_argument("--out", default=None, help="output folder (default: <file>_report)")
-    rep.add_argument("--no-animations", action="store_true", help="skip the GIF animations")
-    rep.add_argument("--seed", type=int, default=0,
-                     help="seed of the k-means / folds of the ground-truth agreement")
 
-    info = sub.add_parser("info", formatter_class=fmt,
-                          help="describe the BEPS data and results in a file")
-    info.add_argument("file", help="USID HDF5 file")
 
-    _add_chain_commands(sub, fmt)
-    proj = sub.add_parser("project", formatter_class=fmt,
+def _add_fit_sho(sub, shared: dict) -> None:
+    sho = sub.add_parser("fit-sho", formatter_class=_FMT, parents=[shared["override"]],
+                         help="fit the SHO model to the raw band-excitation response",
+                         description="Run SHOFitProcess on the Raw_Data of FILE (or --source) "
+                                     "and write Raw_Data-SHO_Fit_NNN/Guess and /Fit (BGlib's "
+                                     "layout) into the same file.")
+    sho.add_argument("file", help="USID HDF5 file with Raw_Data, as the translator writes it")
+    sho.add_argument("--source", metavar="PATH", help="raw-response dataset in the file "
+                                                      "(default: the Raw_Data found)")
+    sho.add_argument("--max-iter", type=int, default=100,
+                     help="Levenberg-Marquardt iterations at most")
+
+
+def _add_run(sub, shared: dict) -> None:
+    run = sub.add_parser("run", formatter_class=_FMT,
+                         parents=[shared["vae"], shared["seed"], shared["report"]],
+                         help="the whole chain: SHO fit -> loops -> loop fit -> dictionary "
+                              "learning -> beta-VAE -> report",
+                         description="Run every stage on FILE with the defaults of the "
+                                     "stage-by-stage commands (fit-sho if the file has "
+                                     "Raw_Data, project, fit-loops, dictionary, train, "
+                                     "report); stages already done are found, an interrupted "
+                                     "run resumes.")
+    run.add_argument("file", help="USID HDF5 file with Raw_Data or an SHO fit")
+    run.add_argument("--n-components", type=int, default=5, help="dictionary components")
+    run.add_argument("--use-existing-sho-fit", action="store_true",
+                     help="project the SHO fit in the file even when it has Raw_Data")
+    run.add_argument("--out", default=None, help="report folder (default: <file>_report)")
+
+
+def _add_project(sub, shared: dict) -> None:
+    proj = sub.add_parser("project", formatter_class=_FMT, parents=[shared["override"]],
                           help="project SHO fits to piezoresponse and resonance loops",
                           description="Run LoopProjector on the SHO fit of FILE and write "
                                       "Fit-Loop_Projection_NNN into the same file.")
@@ -91,9 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="reject SHO fits with a lower R2 criterion")
     proj.add_argument("--sign", choices=("positive", "negative"), default="positive",
                       help="loops correlate positively / negatively with DC bias")
-    proj.add_argument("--override", action="store_true",
-                      help="recompute even if identical results exist (writes a new group)")
-    fitl = sub.add_parser("fit-loops", formatter_class=fmt,
+
+
+def _add_fit_loops(sub, shared: dict) -> None:
+    fitl = sub.add_parser("fit-loops", formatter_class=_FMT, parents=[shared["override"]],
                           help="fit the 9-parameter loop model to projected loops",
                           description="Run LoopFitProcess on a loop dataset of FILE (by "
                                       "default the Piezoresponse of the latest loop "
@@ -106,9 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
                            "projection)")
     fitl.add_argument("--max-iter", type=int, default=200,
                       help="Levenberg-Marquardt iterations at most")
-    fitl.add_argument("--override", action="store_true",
-                      help="recompute even if identical results exist (writes a new group)")
-    dic = sub.add_parser("dictionary", formatter_class=fmt,
+
+
+def _add_dictionary(sub, shared: dict) -> None:
+    dic = sub.add_parser("dictionary", formatter_class=_FMT,
+                         parents=[shared["seed"], shared["override"]],
                          help="dictionary learning of projected loops (linear baseline)",
                          description="Run DictionaryLearningProcess on the loops of FILE (by "
                                      "default Piezoresponse + Resonance of the latest "
@@ -122,13 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="sparse coding of the reconstruction")
     dic.add_argument("--method", choices=("batch", "minibatch"), default="batch")
     dic.add_argument("--max-iter", type=int, default=1000)
-    dic.add_argument("--seed", type=int, default=0)
     dic.add_argument("--figures", metavar="DIR", help="also save coefficient maps, atoms and "
                                                       "the error map as PNG files here")
-    dic.add_argument("--override", action="store_true",
-                     help="recompute even if identical results exist (writes a new group)")
 
-    train = sub.add_parser("train", formatter_class=fmt,
+
+def _add_train(sub, shared: dict) -> None:
+    train = sub.add_parser("train", formatter_class=_FMT,
+                           parents=[shared["vae"], shared["seed"], shared["override"]],
                            help="train the LSTM beta-VAE on projected loops",
                            description="Run BetaVAEProcess on the loops of FILE (by default "
                                        "Piezoresponse + Resonance of the latest loop "
@@ -136,18 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
                                        "<source>-Beta_VAE_NNN into the same file. "
                                        "Interrupted runs resume from their last checkpoint.")
     _add_loop_arguments(train, "channels")
-    train.add_argument("--preset", choices=("fast", "paper"), default="fast")
-    train.add_argument("--epochs", type=int, default=None, help="total epochs (preset default)")
-    train.add_argument("--n-active", type=int, default=None,
-                       help="select the model with this many active latent channels "
-                            "(default: automatic rule)")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                       help="any other BetaVAE parameter, e.g. --param beta_step=0.005")
-    train.add_argument("--override", action="store_true",
-                       help="retrain even if identical results exist (writes a new group)")
 
-    conv = sub.add_parser("convert-pzt", formatter_class=fmt,
+
+def _add_convert_pzt(sub) -> None:
+    conv = sub.add_parser("convert-pzt", formatter_class=_FMT,
                           help="convert the PZT benchmark arrays into a USID file",
                           description="Write pizoresponse.npy / resonance.npy / voltage.npy "
                                       "of FOLDER as a USID file laid out like LoopProjector's "
@@ -157,7 +224,6 @@ def build_parser() -> argparse.ArgumentParser:
     conv.add_argument("--z-scores", action="store_true",
                       help="keep the z-scored values instead of approximate physical units")
     conv.add_argument("--overwrite", action="store_true")
-    return parser
 
 
 def _add_loop_arguments(parser: argparse.ArgumentParser, what: str) -> None:
@@ -280,10 +346,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    import h5py
-
     from .io import describe_loops, find_sho_fit, open_h5
-    from .io.provenance import group_status
+    from .io.results import scan_results
 
     with open_h5(args.file) as f:
         fit = find_sho_fit(f)
@@ -296,24 +360,21 @@ def _info(args: argparse.Namespace) -> int:
         print(f"DC bias: {lay.dc_values.min():.3g} .. {lay.dc_values.max():.3g} V")
         if lay.dc_units != "V":
             print(f"  (converted from the file's {lay.dc_units})")
-        results = []
-
-        def _visit(name, obj):
-            if isinstance(obj, h5py.Group) and "tool" in obj.attrs:
-                results.append((name, obj.attrs["tool"], group_status(obj)))
-
-        f.visititems(_visit)
-        for name, tool, state in results:
-            mark = "" if state is None or state[0] == state[1] else \
-                f" INCOMPLETE: {state[0]} of {state[1]} positions (interrupted; not used)"
-            print(f"results: /{name} ({tool}){mark}")
+        for grp in scan_results(f):
+            if grp.tool is None:
+                continue
+            mark = "" if grp.status is None or grp.complete else \
+                f" INCOMPLETE: {grp.status[0]} of {grp.status[1]} positions (interrupted; not " \
+                "used)"
+            print(f"results: {grp.path} ({grp.tool}){mark}")
     return 0
 
 
 def _project(args: argparse.Namespace) -> int:
+    from .io.h5file import open_writable
     from .process import LoopProjector
 
-    with _open_writable(args.file) as f:
+    with open_writable(args.file) as f:
         t0 = time.perf_counter()
         proj = LoopProjector(f, per=args.per, r2_threshold=args.r2_threshold, sign=args.sign)
         _compute_and_report(proj, args.override, t0, "{:.2f}", lambda a: (
@@ -322,9 +383,10 @@ def _project(args: argparse.Namespace) -> int:
 
 
 def _fit_loops(args: argparse.Namespace) -> int:
+    from .io.h5file import open_writable
     from .process import LoopFitProcess
 
-    with _open_writable(args.file) as f:
+    with open_writable(args.file) as f:
         t0 = time.perf_counter()
         dset = _loop_sources(f, [args.source])[0] if args.source else \
             f[_latest_projection(f)]["Piezoresponse"]
@@ -334,49 +396,11 @@ def _fit_loops(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_chain_commands(sub, fmt) -> None:
-    """The ``fit-sho`` and ``run`` subcommands."""
-    sho = sub.add_parser("fit-sho", formatter_class=fmt,
-                         help="fit the SHO model to the raw band-excitation response",
-                         description="Run SHOFitProcess on the Raw_Data of FILE (or --source) "
-                                     "and write Raw_Data-SHO_Fit_NNN/Guess and /Fit (BGlib's "
-                                     "layout) into the same file.")
-    sho.add_argument("file", help="USID HDF5 file with Raw_Data, as the translator writes it")
-    sho.add_argument("--source", metavar="PATH", help="raw-response dataset in the file "
-                                                      "(default: the Raw_Data found)")
-    sho.add_argument("--max-iter", type=int, default=100,
-                     help="Levenberg-Marquardt iterations at most")
-    sho.add_argument("--override", action="store_true",
-                     help="recompute even if identical results exist (writes a new group)")
-    run = sub.add_parser("run", formatter_class=fmt,
-                         help="the whole chain: SHO fit -> loops -> loop fit -> dictionary "
-                              "learning -> beta-VAE -> report",
-                         description="Run every stage on FILE with the defaults of the "
-                                     "stage-by-stage commands (fit-sho if the file has "
-                                     "Raw_Data, project, fit-loops, dictionary, train, "
-                                     "report); stages already done are found, an interrupted "
-                                     "run resumes.")
-    run.add_argument("file", help="USID HDF5 file with Raw_Data or an SHO fit")
-    run.add_argument("--n-active", type=int, default=None,
-                     help="select the beta-VAE model with this many active latent channels "
-                          "(default: automatic rule)")
-    run.add_argument("--n-components", type=int, default=5, help="dictionary components")
-    run.add_argument("--preset", choices=("fast", "paper"), default="fast")
-    run.add_argument("--epochs", type=int, default=None, help="beta-VAE epochs (preset "
-                                                              "default)")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                     help="any other BetaVAE parameter, as for 'train'")
-    run.add_argument("--use-existing-sho-fit", action="store_true",
-                     help="project the SHO fit in the file even when it has Raw_Data")
-    run.add_argument("--out", default=None, help="report folder (default: <file>_report)")
-    run.add_argument("--no-animations", action="store_true", help="skip the GIF animations")
-
-
 def _fit_sho(args: argparse.Namespace) -> int:
+    from .io.h5file import open_writable
     from .process.sho_fit import SHOFitProcess, find_raw_data
 
-    with _open_writable(args.file) as f:
+    with open_writable(args.file) as f:
         t0 = time.perf_counter()
         raw = _loop_sources(f, [args.source])[0] if args.source else find_raw_data(f)
         proc = SHOFitProcess(raw, max_iter=args.max_iter)
@@ -404,25 +428,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _latest_projection(f) -> str:
-    import re
+    """The latest complete loop projection of ``f``; unfinished ones are named, not used."""
+    from .exceptions import BEPSFormatError
+    from .io.results import scan_results
 
-    import h5py
-
-    from .io.provenance import group_status
-
-    found: list[str] = []
-    unfinished: list[str] = []
-
-    def _visit(name, obj):
-        if isinstance(obj, h5py.Group) and re.search(r"-Loop_Projection_\d+$", name):
-            state = group_status(obj)
-            (found if state is not None and state[0] == state[1] else unfinished).append(name)
-
-    f.visititems(_visit)
+    groups = [g for g in scan_results(f) if g.kind == "projection"]
+    found = [g.path for g in groups if g.complete]
     if not found:
-        from .exceptions import BEPSFormatError
-
-        what = (f"only unfinished ones ({', '.join('/' + n for n in unfinished)}: interrupted "
+        unfinished = [g.path for g in groups]
+        what = (f"only unfinished ones ({', '.join(unfinished)}: interrupted "
                 "runs; run 'pycroscopy-bevae project' again to finish)") if unfinished else \
             "none; run 'pycroscopy-bevae project' first"
         raise BEPSFormatError(f"no complete '*-Loop_Projection_NNN' group in '{f.filename}' "
@@ -431,6 +445,7 @@ def _latest_projection(f) -> str:
 
 
 def _dictionary(args: argparse.Namespace) -> int:
+    from .io.h5file import open_writable
     from .process import DictionaryLearningProcess
 
     if args.figures and os.path.exists(args.figures) and not os.path.isdir(args.figures):
@@ -438,7 +453,7 @@ def _dictionary(args: argparse.Namespace) -> int:
 
         raise ParameterError(f"--figures {args.figures!r} is an existing file; expected a "
                              "folder (created if missing)")
-    with _open_writable(args.file) as f:
+    with open_writable(args.file) as f:
         t0 = time.perf_counter()
         proc = DictionaryLearningProcess(
             _loop_sources(f, args.source), cycle=args.cycle, field=args.field, scaling=args.scaling,
@@ -494,29 +509,6 @@ def _dictionary_figures(grp, proc, folder: str) -> None:
     print(f"figures: {folder}")
 
 
-def _open_writable(path: str):
-    """``h5py.File(path, 'r+')`` after :class:`~pycroscopy_bevae.io.open_h5`'s checks (the
-    file exists, is HDF5), with a one-line error when another program holds it."""
-    import h5py
-
-    from .exceptions import FileInUseError
-    from .io import open_h5
-
-    with open_h5(path):
-        pass
-    try:
-        return h5py.File(path, "r+")
-    except OSError as exc:
-        if "lock" in str(exc).lower():
-            raise FileInUseError(
-                f"file '{path}' is in use: another program has it open (HDF5 file lock); "
-                "close it there (e.g. the notebook kernel) and run again") from None
-        if "ermission denied" in str(exc) or "read-only" in str(exc).lower():
-            raise FileInUseError(f"file '{path}' cannot be opened for writing (permission "
-                                 "denied); results are written into the file") from None
-        raise
-
-
 def _loop_sources(f, sources):
     from .exceptions import BEPSFormatError
 
@@ -566,12 +558,13 @@ def _parse_params(items: Sequence[str]) -> dict:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .io.h5file import open_writable
     from .process import BetaVAEProcess
 
     params = _parse_params(args.param)
     if args.epochs is not None:
         params["epochs"] = args.epochs
-    with _open_writable(args.file) as f:
+    with open_writable(args.file) as f:
         t0 = time.perf_counter()
         proc = BetaVAEProcess(_loop_sources(f, args.source), cycle=args.cycle, field=args.field,
                               scaling=args.scaling, preset=args.preset, n_active=args.n_active,

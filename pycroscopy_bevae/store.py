@@ -36,6 +36,19 @@ def write_beta_vae(grp: h5py.Group, vae: BetaVAE) -> None:
     active-channel counts in its attributes) and ``Model/`` (JSON config, the selected
     snapshot's weights). The snapshots' own weights are written as training goes
     (:func:`write_snapshot`). :func:`load_beta_vae` reads it back.
+
+    Examples
+    --------
+    >>> import h5py
+    >>> from pycroscopy_bevae.models import BetaVAE
+    >>> X = np.random.default_rng(0).normal(size=(20, 16, 1))
+    >>> vae = BetaVAE(units=4, embedding_dim=4, latent_dim=2, epochs=2, prime_epochs=1,
+    ...               step_epochs=1, round_updates=0, relax_epochs=0,
+    ...               random_state=0).fit(X, progress=False)
+    >>> with h5py.File("model.h5", "w", driver="core", backing_store=False) as f:
+    ...     write_beta_vae(f.create_group("Beta_VAE_000"), vae)
+    ...     sorted(f["Beta_VAE_000"]), f["Beta_VAE_000/Embedding_Snapshots"].shape
+    (['Embedding_Snapshots', 'Model', 'Training_History'], (2, 20, 2))
     """
     hist_cols = list(vae.history_)
     hist = np.array([vae.history_[k] for k in hist_cols], dtype=float).T

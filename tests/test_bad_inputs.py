@@ -415,10 +415,10 @@ def test_one_position_is_projected_like_any_other(tmp_path):
     assert piezo.shape == (1, 384) and np.isfinite(piezo).all()
     # same numbers as the model applied to that one position (loops = cycle x field)
     from pycroscopy_bevae.io import describe_loops
-    from pycroscopy_bevae.process.loop_projection import _loop_columns
+    from pycroscopy_bevae.io.layout import loop_columns
 
     with h5py.File(path, "r") as f:
-        cols = _loop_columns(describe_loops(f[FIT]))
+        cols = loop_columns(describe_loops(f[FIT]))
         dc = describe_loops(f[FIT]).dc_values[cols]
     ref = project_loops(fit["Amplitude [V]"][:, cols], fit["Phase [rad]"][:, cols], dc,
                         frequency=fit["Frequency [Hz]"][:, cols], r2=fit["R2 Criterion"][:, cols])

@@ -9,71 +9,16 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError
-from ..io.model_store import load_beta_vae, read_scaler
+from ..io.results import find_results, result_kind
 from ..io.usid import as_text
 from ..preprocessing import unstack_features
+from ..store import load_beta_vae, read_scaler
 from .validation import active_components
 
 __all__ = ["ModelResult", "find_results", "read_loop_fit", "read_model_result",
            "read_ground_truth"]
 
-KINDS = {"Fit-Loop_Projection": "projection", "Dictionary_Learning": "dictionary",
-         "Beta_VAE": "beta_vae", "Loop_Fit": "loop_fit"}
 LABELS = {"dictionary": "dictionary learning", "beta_vae": "beta-VAE"}
-
-
-def _kind(name: str) -> str | None:
-    leaf = name.rsplit("/", 1)[-1]
-    for key, kind in KINDS.items():
-        if leaf.startswith(key + "_") or f"-{key}_" in leaf:
-            return kind
-    return None
-
-
-def find_results(h5: h5py.File | h5py.Group, complete_only: bool = True) -> dict[str, list[str]]:
-    """Find the results groups of this package in a file.
-
-    Parameters
-    ----------
-    h5 : h5py.File or h5py.Group
-        Where to search (recursively).
-    complete_only : bool
-        Skip groups whose ``completed_positions`` are not all set (interrupted runs).
-
-    Returns
-    -------
-    dict
-        ``{'projection': [...], 'dictionary': [...], 'beta_vae': [...], 'loop_fit': [...]}``:
-        HDF5 paths in file order (the last one of each kind is the latest).
-
-    Examples
-    --------
-    >>> import os, tempfile
-    >>> from pycroscopy_bevae import LoopProjector, write_synthetic_beps
-    >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(4, 4))
-    >>> with h5py.File(path, "r+") as f:
-    ...     _ = LoopProjector(f, progress=False).compute()
-    ...     found = find_results(f)
-    >>> [p.rsplit("/", 1)[-1] for p in found["projection"]], found["beta_vae"]
-    (['Fit-Loop_Projection_000'], [])
-    """
-    found: dict[str, list[str]] = {k: [] for k in KINDS.values()}
-
-    def _visit(name, obj):
-        if not isinstance(obj, h5py.Group):
-            return
-        kind = _kind(name)
-        if kind is None:
-            return
-        status = obj.get("completed_positions")
-        if complete_only and (status is None or not np.all(status[()])):
-            return
-        found[kind].append(obj.name)
-
-    h5.visititems(_visit)
-    for paths in found.values():
-        paths.sort()
-    return found
 
 
 @dataclass
@@ -164,7 +109,7 @@ def read_model_result(grp: h5py.Group) -> ModelResult:
     from ..io.loop_sources import LoopSources
 
     where = f"group '{grp.name}' in file '{grp.file.filename}'"
-    kind = _kind(grp.name)
+    kind = result_kind(grp.name)
     if kind not in LABELS:
         raise BEPSFormatError(f"{where} is not a dictionary-learning or beta-VAE result")
     needed = ("Reconstruction", "Reconstruction_Error", "Scaler_Mean", "Scaler_Std",

@@ -35,7 +35,7 @@ import numpy as np
 
 from .._version import __version__
 from ..exceptions import ParameterError
-from ..io.beps import SHO_FIELDS
+from ..io.names import SHO_FIELDS
 from ..io.usid import check_new_file, make_dims, new_h5_file, write_attrs, write_main
 from ..params import Either, Integer, Literal, Real, check
 

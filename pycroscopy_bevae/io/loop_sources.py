@@ -10,15 +10,11 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
-from .beps import (
-    _position_grid,
-    _read_columns,
-    bias_label,
-    check_readable,
-    describe_loops,
-    spectroscopic_names,
-)
+from .layout import describe_loops, position_grid
+from .names import bias_label, spectroscopic_names
 from .provenance import require_complete
+from .readable import check_readable
+from .selection import read_columns
 from .usid import make_dims
 
 __all__ = ["LoopSources", "resolve_sources"]
@@ -173,7 +169,7 @@ class LoopSources:
         """
         out = []
         for d, cols in zip(self.datasets, self.columns, strict=True):
-            block = np.asarray(_read_columns(d, cols, positions), dtype=float)
+            block = np.asarray(read_columns(d, cols, positions), dtype=float)
             bad = ~np.isfinite(block)
             if bad.any():
                 raise BEPSFormatError(
@@ -209,5 +205,5 @@ class LoopSources:
 
 
 def _grid(dset: h5py.Dataset) -> tuple:
-    return _position_grid(dset.file[dset.attrs["Position_Indices"]], dset.shape[0],
+    return position_grid(dset.file[dset.attrs["Position_Indices"]], dset.shape[0],
                           f"dataset '{dset.name}' in file '{dset.file.filename}'")[1]

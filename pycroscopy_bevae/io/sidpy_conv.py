@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError
-from .beps import bias_label
+from .names import bias_label
 
 __all__ = ["plottable_sidpy", "usid_to_sidpy"]
 

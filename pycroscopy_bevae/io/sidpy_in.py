@@ -19,12 +19,12 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError, ParameterError
-from .beps import SHO_FIELDS, bias_label
+from .names import SHO_FIELDS, bias_label
 from .provenance import check_fits_memory, digest_arrays, volts_per_unit
 from .space import room_for
 from .usid import make_dims, write_main
 
-__all__ = ["is_sidpy", "sidpy_to_usid", "sho_fit_from_sidpy", "usid_inputs"]
+__all__ = ["is_sidpy", "sidpy_to_usid", "sho_fit_from_sidpy", "usid_inputs", "clean_name"]
 
 
 def is_sidpy(obj) -> bool:
@@ -131,13 +131,20 @@ def _rows(layout: tuple, data: np.ndarray) -> tuple[np.ndarray, list, list]:
                                                                                    bias))
 
 
-def _clean_name(text: str) -> str:
+def clean_name(text: str) -> str:
+    """``text`` made an HDF5 name: runs of other characters become ``_`` (``Loops`` if empty).
+
+    Examples
+    --------
+    >>> clean_name("Piezo response (a.u.)")
+    'Piezo_response_a_u'
+    """
     return re.sub(r"[^A-Za-z0-9_]+", "_", str(text)).strip("_") or "Loops"
 
 
 def _default_name(ds) -> str:
     """An HDF5 name from the last part of a sidpy dataset's title."""
-    return _clean_name(str(ds.title or "Loops").rstrip("/").rsplit("/", 1)[-1])
+    return clean_name(str(ds.title or "Loops").rstrip("/").rsplit("/", 1)[-1])
 
 
 def sidpy_to_usid(ds, group: h5py.Group, name: str | None = None) -> h5py.Dataset:
@@ -199,7 +206,7 @@ def _write_loops(ds, layout: tuple, group: h5py.Group, name: str | None) -> h5py
              "sidpy_dimension_types": [a.dimension_type.name for a in axes],
              "sidpy_dimension_units": [str(a.units) for a in axes], "sidpy_digest": digest,
              "description": "written from a sidpy.Dataset by pycroscopy_bevae (bias in V)"}
-    name = _free_name(group, _clean_name(name) if name else _default_name(ds), digest)
+    name = _free_name(group, clean_name(name) if name else _default_name(ds), digest)
     if name in group:  # the same input, written before: reused (its results are found)
         return group[name]
     return write_main(group, arr, name, str(ds.quantity or name), str(ds.units or "a.u."),

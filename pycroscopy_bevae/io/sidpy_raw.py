@@ -16,8 +16,8 @@ import h5py
 import numpy as np
 
 from ..exceptions import BEPSFormatError, ParameterError
-from .beps import bias_label
-from .sidpy_in import _clean_name, is_sidpy
+from .names import bias_label
+from .sidpy_in import clean_name, is_sidpy
 from .usid import make_dims, write_main
 
 __all__ = ["raw_from_sidpy", "raw_input"]
@@ -137,7 +137,7 @@ def _write_raw(ds, layout: tuple, group: h5py.Group, name: str | None) -> h5py.D
             units = ""
         return label, units, np.asarray(a.values, dtype=float)
 
-    name = _clean_name(name or str(ds.title or "Raw_Data").rsplit("/", 1)[-1])
+    name = clean_name(name or str(ds.title or "Raw_Data").rsplit("/", 1)[-1])
     if name in group:
         raise BEPSFormatError(f"'{group[name].name}' in file '{group.file.filename}' exists; "
                               "pass another name or target group")

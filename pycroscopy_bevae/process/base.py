@@ -6,14 +6,16 @@ import contextlib
 import functools
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import h5py
+import numpy as np
+from pyUSID.io.hdf_utils import create_results_group
 from pyUSID.processing import Process
 from tqdm.auto import tqdm
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
-from ..io.beps import external_link_holder
+from ..io.h5file import external_link_holder
 from ..io.provenance import source_identity
 from ..io.sidpy_conv import plottable_sidpy, usid_to_sidpy
 from ..io.sidpy_in import usid_inputs
@@ -47,13 +49,37 @@ class BevaeProcess(Process):
     """A ``pyUSID.processing.Process`` that is quiet, checks writability first and
     records provenance.
 
-    Subclasses call :meth:`_init_process` instead of ``Process.__init__``.
+    Every process follows one skeleton (see the docs page "Writing a new process"):
+
+    1. ``__init__`` checks its own parameters with :meth:`_check_parameters` (against
+       :attr:`_parameter_constraints`; an estimator it wraps checks its own), before
+       anything is read or written;
+    2. it builds the parameter record (every value that changes the result) and calls
+       :meth:`_init_process` instead of ``Process.__init__``;
+    3. the results group gets the record, package versions and :meth:`_provenance`
+       through :meth:`_write_provenance`, called once where the group is created
+       (:meth:`ChunkedProcess._new_results_group`,
+       :meth:`GlobalFitProcess._open_results_group`);
+    4. :meth:`test` runs on a few positions without writing (subclasses implement
+       :meth:`_test`);
+    5. results are written by pyUSID's chunk hooks (:class:`ChunkedProcess`) or by
+       ``_fit_and_write`` (:class:`GlobalFitProcess`); :meth:`_finalize` adds summaries.
     """
 
     #: Names of the main datasets this process writes (for :meth:`results_as_sidpy`).
     result_names: tuple[str, ...] = ()
     #: Datasets (one row per position) a partial results group must hold to be resumed.
     _resume_requires: tuple[str, ...] = ()
+    #: The process's own parameters and what each accepts (:mod:`pycroscopy_bevae.params`).
+    _parameter_constraints: dict = {}
+    #: How many positions :meth:`test` draws at random when none are given.
+    _test_positions: int | None = 200
+
+    @classmethod
+    def _check_parameters(cls, values: dict) -> dict:
+        """``values`` checked against :attr:`_parameter_constraints` (a specific
+        ``ParameterError`` naming the parameter), numpy scalars made plain values."""
+        return check_params(values, cls._parameter_constraints)
 
     def _init_process(self, h5_main: h5py.Dataset, process_name: str, parms: dict,
                       **kwargs) -> None:
@@ -112,8 +138,12 @@ class BevaeProcess(Process):
                 "modified, a new group is written", DataQualityWarning, stacklevel=2)
         return not bad
 
-    def _write_provenance(self, extra: dict | None = None) -> None:
-        """Write parameters, package versions and extra attributes to the results group."""
+    def _provenance(self) -> dict:
+        """Attributes of the results group besides the parameter record (hook)."""
+        return {}
+
+    def _write_provenance(self) -> None:
+        """Write parameters, package versions and :meth:`_provenance` to the results group."""
         attrs = dict(self.parms_dict)
         attrs.update(package_versions())
         attrs["tool"] = type(self).__name__
@@ -122,9 +152,49 @@ class BevaeProcess(Process):
         if units is not None:  # the bias was converted to volts from this unit
             attrs["bias_units_in_source"] = units
             attrs["bias_units"] = "V"
-        if extra:
-            attrs.update(extra)
+        attrs.update(self._provenance())
         write_attrs(self.h5_results_grp, attrs)
+
+    def test(self, positions: int | Sequence[int] | None = None, seed: int = 0,
+             **options) -> dict:
+        """Run on a few positions without writing anything.
+
+        Parameters
+        ----------
+        positions : int, sequence of int or None
+            A number of positions drawn at random (seeded by ``seed``), the position
+            indices themselves, or None for the process's default.
+        seed : int
+            Seed of the random draw.
+        **options
+            Process-specific settings of the trial (e.g. ``epochs`` of the beta-VAE).
+
+        Returns
+        -------
+        dict
+            ``positions`` and the process's results for them (see the process).
+        """
+        return self._test(self._test_selection(positions, seed), **options)
+
+    def _test_selection(self, positions, seed: int) -> np.ndarray:
+        """The position indices :meth:`test` runs on."""
+        n = self.h5_main.shape[0]
+        if positions is None:
+            positions = self._test_positions
+        if positions is None:  # a handful spread over the map
+            return np.unique(np.linspace(0, n - 1, min(4, n)).astype(int))
+        if isinstance(positions, (int, np.integer)) and not isinstance(positions, bool):
+            if positions < 1:
+                raise ParameterError(f"n_positions must be >= 1, got {positions}")
+            rng = np.random.default_rng(seed)
+            return np.sort(rng.choice(n, size=min(n, int(positions)), replace=False))
+        positions = np.asarray(positions, dtype=int).ravel()
+        if positions.size == 0 or positions.min() < 0 or positions.max() >= n:
+            raise ParameterError(f"positions must be indices in 0..{n - 1}, got {positions}")
+        return positions
+
+    def _test(self, positions: np.ndarray, **options) -> dict:  # pragma: no cover
+        raise NotImplementedError(f"{type(self).__name__} has no trial run")
 
     def compute(self, override: bool = False, *args, **kwargs) -> h5py.Group:
         """Compute on the whole dataset and write the results group.
@@ -209,6 +279,15 @@ class ChunkedProcess(BevaeProcess):
     """A process that pyUSID runs a chunk of positions at a time, with a tqdm bar over
     the positions (shown when ``self.progress``; labelled :attr:`_progress_label`)."""
 
+    def _new_results_group(self) -> h5py.Group:
+        """Create the results group (in ``h5_target_group`` if given) with its provenance;
+        the first step of ``_create_results_datasets``."""
+        grp = create_results_group(self.h5_main, self.process_name,
+                                   h5_parent_group=self._h5_target_group)
+        self.h5_results_grp = grp
+        self._write_provenance()
+        return grp
+
     _progress_label = "positions"
     progress = True
     _bar = None
@@ -252,9 +331,6 @@ class GlobalFitProcess(BevaeProcess):
 
     def _open_results_group(self, clear: bool = True) -> h5py.Group:
         """Create the results group, or reuse the last partial one with identical parameters."""
-        import numpy as np
-        from pyUSID.io.hdf_utils import create_results_group
-
         n = self.h5_main.shape[0]
         if self.partial_h5_groups:
             grp = self.partial_h5_groups[-1]

@@ -77,6 +77,7 @@ tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
     """
 
     result_names = ("Coefficients", "Dictionary", "Reconstruction", "Reconstruction_Error")
+    _test_positions = 500
 
     @accepts_sidpy
     def __init__(
@@ -121,15 +122,8 @@ tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
                       "stacking": "dimensional"})
         self._init_process(self.sources.datasets[0], "Dictionary_Learning", parms, **kwargs)
 
-    def test(self, n_positions: int = 500, seed: int = 0) -> dict:
-        """Fit on a random subset of positions without writing anything.
-
-        Parameters
-        ----------
-        n_positions : int
-            Subset size (all positions if the map is smaller).
-        seed : int
-            Seed of the subset choice.
+    def _test(self, positions: np.ndarray) -> dict:
+        """Fit on the given positions (default 500 drawn at random).
 
         Returns
         -------
@@ -137,19 +131,14 @@ tol, positive_code : see :class:`~pycroscopy_bevae.models.DictionaryLearner`
             ``positions``, ``coefficients``, ``dictionary``, ``reconstruction`` (scaled),
             ``mse`` (per position) and ``learner`` (the fitted estimator).
         """
-        n = self.h5_main.shape[0]
-        if n_positions < 1:
-            raise ParameterError(f"n_positions must be >= 1, got {n_positions}")
-        rng = np.random.default_rng(seed)
-        pos = np.sort(rng.choice(n, size=min(n, n_positions), replace=False))
-        X = stack_features(self.sources.read(pos))
+        X = stack_features(self.sources.read(positions))
         from sklearn.base import clone
 
         learner = clone(self.learner)
         codes = learner.fit_transform(X)
         recon = learner.inverse_transform(codes, scaled=True)
         mse = np.mean((recon - learner._scale(X)) ** 2, axis=1)
-        return {"positions": pos, "coefficients": codes, "dictionary": learner.components_,
+        return {"positions": positions, "coefficients": codes, "dictionary": learner.components_,
                 "reconstruction": recon, "mse": mse, "learner": learner}
 
     def _result_bytes(self) -> int:

@@ -7,17 +7,17 @@ import warnings
 
 import h5py
 import numpy as np
-from pyUSID.io.hdf_utils import create_results_group, write_reduced_anc_dsets
+from pyUSID.io.hdf_utils import write_reduced_anc_dsets
 from sidpy.base.num_utils import integers_to_slices
 
 from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
-from ..io.beps import describe_loops
+from ..io.layout import describe_loops, loop_columns, match_loops
 from ..io.provenance import require_complete
+from ..io.selection import read_rows
 from ..io.usid import as_text, linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.loop_fit import LOOP_PARAMETERS, fit_loops, sweeps_both_ways
-from ..params import Integer, Real, check_params
+from ..params import Integer, Real
 from .base import ChunkedProcess, accepts_sidpy
-from .loop_projection import _loop_columns, _match_loops
 
 __all__ = ["LoopFitProcess"]
 
@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 _MODEL = ("offset + amplitude/2 erf((V - Vc)/w) + slope V per branch; Vc and the widths "
           "(below / above Vc) of the rising and of the falling branch; batched "
           "Levenberg-Marquardt, v1")
-_CONSTRAINTS = {"max_iter": Integer(low=1), "tol": Real(low=0.0)}
 
 
 class LoopFitProcess(ChunkedProcess):
@@ -81,6 +80,7 @@ class LoopFitProcess(ChunkedProcess):
     result_names = ("Coercive_Voltage_Up", "Coercive_Voltage_Down", "Amplitude", "R2",
                     "Fitted_Loops")
     _resume_requires = ("Fitted_Loops", "R2", *LOOP_PARAMETERS)
+    _parameter_constraints = {"max_iter": Integer(low=1), "tol": Real(low=0.0)}
 
     @accepts_sidpy
     def __init__(self, h5_main: h5py.Dataset, *, max_iter: int = 200, tol: float = 1e-6,
@@ -94,10 +94,10 @@ class LoopFitProcess(ChunkedProcess):
                 f"dataset '{h5_main.name}' in file '{h5_main.file.filename}' has a compound "
                 "dtype (an SHO fit?); expected projected loops: run LoopProjector first and "
                 "pass its Piezoresponse")
-        p = check_params({"max_iter": max_iter, "tol": tol}, _CONSTRAINTS)
+        p = self._check_parameters({"max_iter": max_iter, "tol": tol})
         require_complete(h5_main)  # never fit an interrupted projection's rows
         self.layout = describe_loops(h5_main)
-        self._loop_columns = _loop_columns(self.layout)
+        self._loop_columns = loop_columns(self.layout)
         dc = self.layout.dc_values[self._loop_columns]
         for j, loop in enumerate(dc):
             if not sweeps_both_ways(loop):
@@ -129,7 +129,29 @@ class LoopFitProcess(ChunkedProcess):
             params[:, j], r2[:, j], fitted[:, c] = res.parameters, res.r2, res.fitted
         return params, r2, fitted
 
+    def _test(self, positions: np.ndarray) -> dict:
+        """Fit the loops of the given positions.
+
+        Returns
+        -------
+        dict
+            ``positions``, ``parameters`` (positions, loops, 9; loops in acquisition
+            order, named by ``LOOP_PARAMETERS``), ``r2`` (positions, loops) and
+            ``fitted`` (positions, steps).
+        """
+        params, r2, fitted = self._fit(np.asarray(read_rows(self.h5_main, positions),
+                                                  dtype=float))
+        return {"positions": positions, "parameters": params, "r2": r2, "fitted": fitted}
+
     # ---- pyUSID Process hooks ---------------------------------------------------------
+    def _source_units(self) -> str:
+        return as_text(self.h5_main.attrs.get("units", "a.u.")) or "a.u."
+
+    def _provenance(self) -> dict:
+        units = self._source_units()
+        return {"source_dataset": self.h5_main.name, "parameters": list(LOOP_PARAMETERS),
+                "parameter_units": [u.format(u=units) for u in LOOP_PARAMETERS.values()]}
+
     def _unit_computation(self, *args, **kwargs) -> None:
         self._results = self._fit(np.asarray(self.data, dtype=float))
 
@@ -139,12 +161,8 @@ class LoopFitProcess(ChunkedProcess):
 
     def _create_results_datasets(self) -> None:
         src = self.h5_main
-        grp = create_results_group(src, self.process_name, h5_parent_group=self._h5_target_group)
-        self.h5_results_grp = grp
-        units = as_text(src.attrs.get("units", "a.u.")) or "a.u."
-        self._write_provenance({
-            "source_dataset": src.name, "parameters": list(LOOP_PARAMETERS),
-            "parameter_units": [u.format(u=units) for u in LOOP_PARAMETERS.values()]})
+        grp = self._new_results_group()
+        units = self._source_units()
         n, m = src.shape
         pos, spec = linked_ancillaries(grp, src)
         n_loops = self._loop_columns.shape[0]
@@ -153,7 +171,7 @@ class LoopFitProcess(ChunkedProcess):
                 inds, vals = write_reduced_anc_dsets(grp, src.h5_spec_inds, src.h5_spec_vals,
                                                      self.layout.dc_label, basename="Loop")
             loop_spec: dict | list = {"inds": inds, "vals": vals}
-            self._loop_order = _match_loops(src, inds, self._loop_columns)
+            self._loop_order = match_loops(src, inds, self._loop_columns)
         else:
             loop_spec = make_dims([("Loop", "", [0])])
             self._loop_order = np.zeros(1, dtype=int)
@@ -174,7 +192,7 @@ class LoopFitProcess(ChunkedProcess):
         self.h5_params = {name: grp[name] for name in LOOP_PARAMETERS}
         self.h5_r2, self.h5_fitted = grp["R2"], grp["Fitted_Loops"]
         if self._loop_columns.shape[0] > 1:
-            self._loop_order = _match_loops(self.h5_main, grp.file[
+            self._loop_order = match_loops(self.h5_main, grp.file[
                 self.h5_r2.attrs["Spectroscopic_Indices"]], self._loop_columns)
         else:
             self._loop_order = np.zeros(1, dtype=int)

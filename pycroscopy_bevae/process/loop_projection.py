@@ -7,15 +7,17 @@ import warnings
 
 import h5py
 import numpy as np
-from pyUSID.io.hdf_utils import create_results_group, write_reduced_anc_dsets
+from pyUSID.io.hdf_utils import write_reduced_anc_dsets
 from sidpy.base.num_utils import integers_to_slices
 
-from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
-from ..io.beps import check_fits_usable, find_sho_fit, validate_sho_fit
+from ..exceptions import BEPSFormatError, DataQualityWarning
+from ..io.layout import loop_columns, match_loops
+from ..io.selection import read_rows
+from ..io.sho_fit import check_fits_usable, find_sho_fit, validate_sho_fit
 from ..io.usid import linked_ancillaries, make_dims, quiet_pyusid, write_main
 from ..models.projection import ProjectionResult, project_loops
 from ..parallel import active_pool
-from ..params import Choice, Flag, Real, check_params
+from ..params import Choice, Flag, Real
 from .base import ChunkedProcess, accepts_sidpy
 
 __all__ = ["LoopProjector"]
@@ -29,11 +31,6 @@ _ALGORITHM = "principal axis of the centred complex response (closed form), v1"
 #: ~9x the float32 compound (measured: 68 kB per 384-step position of 7.7 kB).
 _MAX_MEM_MB = 512
 _MEM_MULTIPLIER = 9.0
-
-
-#: What each LoopProjector parameter accepts.
-_CONSTRAINTS = {"per": Choice(("position", "loop")), "sign": Choice(("positive", "negative")),
-                "fill_failed": Flag(), "r2_threshold": Real()}
 
 
 class LoopProjector(ChunkedProcess):
@@ -98,6 +95,10 @@ class LoopProjector(ChunkedProcess):
     _progress_label = "Loop projection"
     result_names = ("Piezoresponse", "Resonance", "Rotation_Angle")
     _resume_requires = ("Piezoresponse", "Resonance", "Rotation_Angle", "Rejected_Fits")
+    _parameter_constraints = {"per": Choice(("position", "loop")),
+                              "sign": Choice(("positive", "negative")),
+                              "fill_failed": Flag(), "r2_threshold": Real()}
+    _test_positions = None  # four positions spread over the map
 
     @accepts_sidpy
     def __init__(
@@ -111,15 +112,14 @@ class LoopProjector(ChunkedProcess):
         progress: bool = True,
         **kwargs,
     ) -> None:
-        checked = check_params(
-            {"per": per, "sign": sign, "fill_failed": fill_failed, "r2_threshold": r2_threshold},
-            _CONSTRAINTS)  # numpy strings and scalars come back as plain values
+        checked = self._check_parameters(
+            {"per": per, "sign": sign, "fill_failed": fill_failed, "r2_threshold": r2_threshold})
         per, sign, fill_failed = checked["per"], checked["sign"], checked["fill_failed"]
         r2_threshold = float(checked["r2_threshold"])
         fit = find_sho_fit(h5_main)
         self.layout = validate_sho_fit(fit)
         check_fits_usable(fit, r2_threshold)  # an all-NaN or all-rejected fit: refuse now
-        self._loop_columns = _loop_columns(self.layout)
+        self._loop_columns = loop_columns(self.layout)
         dc = self.layout.dc_values[self._loop_columns]
         flat = [i for i, loop in enumerate(dc) if np.unique(loop).size < 2]
         if flat:
@@ -157,13 +157,8 @@ class LoopProjector(ChunkedProcess):
               ("piezoresponse", "resonance", "rotation_angle", "valid")),
             n_failed=sum(r.n_failed for r in parts))
 
-    def test(self, positions=None) -> dict:
-        """Project a few positions without writing anything.
-
-        Parameters
-        ----------
-        positions : sequence of int, optional
-            Position indices; default four spread over the map.
+    def _test(self, positions: np.ndarray) -> dict:
+        """Project the given positions (repeats and any order allowed).
 
         Returns
         -------
@@ -171,28 +166,22 @@ class LoopProjector(ChunkedProcess):
             ``piezoresponse``, ``resonance`` (positions, loops, steps), ``rotation_angle``,
             ``dc`` (loops, steps), ``positions`` and ``n_rejected``.
         """
-        n = self.h5_main.shape[0]
-        if positions is None:
-            positions = np.unique(np.linspace(0, n - 1, min(4, n)).astype(int))
-        positions = np.asarray(positions, dtype=int).ravel()
-        if positions.size == 0 or positions.min() < 0 or positions.max() >= n:
-            raise ParameterError(f"positions must be indices in 0..{n - 1}, got {positions}")
-        order = np.argsort(positions)
-        uniq, inverse = np.unique(positions[order], return_inverse=True)
-        block = self.h5_main[uniq.tolist()]
-        res = self._project(block)
-        back = np.empty_like(order)
-        back[order] = inverse
+        res = self._project(read_rows(self.h5_main, positions))
         return {
-            "piezoresponse": res.piezoresponse[back],
-            "resonance": res.resonance[back],
-            "rotation_angle": res.rotation_angle[back],
+            "piezoresponse": res.piezoresponse,
+            "resonance": res.resonance,
+            "rotation_angle": res.rotation_angle,
             "dc": self.layout.dc_values[self._loop_columns],
             "positions": positions,
-            "n_rejected": int((~res.valid[back]).sum()),
+            "n_rejected": int((~res.valid).sum()),
         }
 
     # ---- pyUSID Process hooks ---------------------------------------------------------
+    def _provenance(self) -> dict:
+        return {"source_dataset": self.h5_main.name, "sign_convention": (
+            "projected loops correlate positively with DC bias" if self.parms_dict["sign"] ==
+            "positive" else "projected loops correlate negatively with DC bias")}
+
     def _unit_computation(self, *args, **kwargs) -> None:
         self._results = self._project(self.data)
 
@@ -203,11 +192,7 @@ class LoopProjector(ChunkedProcess):
 
     def _create_results_datasets(self) -> None:
         src = self.h5_main
-        grp = create_results_group(src, self.process_name, h5_parent_group=self._h5_target_group)
-        self.h5_results_grp = grp
-        self._write_provenance({"source_dataset": src.name, "sign_convention": (
-            "projected loops correlate positively with DC bias" if self.parms_dict["sign"] ==
-            "positive" else "projected loops correlate negatively with DC bias")})
+        grp = self._new_results_group()
         n, m = src.shape
         fdt = np.result_type(src.dtype["Amplitude [V]"], np.float32)
         pos, spec = linked_ancillaries(grp, src)
@@ -220,7 +205,7 @@ class LoopProjector(ChunkedProcess):
                 inds, vals = write_reduced_anc_dsets(grp, src.h5_spec_inds, src.h5_spec_vals,
                                                      self.layout.dc_label, basename="Loop")
             angle_spec: dict | list = {"inds": inds, "vals": vals}
-            self._angle_order = _match_loops(src, inds, self._loop_columns)
+            self._angle_order = match_loops(src, inds, self._loop_columns)
             n_angle = inds.shape[1]
         else:
             angle_spec = make_dims([("Loop", "", [0])])
@@ -239,7 +224,7 @@ class LoopProjector(ChunkedProcess):
         self.h5_rejected = grp["Rejected_Fits"]
         self._angle_order = None
         if self.parms_dict["per"] == "loop":
-            self._angle_order = _match_loops(self.h5_main, grp.file[
+            self._angle_order = match_loops(self.h5_main, grp.file[
                 self.h5_angle.attrs["Spectroscopic_Indices"]], self._loop_columns)
 
     def _write_results_chunk(self) -> None:
@@ -306,34 +291,3 @@ def _warn_rejected(grp: h5py.Group, fit: h5py.Dataset, n_rej: int, parms: dict) 
         msg += (f"; {n_nan} position(s) have a loop with no usable fit at all and keep NaN "
                 f"values in '{grp.name}'")
     warnings.warn(msg, DataQualityWarning, stacklevel=2)
-
-
-def _loop_columns(layout) -> np.ndarray:
-    """(loops, steps) column indices: loops in acquisition order, steps in acquisition order."""
-    keys = [layout.cycle_index, *layout.other_index.values()]
-    if layout.field_values is not None:
-        keys.append(layout.field_values)
-    key = np.stack(keys, axis=0)
-    # loops ordered by their first column
-    _, first, inverse = np.unique(key, axis=1, return_index=True, return_inverse=True)
-    inverse = np.asarray(inverse).ravel()
-    order = np.argsort(first)
-    cols = [np.flatnonzero(inverse == k) for k in order]
-    return np.stack(cols)
-
-
-def _match_loops(src, h5_red_inds: h5py.Dataset, loop_columns: np.ndarray) -> np.ndarray:
-    """For each column of reduced (DC-free) spectroscopic indices, the matching loop number."""
-    from pyUSID.io.hdf_utils import get_attr
-
-    src_inds = np.asarray(src.h5_spec_inds[()])
-    src_labels = [str(x) for x in get_attr(src.h5_spec_inds, "labels")]
-    red = np.asarray(h5_red_inds[()])
-    red_labels = [str(x) for x in get_attr(h5_red_inds, "labels")]
-    rows = [src_labels.index(lab) for lab in red_labels]
-    loop_keys = src_inds[rows][:, loop_columns[:, 0]]  # (dims, loops)
-    order = np.empty(red.shape[1], dtype=int)
-    for j in range(red.shape[1]):
-        match = np.flatnonzero((loop_keys == red[:, j:j + 1]).all(axis=0))
-        order[j] = match[0]
-    return order

@@ -6,15 +6,16 @@ import logging
 
 import h5py
 import numpy as np
-from pyUSID.io.hdf_utils import create_results_group, get_attr, write_reduced_anc_dsets
+from pyUSID.io.hdf_utils import get_attr, write_reduced_anc_dsets
 from sidpy.base.num_utils import integers_to_slices
 
 from ..exceptions import BEPSFormatError, ParameterError
-from ..io.beps import SHO_FIELDS, spectroscopic_names
+from ..io.names import SHO_FIELDS, spectroscopic_names
+from ..io.selection import read_rows
 from ..io.sidpy_raw import raw_input
 from ..io.usid import linked_ancillaries, quiet_pyusid, write_main
 from ..models.sho_fit import fit_sho
-from ..params import Integer, Real, check_params
+from ..params import Integer, Real
 from .base import ChunkedProcess
 
 __all__ = ["SHOFitProcess", "find_raw_data"]
@@ -24,7 +25,6 @@ logger = logging.getLogger(__name__)
 _MODEL = ("A e^{i phi} w0^2 / (w^2 - i w w0 / Q - w0^2) (BGlib's convention); guess: best "
           "shape of a (w0, Q) grid; fit: variable-projection batched Levenberg-Marquardt over "
           "w0 (bounded to the band) and log Q, v1")
-_CONSTRAINTS = {"max_iter": Integer(low=1), "tol": Real(low=0.0)}
 #: The compound type BGlib writes (its ``sho32``, float64 fields despite the name; its
 #: loop fitter accepts no other).
 SHO_DTYPE = np.dtype([(name, np.float64) for name in SHO_FIELDS])
@@ -96,6 +96,7 @@ class SHOFitProcess(ChunkedProcess):
     _progress_label = "SHO fit"
     result_names = ("Fit", "Guess")
     _resume_requires = ("Guess", "Fit")
+    _parameter_constraints = {"max_iter": Integer(low=1), "tol": Real(low=0.0)}
 
     def __init__(self, h5_main: h5py.Dataset, *, max_iter: int = 100, tol: float = 1e-10,
                  progress: bool = True, **kwargs) -> None:
@@ -110,7 +111,7 @@ class SHOFitProcess(ChunkedProcess):
             raise ParameterError(
                 f"h5_main must be the band-excitation response (h5py.Dataset, e.g. "
                 f"'Raw_Data'), got {type(h5_main).__name__}")
-        p = check_params({"max_iter": max_iter, "tol": tol}, _CONSTRAINTS)
+        p = self._check_parameters({"max_iter": max_iter, "tol": tol})
         self._columns, self._freqs, self._freq_label, self._keys = _describe_raw(h5_main)
         _check_finite(h5_main)
         self.progress = progress
@@ -137,7 +138,22 @@ class SHOFitProcess(ChunkedProcess):
             out.append(comp)
         return out[0], out[1]
 
+    def _test(self, positions: np.ndarray) -> dict:
+        """Guess and fit the spectra of the given positions.
+
+        Returns
+        -------
+        dict
+            ``positions``, ``guess`` and ``fit`` (positions x spectra, compound with the
+            fields of ``SHO_FIELDS``, spectra in the order of the written ``Fit``).
+        """
+        guess, fit = self._fit(read_rows(self.h5_main, positions))
+        return {"positions": positions, "guess": guess, "fit": fit}
+
     # ---- pyUSID Process hooks ---------------------------------------------------------
+    def _provenance(self) -> dict:
+        return {"source_dataset": self.h5_main.name, "frequency_dimension": self._freq_label}
+
     def _unit_computation(self, *args, **kwargs) -> None:
         self._results = self._fit(self.data)
 
@@ -146,10 +162,7 @@ class SHOFitProcess(ChunkedProcess):
 
     def _create_results_datasets(self) -> None:
         src = self.h5_main
-        grp = create_results_group(src, self.process_name, h5_parent_group=self._h5_target_group)
-        self.h5_results_grp = grp
-        self._write_provenance({"source_dataset": src.name, "frequency_dimension":
-                                self._freq_label})
+        grp = self._new_results_group()
         pos, _ = linked_ancillaries(grp, src, spec=False)
         with quiet_pyusid():
             inds, vals = write_reduced_anc_dsets(grp, src.h5_spec_inds, src.h5_spec_vals,

@@ -16,7 +16,7 @@ from ..models.runtime import runtime_info
 from ..models.trainer import IncompatibleStateError, fit_summary
 from ..models.vae import CHANNEL_REQUEST, BetaVAE
 from ..parallel import active_pool, vae_inferrer
-from ..params import Choice, Either, Flag, Integer, Literal, check_params
+from ..params import Choice, Either, Flag, Integer, Literal
 from ..preprocessing import LoopScaler, MultiScaler
 from ..store import (
     load_beta_vae,
@@ -31,15 +31,6 @@ from .streaming import ScaledLoops, scaled_input, training_input
 __all__ = ["BetaVAEProcess", "load_beta_vae"]
 
 logger = logging.getLogger(__name__)
-
-#: What the process's own parameters accept (the BetaVAE's are the estimator's).
-_CONSTRAINTS = {
-    "scaling": Choice(LoopScaler.MODES),
-    "n_active": CHANNEL_REQUEST,
-    "checkpoint_every": Integer(low=1),
-    "stream": Either((Flag(), Literal("auto"))),
-    "progress": Flag(),
-}
 
 #: ``stream='auto'`` streams the training data from the file above this size (float32 MB
 #: of positions x steps x modalities; 256 x 256 positions of 96 x 2 steps take 48 MB). In
@@ -139,6 +130,14 @@ class BetaVAEProcess(GlobalFitProcess):
     """
 
     result_names = ("Embedding", "Log_Variance", "Reconstruction", "Reconstruction_Error")
+    #: What the process's own parameters accept (the BetaVAE's are the estimator's).
+    _parameter_constraints = {
+        "scaling": Choice(LoopScaler.MODES),
+        "n_active": CHANNEL_REQUEST,
+        "checkpoint_every": Integer(low=1),
+        "stream": Either((Flag(), Literal("auto"))),
+        "progress": Flag(),
+    }
 
     @accepts_sidpy
     def __init__(self, h5_main, *, cycle: int | None = None, field: str = "off",
@@ -162,9 +161,9 @@ class BetaVAEProcess(GlobalFitProcess):
                 f"dataset '{self.sources.datasets[0].name}' in file "
                 f"'{self.sources.datasets[0].file.filename}' has {n_pos} position; the beta-VAE "
                 "needs at least 2 positions to learn from")
-        own = check_params({"scaling": scaling, "n_active": n_active,
-                            "checkpoint_every": checkpoint_every, "stream": stream,
-                            "progress": progress}, _CONSTRAINTS)
+        own = self._check_parameters({"scaling": scaling, "n_active": n_active,
+                                      "checkpoint_every": checkpoint_every, "stream": stream,
+                                      "progress": progress})
         scaling, n_active, checkpoint_every, stream = (own[k] for k in (
             "scaling", "n_active", "checkpoint_every", "stream"))
         # validates every parameter before any write; the estimator owns the request
@@ -215,8 +214,8 @@ class BetaVAEProcess(GlobalFitProcess):
         checkpoints = 2 * (3 * w + epochs * 10 * 8)  # Checkpoint and Checkpoint_new (Adam)
         return results + snapshots + checkpoints + w
 
-    def test(self, n_positions: int = 200, seed: int = 0, epochs: int = 2) -> dict:
-        """Train briefly on a random subset without writing anything.
+    def _test(self, positions: np.ndarray, epochs: int = 2) -> dict:
+        """Train briefly (``epochs``) on the given positions (default 200 at random).
 
         Returns
         -------
@@ -226,16 +225,11 @@ class BetaVAEProcess(GlobalFitProcess):
         """
         from sklearn.base import clone
 
-        n = self.h5_main.shape[0]
-        if n_positions < 1:
-            raise ParameterError(f"n_positions must be >= 1, got {n_positions}")
-        rng = np.random.default_rng(seed)
-        pos = np.sort(rng.choice(n, size=min(n, n_positions), replace=False))
-        X, _ = scaled_input(self.sources, self.scaling, pos)
+        X, _ = scaled_input(self.sources, self.scaling, positions)
         vae = clone(self.vae).set_params(epochs=epochs)
         vae.fit(X, progress=self.progress)
         recon = vae.reconstruct(X)
-        return {"positions": pos, "embedding": vae.transform(X), "reconstruction": recon,
+        return {"positions": positions, "embedding": vae.transform(X), "reconstruction": recon,
                 "mse": np.mean((recon - X) ** 2, axis=(1, 2)), "history": vae.history_,
                 "model": vae}
 
