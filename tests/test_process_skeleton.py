@@ -32,7 +32,7 @@ RAW = "Measurement_000/Channel_000/Raw_Data"
 
 def test_every_process_has_the_same_test_signature_and_no_own_test():
     base = inspect.signature(BevaeProcess.test)
-    assert list(base.parameters) == ["self", "positions", "seed", "options"]
+    assert list(base.parameters) == ["self", "positions", "seed", "n_positions", "options"]
     for cls in PROCESSES:
         assert cls.test is BevaeProcess.test, cls.__name__
         assert "_test" in vars(cls), cls.__name__
@@ -61,6 +61,11 @@ def test_loop_fit_test_matches_the_written_fit_and_writes_nothing(tmp_path):
             proc.test([12])
         with pytest.raises(ParameterError, match="n_positions must be >= 1, got 0"):
             proc.test(0)
+        # the keyword the dictionary and beta-VAE tests had keeps working
+        np.testing.assert_array_equal(proc.test(n_positions=3, seed=1)["positions"],
+                                      proc.test(3, seed=1)["positions"])
+        with pytest.raises(ParameterError, match="either positions= or n_positions="):
+            proc.test([1], n_positions=3)
 
 
 def test_sho_fit_test_by_count_is_seeded_and_matches_the_written_fit(tmp_path):

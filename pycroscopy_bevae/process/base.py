@@ -155,8 +155,8 @@ class BevaeProcess(Process):
         attrs.update(self._provenance())
         write_attrs(self.h5_results_grp, attrs)
 
-    def test(self, positions: int | Sequence[int] | None = None, seed: int = 0,
-             **options) -> dict:
+    def test(self, positions: int | Sequence[int] | None = None, seed: int = 0, *,
+             n_positions: int | None = None, **options) -> dict:
         """Run on a few positions without writing anything.
 
         Parameters
@@ -166,6 +166,8 @@ class BevaeProcess(Process):
             indices themselves, or None for the process's default.
         seed : int
             Seed of the random draw.
+        n_positions : int, optional
+            The earlier keyword for a number of positions (same as ``positions=``).
         **options
             Process-specific settings of the trial (e.g. ``epochs`` of the beta-VAE).
 
@@ -174,6 +176,10 @@ class BevaeProcess(Process):
         dict
             ``positions`` and the process's results for them (see the process).
         """
+        if n_positions is not None:
+            if positions is not None:
+                raise ParameterError("pass either positions= or n_positions=, not both")
+            positions = n_positions
         return self._test(self._test_selection(positions, seed), **options)
 
     def _test_selection(self, positions, seed: int) -> np.ndarray:
