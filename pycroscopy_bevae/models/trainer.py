@@ -35,12 +35,15 @@ class IncompatibleStateError(ParameterError):
 
 
 def train(est, X: np.ndarray | SpectraSource, val, s, run: Callable, progress: bool = True,
-          on_epoch_end: Callable | None = None, initial_state: Mapping | None = None):
+          on_epoch_end: Callable | None = None, initial_state: Mapping | None = None,
+          train_index: np.ndarray | None = None):
     """Train ``est`` (its network built, ``model_`` set) with settings ``s``; returns ``est``.
 
     ``X`` is the checked (n, steps, channels) array or source, ``val`` None or the
-    Keras validation data, ``run(part, X)`` applies the encoder or decoder (inference);
-    see :meth:`~pycroscopy_bevae.models.BetaVAE.fit`.
+    Keras validation data, ``run(part, X)`` applies the encoder or decoder (inference),
+    ``train_index`` the positions of an in-memory ``X`` trained on (None: all; the others
+    are held out: snapshots hold every position and their ``val_recon_mse``); see
+    :meth:`~pycroscopy_bevae.models.BetaVAE.fit`.
     """
     est.history_ = {k: [] for k in HISTORY_KEYS}
     est.snapshots_ = []
@@ -53,15 +56,16 @@ def train(est, X: np.ndarray | SpectraSource, val, s, run: Callable, progress: b
         except (KeyError, ValueError, TypeError) as exc:
             raise IncompatibleStateError(f"initial_state does not fit this model: {exc}"
                                          ) from exc
-    return Trainer(est, X, s, run, on_epoch_end).run(start, val, progress)
+    return Trainer(est, X, s, run, on_epoch_end, train_index).run(start, val, progress)
 
 
 class Trainer:
     """The schedule of one training run on an estimator (see :func:`train`)."""
 
     def __init__(self, est, X: np.ndarray | SpectraSource, s, run: Callable,
-                 on_epoch_end: Callable | None = None):
+                 on_epoch_end: Callable | None = None, train_index: np.ndarray | None = None):
         self.est, self.X, self.s, self.infer, self.on_epoch_end = est, X, s, run, on_epoch_end
+        self.train_index = train_index
         self.bar = None
 
     def run(self, start: int, val, progress: bool):
@@ -77,9 +81,12 @@ class Trainer:
             self.bar = tqdm(total=s.epochs + s.relax_epochs, initial=start, desc="beta-VAE",
                             unit="epoch", leave=False)
         t0 = time.perf_counter()
-        src = X if isinstance(X, SpectraSource) else InMemory(X)
+        if isinstance(X, SpectraSource):
+            src = X
+        else:
+            src = InMemory(X if self.train_index is None else X[self.train_index])
         est.data_variance_ = mean_variance(src)
-        per_epoch = int(s.round_updates) or -(-len(X) // int(s.batch_size))
+        per_epoch = int(s.round_updates) or -(-len(src) // int(s.batch_size))
         est.updates_per_epoch_ = per_epoch
         applied: dict[int, ScheduleValues] = {}
         schedule_cb = ScheduleCallback(self.values, s.learning_rate,
@@ -107,7 +114,10 @@ class Trainer:
             if self.bar is not None:
                 self.bar.close()
         est.fit_time_ = time.perf_counter() - t0
-        est.selected_ = len(est.snapshots_) - 1
+        if est.snapshots_:  # the last snapshot, its inactive channels masked
+            est.use_snapshot(len(est.snapshots_) - 1)
+        else:
+            est.selected_ = -1
         return est
 
     # ---- the schedule ------------------------------------------------------------------
@@ -240,7 +250,14 @@ class Trainer:
         else:
             mu, logvar, _ = self.infer("encoder", X)
             recon, _ = self.infer("decoder", mu)
-            losses["recon_mse"] = float(np.mean((np.asarray(recon) - X) ** 2))
+            err = np.mean((np.asarray(recon) - X) ** 2, axis=(1, 2))
+            if self.train_index is None:
+                losses["recon_mse"] = float(np.mean(err))
+            else:  # trained-on and held-out positions
+                held = np.ones(len(X), bool)
+                held[self.train_index] = False
+                losses["recon_mse"] = float(np.mean(err[~held]))
+                losses["val_recon_mse"] = float(np.mean(err[held]))
         est.snapshots_.append(Snapshot(
             epoch=int(epoch), beta=float(values.beta), lam=float(values.lam), losses=losses,
             mu=np.asarray(mu, np.float32), logvar=np.asarray(logvar, np.float32),
@@ -267,7 +284,10 @@ def fit_summary(est) -> dict:
     attributes a results group records): ``fit_time_s``, ``epochs_trained``,
     ``updates_per_epoch``, ``beta_start_used``, ``relax_start_epoch`` and
     ``relax_from_snapshot`` (-1 without a relax phase), ``selected_snapshot``,
-    ``selected_epoch``, ``selected_beta``, ``Active_Channels`` and ``n_active_channels``."""
+    ``selected_epoch``, ``selected_beta``, ``Active_Channels``, ``n_active_channels``,
+    ``n_validation_positions`` (held out; the split is :func:`.vae_data.validation_split`
+    of ``validation_fraction`` and ``random_state``) and ``selected_val_recon_mse``
+    (NaN without held-out positions)."""
     sel = est.snapshots_[est.selected_]
     active = est.active_channels()
     relax = est.relax_
@@ -278,7 +298,9 @@ def fit_summary(est) -> dict:
             "relax_from_snapshot": -1 if relax is None else int(est.relax_from_),
             "selected_snapshot": int(est.selected_), "selected_epoch": int(sel.epoch),
             "selected_beta": float(sel.beta), "Active_Channels": active.astype(int),
-            "n_active_channels": int(active.size)}
+            "n_active_channels": int(active.size),
+            "n_validation_positions": len(getattr(est, "validation_index_", ())),
+            "selected_val_recon_mse": float(sel.losses.get("val_recon_mse", np.nan))}
 
 
 # ---- training state --------------------------------------------------------------------

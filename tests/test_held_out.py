@@ -1,0 +1,70 @@
+"""Held-out positions (``validation_fraction``) and the automatic count rule on held-out
+reconstruction errors. Tiny real runs (4-unit LSTMs, a few epochs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pycroscopy_bevae import ParameterError
+from pycroscopy_bevae.datasets import toy_training_set
+from pycroscopy_bevae.models import BetaVAE
+from pycroscopy_bevae.models.selection import count_by_held_out, recon_mse
+from pycroscopy_bevae.models.vae_data import validation_split
+from pycroscopy_bevae.preprocessing import LoopScaler
+from tests.helpers import TINY_NET
+
+TINY = dict(TINY_NET, preset="fast", epochs=3, prime_epochs=1, batch_size=50, random_state=1)
+
+
+@pytest.fixture(scope="module")
+def toy_x():
+    return LoopScaler("step").fit_transform(toy_training_set(200, seed=0, n_steps=12).spectra)
+
+
+def test_held_out_positions_are_logged_and_select_the_snapshot(toy_x):
+    vae = BetaVAE(**TINY).fit(toy_x, progress=False)
+    assert vae.resolved_params()["validation_fraction"] == 0.1  # the default
+    train, held = validation_split(200, 0.1, seed=1)
+    np.testing.assert_array_equal(vae.validation_index_, held)
+    assert held.size == 20 and np.intersect1d(train, held).size == 0
+    # per-epoch held-out losses; snapshots keep every position
+    assert len(vae.history_["val_mse"]) == len(vae.history_["loss"]) == 3
+    assert vae.snapshots_[-1].mu.shape == (200, 3)
+    # each snapshot's deterministic error on the trained-on and the held-out positions
+    for i, snap in enumerate(vae.snapshots_):
+        vae.use_snapshot(i)
+        err = np.mean((vae.reconstruct(toy_x) - toy_x) ** 2, axis=1)
+        assert snap.losses["recon_mse"] == pytest.approx(err[train].mean(), rel=1e-4)
+        assert snap.losses["val_recon_mse"] == pytest.approx(err[held].mean(), rel=1e-4)
+        assert recon_mse(snap) == snap.losses["val_recon_mse"]  # what selection compares
+    # the automatic rule compares held-out errors: the primed model's + the tolerance
+    ref = vae.snapshots_[0].losses["val_recon_mse"]
+    ok = [i for i, s in enumerate(vae.snapshots_) if s.losses["val_recon_mse"] <= 2.0 * ref]
+    assert vae.select() == ok[-1]
+    # the split is seeded: another seed holds out other positions
+    assert not np.array_equal(validation_split(200, 0.1, seed=2)[1], held)
+
+
+def test_validation_fraction_is_checked_and_zero_or_x_val_turn_the_split_off(toy_x):
+    for bad in (0.5, -0.1, "a"):
+        with pytest.raises(ParameterError, match="validation_fraction"):
+            BetaVAE(validation_fraction=bad).settings()
+    vae = BetaVAE(**dict(TINY, epochs=1, validation_fraction=0)).fit(toy_x, progress=False)
+    assert vae.validation_index_.size == 0 and "val_mse" not in vae.history_
+    assert "val_recon_mse" not in vae.snapshots_[-1].losses
+    vae = BetaVAE(**dict(TINY, epochs=1)).fit(toy_x[:150], X_val=toy_x[150:], progress=False)
+    assert vae.validation_index_.size == 0 and len(vae.history_["val_mse"]) == 1
+
+
+def test_the_count_rule_takes_the_smallest_count_within_the_tolerance_of_the_best():
+    # a held-out curve with an elbow at 3 (the toy's shape): 3 is within 1 % of the
+    # variance of the best (5), 2 is not
+    counts, mse = [1, 2, 3, 4, 5, 7], [0.40, 0.12, 0.031, 0.030, 0.0295, 0.0300]
+    assert count_by_held_out(counts, mse, 0.2, 0.01) == 3
+    assert count_by_held_out(counts, mse, 0.2, 0.0) == 5  # no tolerance: the best count
+    assert count_by_held_out(counts, mse, 0.2, 0.5) == 2  # 0.12 <= 0.0295 + 0.1
+    with pytest.raises(ParameterError, match="one finite number per candidate count"):
+        count_by_held_out([1, 2], [0.1], 1.0)
+    with pytest.raises(ParameterError, match="must be >= 0, got -1"):
+        count_by_held_out([1], [0.1], -1.0)
