@@ -68,3 +68,24 @@ def test_the_count_rule_takes_the_smallest_count_within_the_tolerance_of_the_bes
         count_by_held_out([1, 2], [0.1], 1.0)
     with pytest.raises(ParameterError, match="must be >= 0, got -1"):
         count_by_held_out([1], [0.1], -1.0)
+
+
+def test_the_automatic_count_relaxes_at_the_count_its_held_out_curve_implies(toy_x):
+    params = dict(TINY, latent_dim=4, epochs=5, prime_epochs=2, beta_start=0.3,
+                  relax_epochs=2, count_tolerance=0.02)
+    vae = BetaVAE(**params).fit(toy_x, progress=False)
+    counts, mse = vae.count_candidates_, vae.count_held_out_mse_
+    assert len(counts) == len(mse) >= 1 and counts == sorted(set(counts))
+    k = count_by_held_out(counts, mse, float(np.var(toy_x[vae.validation_index_], axis=0)
+                                             .mean()), 0.02)
+    # the final relax phase keeps k channels and, being the candidate run again from the
+    # restored state, ends where that candidate ended
+    assert np.count_nonzero(vae.channel_mask()) == vae.n_active() == k
+    assert vae.snapshots_[-1].losses["val_recon_mse"] == pytest.approx(mse[counts.index(k)],
+                                                                       rel=1e-6)
+    assert len(vae.history_["loss"]) == len(vae.history_["val_mse"]) == 5 + 2
+    assert [s.epoch for s in vae.snapshots_][-2:] == [5, 6]
+    with pytest.raises(ParameterError, match="count_tolerance=0.02 needs a relax phase"):
+        BetaVAE(**dict(params, relax_epochs=0)).settings()
+    with pytest.raises(ParameterError, match="count_tolerance=0.02 needs held-out positions"):
+        BetaVAE(**params).fit(toy_x[:150], X_val=toy_x[150:], progress=False)

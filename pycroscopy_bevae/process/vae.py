@@ -52,7 +52,7 @@ _RESULT_BLOCK = 16 * 1024
 #: BetaVAE parameters added later: left out of the duplicate check at their default values.
 _LATER_PARAMS = ("precision", "round_updates", "schedule", "capacity_start", "capacity_step",
                  "target_active", "relax_epochs", "relax_beta", "relax_lr", "linear_path",
-                 "beta_growth", "r2_tolerance")
+                 "beta_growth", "r2_tolerance", "count_tolerance")
 #: Later BetaVAE parameters whose default changes the training: left out of the duplicate
 #: check only at the value that trains as before they existed (held-out positions, issue
 #: 22: results written before it trained on every position, so a run at the default 0.1
