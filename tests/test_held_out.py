@@ -71,11 +71,14 @@ def test_the_count_rule_takes_the_smallest_count_within_the_tolerance_of_the_bes
 
 
 def test_the_automatic_count_relaxes_at_the_count_its_held_out_curve_implies(toy_x):
-    params = dict(TINY, latent_dim=4, epochs=5, prime_epochs=2, beta_start=0.3,
-                  relax_epochs=2, count_tolerance=0.02)
+    # strong, rising beta: the annealing passes through 3 and 4 active channels
+    params = dict(TINY, latent_dim=4, epochs=5, prime_epochs=2, round_updates=20,
+                  learning_rate=1e-2, beta_start=2.0, beta_step=4.0, relax_epochs=2,
+                  count_tolerance=0.02)
     vae = BetaVAE(**params).fit(toy_x, progress=False)
     counts, mse = vae.count_candidates_, vae.count_held_out_mse_
-    assert len(counts) == len(mse) >= 1 and counts == sorted(set(counts))
+    passed = {s.n_active(0.1) for s in vae.snapshots_ if 0 < s.beta and s.epoch < 5} - {0}
+    assert counts == sorted(passed) and len(counts) == len(mse) >= 2
     k = count_by_held_out(counts, mse, float(np.var(toy_x[vae.validation_index_], axis=0)
                                              .mean()), 0.02)
     # the final relax phase keeps k channels and, being the candidate run again from the
