@@ -92,3 +92,24 @@ def test_the_automatic_count_relaxes_at_the_count_its_held_out_curve_implies(toy
         BetaVAE(**dict(params, relax_epochs=0)).settings()
     with pytest.raises(ParameterError, match="count_tolerance=0.02 needs held-out positions"):
         BetaVAE(**params).fit(toy_x[:150], X_val=toy_x[150:], progress=False)
+
+
+def test_a_requested_count_takes_the_snapshot_with_the_lowest_held_out_error():
+    from types import SimpleNamespace
+
+    from pycroscopy_bevae.models import Snapshot
+    from pycroscopy_bevae.models.selection import choose_snapshot
+
+    s = SimpleNamespace(kl_threshold=0.1, mse_tolerance=2.0, r2_tolerance=0.0)
+
+    def snap(k, val):
+        mu = np.zeros((2, 3))
+        mu[:, :k] = [[2.0], [-2.0]]
+        losses = {"mse": 1.0} if val is None else {"mse": 1.0, "val_recon_mse": val}
+        return Snapshot(0, 0.1, 0.0, losses, mu, np.zeros((2, 3)), {})
+
+    snaps = [snap(3, 0.5), snap(2, 0.2), snap(2, 0.3), snap(1, 0.9)]
+    assert choose_snapshot(snaps, s, None, 2) == 1  # not the latest (2): held out 0.2 < 0.3
+    assert choose_snapshot(snaps, s, None, 1) == 3
+    # without held-out errors: the latest, as before
+    assert choose_snapshot([snap(2, None), snap(2, None)], s, None, 2) == 1

@@ -106,7 +106,9 @@ def choose_snapshot(snaps: Sequence[Snapshot], s, data_variance: float | None,
     n_active : int, optional
         The latest snapshot with exactly this many active channels (``closest``: with
         the count nearest to it, a warning in the log when none has exactly as many;
-        ``at_least``: the latest with at least as many, else the last).
+        ``at_least``: the latest with at least as many, else the last). When the
+        snapshots carry a held-out error (``val_recon_mse``), the one with the lowest
+        among those with that count instead of the latest.
     relaxed : bool
         Without ``n_active``: a relax phase ran, its end (the last snapshot) is chosen.
     fallback : int
@@ -140,6 +142,10 @@ def choose_snapshot(snaps: Sequence[Snapshot], s, data_variance: float | None,
         if not idx:
             raise ParameterError(f"no snapshot has exactly {n_active} active channels; "
                                  f"snapshots have {sorted(set(counts))}")
+        if all("val_recon_mse" in snaps[i].losses for i in idx):
+            # held-out positions: the lowest held-out error among them (the latest on ties)
+            best = min(snaps[i].losses["val_recon_mse"] for i in idx)
+            idx = [i for i in idx if snaps[i].losses["val_recon_mse"] == best]
         if counts[idx[-1]] != n_active:
             logger.warning("no snapshot has exactly %d active channels; using %d "
                            "(snapshot %d)", n_active, counts[idx[-1]], idx[-1])

@@ -441,7 +441,8 @@ class BetaVAE(BaseEstimator):
         n_active : int, optional
             The latest snapshot with exactly this many active channels (``closest``: the
             latest of those whose count is nearest to it, with a warning in the log when
-            none has exactly as many). Without it,
+            none has exactly as many); with held-out positions (``validation_fraction``)
+            the one of them with the lowest held-out reconstruction error. Without it,
             the last snapshot when a relax phase ran (``relax_epochs``), else the latest
             snapshot whose reconstruction MSE (decoded from the latent means, on the
             training data) is at most ``mse_tolerance`` x that of the last primed
