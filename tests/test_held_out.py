@@ -113,3 +113,30 @@ def test_a_requested_count_takes_the_snapshot_with_the_lowest_held_out_error():
     assert choose_snapshot(snaps, s, None, 1) == 3
     # without held-out errors: the latest, as before
     assert choose_snapshot([snap(2, None), snap(2, None)], s, None, 2) == 1
+
+
+@pytest.mark.slow
+def test_the_automatic_count_resumes_where_the_annealing_ended(toy_x):
+    class Stop(Exception):
+        pass
+
+    params = dict(TINY, latent_dim=4, epochs=5, prime_epochs=2, round_updates=20,
+                  learning_rate=1e-2, beta_start=2.0, beta_step=4.0, relax_epochs=2,
+                  count_tolerance=0.02)
+    state = {}
+
+    def stop_at_the_end_of_the_annealing(epoch, est):
+        if epoch == 4:
+            state.update(est.training_state())
+            raise Stop
+
+    with pytest.raises(Stop):
+        BetaVAE(**params).fit(toy_x, progress=False,
+                              on_epoch_end=stop_at_the_end_of_the_annealing)
+    assert state["relax"] is None
+    resumed = BetaVAE(**params).fit(toy_x, progress=False, initial_state=state)
+    ref = BetaVAE(**params).fit(toy_x, progress=False)
+    assert resumed.count_candidates_ == ref.count_candidates_
+    assert resumed.history_["loss"] == ref.history_["loss"]
+    a, b = ref.model_.get_weight_arrays(), resumed.model_.get_weight_arrays()
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) == 0.0

@@ -119,6 +119,10 @@ class Trainer:
         when the annealing is over."""
         est, s = self.est, self.s
         src, per_epoch, val, callbacks = self.fit_args
+        if s.relax_epochs and est.relax_ is None:
+            # a run resumed where the annealing ended (the automatic count writes no
+            # checkpoints while it tries its candidates) decides on the relax phase now
+            self.maybe_relax(epoch)
         while epoch < self.last_epoch():
             # one model.fit call per run of epochs that ends at the next snapshot: Keras'
             # per-call set-up is paid per run, not per epoch (it dominates short epochs
