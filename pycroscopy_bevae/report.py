@@ -23,6 +23,7 @@ from .analysis import (
     read_ground_truth,
     read_loop_fit,
     read_model_result,
+    seed_agreement,
 )
 from .analysis.results import ModelResult
 from .exceptions import BEPSFormatError, MissingFileError
@@ -224,6 +225,7 @@ def make_report(path: str, out_dir: str | None = None, animations: bool = True,
         rows = comparison_rows(results, truth, seed=seed)
         if found["loop_fit"]:
             text += physics_lines(f[found["loop_fit"][-1]], latest, seed=seed)
+        text += seed_lines([r for r in results if r.kind == "beta_vae"])
         for res in latest:
             stem = res.label.replace(" ", "_").replace("-", "_")
             fig, _ = plot_embedding_maps(res, suptitle=f"{res.label}: {res.group}")
@@ -294,6 +296,36 @@ def physics_lines(fit_grp: h5py.Group, results: list[ModelResult], seed: int = 0
                  for k, v in scores.items()]
         lines.append(f"{res.label} vs the loop fit `{fit_grp.name.rsplit('/', 1)[-1]}` "
                      f"(cycle {cycle}, field {fld}): " + "; ".join(parts) + ".")
+    return lines
+
+
+def seed_lines(results: list[ModelResult]) -> list[str]:
+    """Whether the beta-VAE's channels come back with another seed: for every set of
+    beta-VAE results of the same source and parameters but different ``random_state``,
+    the seed agreement (:func:`~pycroscopy_bevae.analysis.seed_agreement`: channels
+    matched one to one on |correlation|, mean matched |correlation| = MCC) of their
+    active channels."""
+    from .models import BetaVAE
+
+    same: dict = {}
+    for res in results:
+        if res.active.size and "random_state" in res.attrs:
+            params = sorted((k, str(v)) for k, v in res.attrs.items()
+                            if k in BetaVAE.parameter_names() + ("scaling", "preset", "cycle",
+                                                                 "field", "n_active")
+                            and k != "random_state")
+            key = repr((res.group.rsplit("/", 1)[0], params))  # next to the same source
+            same.setdefault(key, {}).setdefault(int(res.attrs["random_state"]), res)
+    lines = []
+    for runs in same.values():
+        if len(runs) < 2:
+            continue
+        seeds = sorted(runs)
+        agreement = seed_agreement([runs[k].embedding[:, runs[k].active] for k in seeds])
+        lines.append(f"beta-VAE seed agreement (seeds {', '.join(map(str, seeds))}; active "
+                     f"channels {', '.join(str(runs[k].active.size) for k in seeds)}): MCC "
+                     f"{agreement.mcc:.2f} (lowest pair "
+                     f"{agreement.pairwise[np.triu_indices(len(seeds), 1)].min():.2f}).")
     return lines
 
 

@@ -34,7 +34,8 @@ def write_beta_vae(grp: h5py.Group, vae: BetaVAE) -> None:
     """Write a trained beta-VAE into a results group: ``Training_History``,
     ``Embedding_Snapshots`` (latent means of every snapshot; epochs, betas, losses and
     active-channel counts in its attributes) and ``Model/`` (JSON config, the selected
-    snapshot's weights). The snapshots' own weights are written as training goes
+    snapshot's weights with its inactive channels masked, as the model uses
+    them). The snapshots' own weights are written as training goes
     (:func:`write_snapshot`). :func:`load_beta_vae` reads it back.
 
     Examples
@@ -68,7 +69,8 @@ def write_beta_vae(grp: h5py.Group, vae: BetaVAE) -> None:
     model = grp.require_group("Model")
     model.attrs["config"] = vae.config_json()
     model.attrs["selected_snapshot"] = int(vae.selected_)
-    write_arrays(model.create_group("Weights"), snaps[vae.selected_].weights)
+    # the model as used: the selected snapshot's weights with its inactive channels masked
+    write_arrays(model.create_group("Weights"), vae.model_.get_weight_arrays())
 
 
 def load_beta_vae(grp: h5py.Group, n_active: int | None = None,
@@ -147,8 +149,7 @@ def load_beta_vae(grp: h5py.Group, n_active: int | None = None,
     if snapshot is not None:
         if not 0 <= snapshot < len(snaps):
             raise ParameterError(f"snapshot must be in 0..{len(snaps) - 1}, got {snapshot}")
-        vae.model_.set_weight_arrays(snaps[snapshot].weights)
-        vae.selected_ = snapshot
+        vae.use_snapshot(snapshot)
     elif n_active is not None:
         vae.select_requested(n_active)
     vae.history_ = history

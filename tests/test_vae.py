@@ -15,7 +15,7 @@ from pycroscopy_bevae.preprocessing import LoopScaler
 from tests.helpers import TINY_NET
 
 TINY = dict(TINY_NET, preset="fast", epochs=4, prime_epochs=2, beta_step=0.02, batch_size=50,
-            random_state=1)
+            random_state=1, validation_fraction=0)  # held-out positions: test_held_out.py
 
 
 @pytest.fixture(scope="module")

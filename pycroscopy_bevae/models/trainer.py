@@ -18,7 +18,14 @@ import numpy as np
 
 from ..exceptions import ParameterError, TrainingDivergedError
 from .schedule import CapacitySchedule, RelaxSchedule, Schedule, ScheduleValues, StepSchedule
-from .selection import Snapshot, choose_snapshot, snapshot_due, within_tolerance
+from .selection import (
+    Snapshot,
+    choose_snapshot,
+    count_by_held_out,
+    recon_mse,
+    snapshot_due,
+    within_tolerance,
+)
 from .vae_data import STREAM_BLOCK, InMemory, SpectraSource, batches, mean_variance
 
 __all__ = ["IncompatibleStateError", "Trainer", "fit_summary", "restore_state", "set_relax",
@@ -35,12 +42,15 @@ class IncompatibleStateError(ParameterError):
 
 
 def train(est, X: np.ndarray | SpectraSource, val, s, run: Callable, progress: bool = True,
-          on_epoch_end: Callable | None = None, initial_state: Mapping | None = None):
+          on_epoch_end: Callable | None = None, initial_state: Mapping | None = None,
+          train_index: np.ndarray | None = None):
     """Train ``est`` (its network built, ``model_`` set) with settings ``s``; returns ``est``.
 
     ``X`` is the checked (n, steps, channels) array or source, ``val`` None or the
-    Keras validation data, ``run(part, X)`` applies the encoder or decoder (inference);
-    see :meth:`~pycroscopy_bevae.models.BetaVAE.fit`.
+    Keras validation data, ``run(part, X)`` applies the encoder or decoder (inference),
+    ``train_index`` the positions of an in-memory ``X`` trained on (None: all; the others
+    are held out: snapshots hold every position and their ``val_recon_mse``); see
+    :meth:`~pycroscopy_bevae.models.BetaVAE.fit`.
     """
     est.history_ = {k: [] for k in HISTORY_KEYS}
     est.snapshots_ = []
@@ -53,15 +63,16 @@ def train(est, X: np.ndarray | SpectraSource, val, s, run: Callable, progress: b
         except (KeyError, ValueError, TypeError) as exc:
             raise IncompatibleStateError(f"initial_state does not fit this model: {exc}"
                                          ) from exc
-    return Trainer(est, X, s, run, on_epoch_end).run(start, val, progress)
+    return Trainer(est, X, s, run, on_epoch_end, train_index).run(start, val, progress)
 
 
 class Trainer:
     """The schedule of one training run on an estimator (see :func:`train`)."""
 
     def __init__(self, est, X: np.ndarray | SpectraSource, s, run: Callable,
-                 on_epoch_end: Callable | None = None):
+                 on_epoch_end: Callable | None = None, train_index: np.ndarray | None = None):
         self.est, self.X, self.s, self.infer, self.on_epoch_end = est, X, s, run, on_epoch_end
+        self.train_index = train_index
         self.bar = None
 
     def run(self, start: int, val, progress: bool):
@@ -77,38 +88,55 @@ class Trainer:
             self.bar = tqdm(total=s.epochs + s.relax_epochs, initial=start, desc="beta-VAE",
                             unit="epoch", leave=False)
         t0 = time.perf_counter()
-        src = X if isinstance(X, SpectraSource) else InMemory(X)
+        if isinstance(X, SpectraSource):
+            src = X
+        else:
+            src = InMemory(X if self.train_index is None else X[self.train_index])
         est.data_variance_ = mean_variance(src)
-        per_epoch = int(s.round_updates) or -(-len(X) // int(s.batch_size))
+        per_epoch = int(s.round_updates) or -(-len(src) // int(s.batch_size))
         est.updates_per_epoch_ = per_epoch
         applied: dict[int, ScheduleValues] = {}
         schedule_cb = ScheduleCallback(self.values, s.learning_rate,
                                        on_values=lambda e, v: applied.__setitem__(e, v))
         epoch_done = keras.callbacks.LambdaCallback(
             on_epoch_end=lambda e, logs: self.epoch_done(e, applied.pop(e), logs or {}))
+        self.fit_args = (src, per_epoch, val, [schedule_cb, epoch_done])
+        est.count_candidates_, est.count_held_out_mse_ = [], []
         try:
-            epoch = start
-            while epoch < self.last_epoch():
-                # one model.fit call per run of epochs that ends at the next snapshot: Keras'
-                # per-call set-up is paid per run, not per epoch (it dominates short epochs
-                # on a GPU); the batches and results are those of one call per epoch
-                end = self.run_end(epoch)
-                # batches through tf.data for arrays too: the same batches as
-                # model.fit(X[order]), without Keras' per-epoch tensor copies of X
-                est.model_.fit(batches(src, int(s.random_state), epoch * per_epoch,
-                                       (end - epoch) * per_epoch, int(s.batch_size)),
-                               initial_epoch=epoch, epochs=end, steps_per_epoch=per_epoch,
-                               shuffle=False, verbose=0, validation_data=val,
-                               callbacks=[schedule_cb, epoch_done])
-                epoch = end
-                if s.relax_epochs and est.relax_ is None:
-                    self.maybe_relax(epoch)
+            self.fit_epochs(start)
         finally:
             if self.bar is not None:
                 self.bar.close()
         est.fit_time_ = time.perf_counter() - t0
-        est.selected_ = len(est.snapshots_) - 1
+        if est.snapshots_:  # the last snapshot, its inactive channels masked
+            est.use_snapshot(len(est.snapshots_) - 1)
+        else:
+            est.selected_ = -1
         return est
+
+    def fit_epochs(self, epoch: int) -> None:
+        """Train from ``epoch`` to the end (:meth:`last_epoch`), starting the relax phase
+        when the annealing is over."""
+        est, s = self.est, self.s
+        src, per_epoch, val, callbacks = self.fit_args
+        if s.relax_epochs and est.relax_ is None:
+            # a run resumed where the annealing ended (the automatic count writes no
+            # checkpoints while it tries its candidates) decides on the relax phase now
+            self.maybe_relax(epoch)
+        while epoch < self.last_epoch():
+            # one model.fit call per run of epochs that ends at the next snapshot: Keras'
+            # per-call set-up is paid per run, not per epoch (it dominates short epochs
+            # on a GPU); the batches and results are those of one call per epoch
+            end = self.run_end(epoch)
+            # batches through tf.data for arrays too: the same batches as
+            # model.fit(X[order]), without Keras' per-epoch tensor copies of X
+            est.model_.fit(batches(src, int(s.random_state), epoch * per_epoch,
+                                   (end - epoch) * per_epoch, int(s.batch_size)),
+                           initial_epoch=epoch, epochs=end, steps_per_epoch=per_epoch,
+                           shuffle=False, verbose=0, validation_data=val, callbacks=callbacks)
+            epoch = end
+            if s.relax_epochs and est.relax_ is None:
+                self.maybe_relax(epoch)
 
     # ---- the schedule ------------------------------------------------------------------
     def anneal_schedule(self) -> Schedule:
@@ -162,22 +190,82 @@ class Trainer:
         last = len(snaps) - 1
         keep = None
         want = s.target_active
+        if not want and s.count_tolerance:
+            if epoch < s.epochs:  # the count rule needs the whole annealing
+                return
+            want = self.held_out_count(epoch)
         if want:
             if snaps[-1].n_active(s.kl_threshold) > want and epoch < s.epochs:
                 return
             # the last snapshot with at least the wanted channels; its strongest ones
-            idx = choose_snapshot(snaps, s, est.data_variance_, want, at_least=True)
-            count = snaps[idx].n_active(s.kl_threshold)
-            keep = np.sort(np.argsort(snaps[idx].channel_kl())[::-1][:min(want, count)])
+            idx, keep = self.strongest(want)
         else:
             within = within_tolerance(snaps, s, est.data_variance_)
             if within and within[-1] == last and epoch < s.epochs:
                 return
             idx = choose_snapshot(snaps, s, est.data_variance_, fallback=last)
-        snap = snaps[idx]
-        if keep is None:
-            keep = snap.active(s.kl_threshold)
-        if idx != last:
+            keep = snaps[idx].active(s.kl_threshold)
+        self.start_relax(epoch, idx, keep)
+
+    def strongest(self, k: int) -> tuple[int, np.ndarray]:
+        """The latest snapshot with at least ``k`` active channels (else the last) and its
+        ``k`` strongest channels by KL (fewer when it has fewer active)."""
+        snaps, s = self.est.snapshots_, self.s
+        idx = choose_snapshot(snaps, s, self.est.data_variance_, k, at_least=True)
+        count = snaps[idx].n_active(s.kl_threshold)
+        return idx, np.sort(np.argsort(snaps[idx].channel_kl())[::-1][:min(k, count)])
+
+    def held_out_count(self, epoch: int) -> int:
+        """The automatic channel count (``count_tolerance``): a relax phase at each count
+        the annealing passed through, scored on the held-out positions
+        (:func:`~.selection.count_by_held_out`); the training state is restored after
+        each. Records ``count_candidates_`` and ``count_held_out_mse_`` on the estimator."""
+        est, s = self.est, self.s
+        counts = sorted({x.n_active(s.kl_threshold) for x in est.snapshots_ if x.beta > 0}
+                        - {0}) or [max(1, est.snapshots_[-1].n_active(s.kl_threshold))]
+        scores = [self.relax_score(epoch, k) for k in counts]
+        held = np.ones(len(self.X), bool)
+        held[self.train_index] = False
+        variance = mean_variance(InMemory(self.X[held]))
+        k = count_by_held_out(counts, scores, variance, s.count_tolerance)
+        est.count_candidates_, est.count_held_out_mse_ = counts, scores
+        logger.info("held-out MSE after relax at counts %s: %s; %d channels (tolerance %g "
+                    "of the held-out variance %.4g)", counts,
+                    [round(x, 5) for x in scores], k, s.count_tolerance, variance)
+        return k
+
+    def relax_score(self, epoch: int, k: int) -> float:
+        """Held-out reconstruction MSE after a relax phase at ``k`` channels from
+        ``epoch``; the model, optimiser, noise state, history and snapshots are then put
+        back as they were (no checkpoints are written meanwhile)."""
+        est = self.est
+        model, opt = est.model_, est.model_.optimizer
+        saved = (model.get_weight_arrays(), [np.asarray(v.numpy()) for v in opt.variables],
+                 np.asarray(model.seed_gen.state.numpy()),
+                 {key: len(v) for key, v in est.history_.items()}, len(est.snapshots_))
+        callback, self.on_epoch_end = self.on_epoch_end, None
+        try:
+            self.start_relax(epoch, *self.strongest(k))
+            self.fit_epochs(epoch)
+            score = recon_mse(est.snapshots_[-1])
+        finally:
+            self.on_epoch_end = callback
+            weights, opt_values, seed_state, lengths, n_snaps = saved
+            model.set_weight_arrays(weights)
+            for var, value in zip(opt.variables, opt_values, strict=True):
+                var.assign(value)
+            model.seed_gen.state.assign(seed_state)
+            est.history_ = {key: v[:lengths.get(key, 0)] for key, v in est.history_.items()
+                            if key in lengths}
+            del est.snapshots_[n_snaps:]
+            est.relax_ = None
+        return score
+
+    def start_relax(self, epoch: int, idx: int, keep: np.ndarray) -> None:
+        """Begin the relax phase at ``epoch`` from snapshot ``idx`` with channels ``keep``."""
+        est, s = self.est, self.s
+        snap = est.snapshots_[idx]
+        if idx != len(est.snapshots_) - 1:
             est.model_.set_weight_arrays(snap.weights)
         est.model_.set_channel_mask(keep)
         anneal = self.anneal_schedule().values(snap.epoch)
@@ -240,7 +328,14 @@ class Trainer:
         else:
             mu, logvar, _ = self.infer("encoder", X)
             recon, _ = self.infer("decoder", mu)
-            losses["recon_mse"] = float(np.mean((np.asarray(recon) - X) ** 2))
+            err = np.mean((np.asarray(recon) - X) ** 2, axis=(1, 2))
+            if self.train_index is None:
+                losses["recon_mse"] = float(np.mean(err))
+            else:  # trained-on and held-out positions
+                held = np.ones(len(X), bool)
+                held[self.train_index] = False
+                losses["recon_mse"] = float(np.mean(err[~held]))
+                losses["val_recon_mse"] = float(np.mean(err[held]))
         est.snapshots_.append(Snapshot(
             epoch=int(epoch), beta=float(values.beta), lam=float(values.lam), losses=losses,
             mu=np.asarray(mu, np.float32), logvar=np.asarray(logvar, np.float32),
@@ -267,7 +362,11 @@ def fit_summary(est) -> dict:
     attributes a results group records): ``fit_time_s``, ``epochs_trained``,
     ``updates_per_epoch``, ``beta_start_used``, ``relax_start_epoch`` and
     ``relax_from_snapshot`` (-1 without a relax phase), ``selected_snapshot``,
-    ``selected_epoch``, ``selected_beta``, ``Active_Channels`` and ``n_active_channels``."""
+    ``selected_epoch``, ``selected_beta``, ``Active_Channels``, ``n_active_channels``,
+    ``n_validation_positions`` (held out; the split is :func:`.vae_data.validation_split`
+    of ``validation_fraction`` and ``random_state``) and ``selected_val_recon_mse``
+    (NaN without held-out positions), ``count_candidates`` and ``count_held_out_mse``
+    (the automatic count's curve, ``count_tolerance``; empty without it)."""
     sel = est.snapshots_[est.selected_]
     active = est.active_channels()
     relax = est.relax_
@@ -278,7 +377,11 @@ def fit_summary(est) -> dict:
             "relax_from_snapshot": -1 if relax is None else int(est.relax_from_),
             "selected_snapshot": int(est.selected_), "selected_epoch": int(sel.epoch),
             "selected_beta": float(sel.beta), "Active_Channels": active.astype(int),
-            "n_active_channels": int(active.size)}
+            "n_active_channels": int(active.size),
+            "n_validation_positions": len(getattr(est, "validation_index_", ())),
+            "selected_val_recon_mse": float(sel.losses.get("val_recon_mse", np.nan)),
+            "count_candidates": np.asarray(getattr(est, "count_candidates_", []), int),
+            "count_held_out_mse": np.asarray(getattr(est, "count_held_out_mse_", []), float)}
 
 
 # ---- training state --------------------------------------------------------------------

@@ -32,7 +32,7 @@ from .runtime import STRATEGIES, resolve_strategy
 from .schedule import active_channels, channel_kl, schedule_values
 from .selection import Snapshot, choose_snapshot, snapshot_due
 from .trainer import IncompatibleStateError, relax_record, set_relax, train, training_state
-from .vae_data import SpectraSource, as_3d, check_source, validation_pair
+from .vae_data import SpectraSource, as_3d, check_source, validation_pair, validation_split
 from .vae_params import PRECISIONS, PRESETS, Settings
 
 __all__ = ["BetaVAE", "CHANNEL_REQUEST", "PRESETS", "PRECISIONS", "STRATEGIES", "Snapshot",
@@ -128,6 +128,22 @@ class BetaVAE(BaseEstimator):
         Add linear maps input -> latent means and latent -> output beside the LSTMs, so
         the network contains the linear model of the same dimension (PCA-k) and the
         recurrent layers learn what is left.
+    validation_fraction : float
+        Share of the positions held out of the training (0 <= f < 0.5; default 0.1; 0:
+        none), split with ``random_state``: their losses are logged per epoch (``val_*``)
+        and each snapshot's deterministic reconstruction error on them
+        (``val_recon_mse``) is what the automatic selection and the end of the
+        annealing compare. Ignored when :meth:`fit` gets ``X_val``.
+    count_tolerance : float
+        0 (default): without ``target_active`` the relax phase keeps the channels active
+        when the reconstruction leaves ``r2_tolerance``. t > 0: the automatic count on
+        held-out positions (needs ``relax_epochs`` and ``validation_fraction``): the
+        annealing runs to ``epochs``, then for every count k the annealing passed through
+        a relax phase from the latest snapshot with >= k active channels (its k
+        strongest kept) is scored on the held-out positions, and the smallest k whose
+        held-out MSE is within t x the held-out data variance of the best is relaxed
+        for good (:func:`~.selection.count_by_held_out`; t = 0.01-0.02 gave the true 3
+        on the toy). Costs one relax phase per candidate count.
     strategy : None, {'mirrored', 'multiworker'} or tf.distribute.Strategy
         Train under a ``tf.distribute`` strategy: ``'mirrored'`` replicates the model on
         every GPU of this host (``tf.distribute.MirroredStrategy``; one replica per
@@ -145,6 +161,8 @@ class BetaVAE(BaseEstimator):
     snapshots_ : list of Snapshot
     selected_ : int
         Index of the snapshot whose weights are loaded.
+    validation_index_ : numpy.ndarray
+        Positions of ``X`` held out of the training (empty: none).
     fit_time_ : float
 
     Examples
@@ -174,7 +192,7 @@ class BetaVAE(BaseEstimator):
                  r2_tolerance=None,
                  capacity_start=None, capacity_step=None, target_active=None,
                  relax_epochs=None, relax_beta=None, relax_lr=None, linear_path=None,
-                 beta_growth=None):
+                 beta_growth=None, validation_fraction=None, count_tolerance=None):
         # scikit-learn convention: store every argument as given, check nothing here
         vars(self).update({k: v for k, v in locals().items() if k != "self"})
 
@@ -297,7 +315,11 @@ class BetaVAE(BaseEstimator):
             :class:`SpectraSource` (n, T, C) is streamed batch by batch (``tf.data``)
             and gives the same batches as the array it stands for.
         X_val : numpy.ndarray, optional
-            Validation spectra; their losses are logged as ``val_*``.
+            Validation spectra; their losses are logged as ``val_*``. Without them,
+            ``validation_fraction`` of the positions of ``X`` (a split seeded by
+            ``random_state``, indices in ``validation_index_``) are held out of the
+            training instead (not for a streamed source); snapshots still hold the
+            latent means of every position of ``X``.
         progress : bool
             Show a tqdm bar (epoch, loss terms, beta).
         on_epoch_end : callable, optional
@@ -317,7 +339,23 @@ class BetaVAE(BaseEstimator):
         s = self.settings()
         streamed = isinstance(X, SpectraSource)
         X = check_source(X) if streamed else as_3d(X, "X")
-        val = None if X_val is None else validation_pair(X_val, X)
+        train_index = None
+        self.validation_index_ = np.arange(0)
+        if X_val is not None:
+            val = validation_pair(X_val, X)
+        elif s.validation_fraction > 0 and streamed:
+            val = None
+            logger.warning("validation_fraction=%g is not applied to streamed data: training "
+                           "on every position without held-out ones", s.validation_fraction)
+        else:
+            train_index, held_out = validation_split(len(X), s.validation_fraction,
+                                                     int(s.random_state))
+            self.validation_index_ = held_out
+            val = (X[held_out], X[held_out]) if held_out.size else None
+        if s.count_tolerance and not self.validation_index_.size:
+            raise ParameterError(f"count_tolerance={s.count_tolerance} needs held-out positions "
+                                 "of X; expected in-memory X without X_val and enough "
+                                 "positions for validation_fraction to hold one out")
         strategy = resolve_strategy(self.strategy)
         keras.utils.set_random_seed(int(s.random_state))
         cfg = NetworkConfig.from_settings(s, X.shape[1], X.shape[2])
@@ -328,7 +366,8 @@ class BetaVAE(BaseEstimator):
         self.input_shape_ = X.shape[1:]
         self.n_features_in_ = X.shape[1] * X.shape[2]
         return train(self, X, val, s, self._run, progress=progress, on_epoch_end=on_epoch_end,
-                     initial_state=initial_state)
+                     initial_state=initial_state,
+                     train_index=train_index if self.validation_index_.size else None)
 
     # ---- inference --------------------------------------------------------------------
     def _run(self, part: str, X: np.ndarray, batch_size: int = 1024) -> list[np.ndarray]:
@@ -355,11 +394,14 @@ class BetaVAE(BaseEstimator):
         return self.encode(X)[0]
 
     def decode(self, Z: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Spectra generated from latent vectors, always (n, steps, channels)."""
+        """Spectra generated from latent vectors, always (n, steps, channels); the
+        inactive channels of the selected model (:meth:`channel_mask`) are set to 0."""
         self._check_fitted()
         Z = np.asarray(Z, dtype="float32")
         if Z.ndim != 2 or Z.shape[1] != self.config_.latent_dim:
             raise ParameterError(f"Z must be (n, {self.config_.latent_dim}), got {Z.shape}")
+        # inactive (masked) channels do not reach the decoder: k channels mean k channels
+        Z = Z * self.channel_mask()
         out, _ = self._run("decoder", Z, batch_size)
         return np.asarray(out, float)
 
@@ -398,7 +440,8 @@ class BetaVAE(BaseEstimator):
         n_active : int, optional
             The latest snapshot with exactly this many active channels (``closest``: the
             latest of those whose count is nearest to it, with a warning in the log when
-            none has exactly as many). Without it,
+            none has exactly as many); with held-out positions (``validation_fraction``)
+            the one of them with the lowest held-out reconstruction error. Without it,
             the last snapshot when a relax phase ran (``relax_epochs``), else the latest
             snapshot whose reconstruction MSE (decoded from the latent means, on the
             training data) is at most ``mse_tolerance`` x that of the last primed
@@ -415,12 +458,48 @@ class BetaVAE(BaseEstimator):
         choice = choose_snapshot(snaps, s, getattr(self, "data_variance_", None), n_active,
                                  closest=closest,
                                  relaxed=getattr(self, "relax_", None) is not None)
-        self.model_.set_weight_arrays(snaps[choice].weights)
-        self.selected_ = choice
+        self.use_snapshot(choice)
         logger.info("selected snapshot %d: epoch %d, beta %.4g, %d active channels", choice,
                     snaps[choice].epoch, snaps[choice].beta,
                     snaps[choice].n_active(s.kl_threshold))
         return choice
+
+    def channel_mask(self) -> np.ndarray:
+        """The 0/1 mask of the latent channels the model uses (0: inactive, set to 0 in
+        the embedding, the log-variances and before decoding).
+
+        Examples
+        --------
+        >>> X = np.sin(np.linspace(0, 6, 20))[None, :] * np.linspace(-1, 1, 32)[:, None]
+        >>> vae = BetaVAE(units=4, embedding_dim=4, latent_dim=3, epochs=1, prime_epochs=1,
+        ...               round_updates=0).fit(X, progress=False)
+        >>> vae.channel_mask().shape
+        (3,)
+        """
+        self._check_fitted()
+        return np.asarray(self.model_.channel_mask().numpy(), float)
+
+    def use_snapshot(self, index: int) -> None:
+        """Load the weights of snapshot ``index`` and mask its inactive channels.
+
+        A channel is kept when the snapshot's own mask kept it and its KL is at least
+        ``kl_threshold``: a model with k active channels then uses exactly k channels on
+        every route (embedding, decoding, reconstruction, the stored model), annealing
+        snapshots included, where channels below the threshold would otherwise still
+        carry signal.
+
+        Raises
+        ------
+        ParameterError
+            ``index`` is not a snapshot.
+        """
+        snap = self._snapshot(index)
+        self.model_.set_weight_arrays(snap.weights)
+        kept = np.asarray(self.model_.channel_mask().numpy()) > 0
+        active = np.zeros_like(kept)
+        active[snap.active(self.settings().kl_threshold)] = True
+        self.model_.set_channel_mask(np.flatnonzero(kept & active))
+        self.selected_ = index % len(self.snapshots_)
 
     def select_requested(self, n_active: int | None = None) -> int:
         """The selection for a channel request (:meth:`request_active`): the latest

@@ -101,6 +101,25 @@ def validation_pair(X_val: np.ndarray, X) -> tuple[np.ndarray, np.ndarray]:
     return X_val, X_val
 
 
+def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded split of ``n`` positions into training and held-out indices (sorted).
+
+    ``round(fraction * n)`` positions are held out, none when that is 0 or would leave
+    fewer than 2 for training.
+
+    Examples
+    --------
+    >>> train, held_out = validation_split(10, 0.2, seed=0)
+    >>> len(train), len(held_out), sorted([*train, *held_out]) == list(range(10))
+    (8, 2, True)
+    """
+    n_val = int(round(float(fraction) * n))
+    if n_val == 0 or n - n_val < 2:
+        return np.arange(n), np.arange(0)
+    order = np.random.default_rng([int(seed), 22]).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
 def mean_variance(src: SpectraSource) -> float:
     """Variance across spectra, averaged over steps and channels (float64 sums, by block)."""
     n = len(src)

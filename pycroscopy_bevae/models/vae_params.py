@@ -41,7 +41,8 @@ DEFAULTS = dict(kl_fraction=0.6, lambda_step=0.0, snapshot_every=0, kl_threshold
                 mse_tolerance=2.0, precision="float32", random_state=0, round_updates=0,
                 schedule="steps", capacity_start=0.0, capacity_step=0.0, target_active=0,
                 relax_epochs=0, relax_beta=0.1, relax_lr=0.1, linear_path=False,
-                beta_growth=1.0, r2_tolerance=0.0)
+                beta_growth=1.0, r2_tolerance=0.0, validation_fraction=0.1,
+                count_tolerance=0.0)
 
 #: Regularisation schedules (``schedule`` parameter).
 SCHEDULES = ("steps", "capacity")
@@ -69,6 +70,8 @@ PARAMETER_CONSTRAINTS = {
     "capacity_step": _NON_NEGATIVE, "target_active": _COUNT, "relax_epochs": _COUNT,
     "relax_beta": _FRACTION, "relax_lr": _FRACTION, "linear_path": Flag(),
     "beta_growth": Real(low=1, high=100), "r2_tolerance": Real(low=0, high=1, high_open=True),
+    "validation_fraction": Real(low=0, high=0.5, high_open=True),
+    "count_tolerance": Real(low=0, high=1, high_open=True),
 }
 
 
@@ -110,4 +113,9 @@ def settings_from(values: dict, preset: str | None) -> Settings:
     if p["target_active"] > p["latent_dim"]:
         raise ParameterError(f"target_active={p['target_active']} exceeds latent_dim="
                              f"{p['latent_dim']}")
+    if p["count_tolerance"] > 0 and not (p["relax_epochs"] > 0 and p["validation_fraction"] > 0):
+        raise ParameterError(
+            f"count_tolerance={p['count_tolerance']} needs a relax phase and held-out positions; "
+            f"expected relax_epochs > 0 and validation_fraction > 0, got {p['relax_epochs']} "
+            f"and {p['validation_fraction']}")
     return Settings(**p)

@@ -43,7 +43,12 @@ _RESULT_BLOCK = 16 * 1024
 #: BetaVAE parameters added later: left out of the duplicate check at their default values.
 _LATER_PARAMS = ("precision", "round_updates", "schedule", "capacity_start", "capacity_step",
                  "target_active", "relax_epochs", "relax_beta", "relax_lr", "linear_path",
-                 "beta_growth", "r2_tolerance")
+                 "beta_growth", "r2_tolerance", "count_tolerance")
+#: Later BetaVAE parameters whose default changes the training: left out of the duplicate
+#: check only at the value that trains as before they existed (held-out positions, issue
+#: 22: results written before it trained on every position, so a run at the default 0.1
+#: is not their duplicate).
+_TRAINED_AS_BEFORE = {"validation_fraction": 0.0}
 
 
 class BetaVAEProcess(GlobalFitProcess):
@@ -61,7 +66,8 @@ class BetaVAEProcess(GlobalFitProcess):
     ``Log_Variance``          positions x latent
     ``Reconstruction``        positions x (modality, step), scaled units
     ``Reconstruction_Error``  positions x 1, mean squared error (scaled units)
-    ``Training_History``      epoch x (loss, mse, l1, kl, beta, lambda, ...)
+    ``Training_History``      epoch x (loss, mse, l1, kl, beta, lambda, ..., ``val_*``:
+                              the same losses on the held-out positions)
     ``Embedding_Snapshots``   snapshot x positions x latent (epochs, betas in attributes)
     ``Scaler_Mean/Std``       modality x step
     ``Model/``                JSON config, selected weights, every snapshot's weights
@@ -108,6 +114,12 @@ class BetaVAEProcess(GlobalFitProcess):
         Train under a ``tf.distribute`` strategy (several GPUs; see
         :class:`~pycroscopy_bevae.models.BetaVAE`). Recorded as the ``strategy``
         attribute; such a run is not a duplicate of a single-device one.
+    validation_fraction : float, via kwargs
+        Share of positions held out of the training (default 0.1, seeded by
+        ``random_state``; 0: none, the training of results written before it existed):
+        their losses are logged per epoch and select the snapshot; ``Embedding`` and
+        ``Reconstruction`` still cover every position (attribute
+        ``n_validation_positions``).
     **kwargs
         Any :class:`~pycroscopy_bevae.models.BetaVAE` parameter (``epochs``, ``units``,
         ``beta_step``, ``random_state``...) and ``pyUSID.processing.Process`` options
@@ -183,6 +195,9 @@ class BetaVAEProcess(GlobalFitProcess):
         defaults = BetaVAE.parameter_defaults()
         for key in _LATER_PARAMS:  # at values training as before they existed: same duplicates
             if parms[key] == defaults[key]:
+                del parms[key]
+        for key, before in _TRAINED_AS_BEFORE.items():  # a default that changes the training
+            if parms[key] == before:
                 del parms[key]
         if strategy is not None:  # a replicated run draws other noise: not a duplicate
             parms["strategy"] = strategy if isinstance(strategy, str) else \
