@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..exceptions import ParameterError
+from ..params import Either, Integer, Literal, check
 from .schedule import RelaxSchedule, StepSchedule, active_channels, channel_kl
 
-__all__ = ["Snapshot", "choose_snapshot", "count_by_held_out", "recon_mse", "snapshot_due",
-           "within_tolerance"]
+__all__ = ["CHANNEL_REQUEST", "Snapshot", "SnapshotSelection", "choose_snapshot",
+           "count_by_held_out", "recon_mse", "snapshot_due", "within_tolerance"]
 
 logger = logging.getLogger(__name__)
+
+#: What a request for a number of active channels (``n_active``) accepts.
+CHANNEL_REQUEST = Either((Literal(None), Integer(low=1)))
 
 
 @dataclass
@@ -187,3 +191,110 @@ def count_by_held_out(counts: Sequence[int], held_out_mse: Sequence[float],
                              f"and {tolerance}")
     limit = float(mse.min()) + tolerance * float(data_variance)
     return min(k for k, m in zip(counts, mse, strict=True) if m <= limit)
+
+
+class SnapshotSelection:
+    """The snapshot-choosing half of :class:`~pycroscopy_bevae.models.BetaVAE`: which
+    snapshot's weights the fitted model uses and which of its channels are active
+    (a mixin; it needs the estimator's ``snapshots_``, ``model_`` and ``settings()``)."""
+
+    def channel_activity(self, snapshot: int | None = None) -> dict:
+        """KL per channel (nats) and variance of the latent means across samples."""
+        snap = self._snapshot(snapshot)
+        return {"kl": snap.channel_kl(), "variance": snap.mu.var(axis=0)}
+
+    def n_active(self, snapshot: int | None = None) -> int:
+        """Active channels (KL >= ``kl_threshold``) at a snapshot (default: selected)."""
+        return self._snapshot(snapshot).n_active(self.settings().kl_threshold)
+
+    def active_channels(self, snapshot: int | None = None) -> np.ndarray:
+        """Indices of the active channels at a snapshot (default: the selected one)."""
+        return self._snapshot(snapshot).active(self.settings().kl_threshold)
+
+    def select(self, n_active: int | None = None, closest: bool = False) -> int:
+        """Load the weights of a snapshot chosen by its number of active channels.
+
+        Parameters
+        ----------
+        n_active : int, optional
+            The latest snapshot with exactly this many active channels (``closest``: the
+            latest of those whose count is nearest to it, with a warning in the log when
+            none has exactly as many); with held-out positions (``validation_fraction``)
+            the one of them with the lowest held-out reconstruction error. Without it,
+            the last snapshot when a relax phase ran (``relax_epochs``), else the latest
+            snapshot whose reconstruction MSE (decoded from the latent means, on the
+            training data) is at most ``mse_tolerance`` x that of the last primed
+            snapshot (beta = 0): the most regularised model that still reconstructs well.
+
+        Returns
+        -------
+        int
+            Index of the selected snapshot (also ``selected_``).
+        """
+        self._check_fitted()
+        s = self.settings()
+        snaps = self.snapshots_
+        choice = choose_snapshot(snaps, s, getattr(self, "data_variance_", None), n_active,
+                                 closest=closest,
+                                 relaxed=getattr(self, "relax_", None) is not None)
+        self.use_snapshot(choice)
+        logger.info("selected snapshot %d: epoch %d, beta %.4g, %d active channels", choice,
+                    snaps[choice].epoch, snaps[choice].beta,
+                    snaps[choice].n_active(s.kl_threshold))
+        return choice
+
+    def channel_mask(self) -> np.ndarray:
+        """The 0/1 mask of the latent channels the model uses (0: inactive, set to 0 in
+        the embedding, the log-variances and before decoding).
+
+        Examples
+        --------
+        >>> X = np.sin(np.linspace(0, 6, 20))[None, :] * np.linspace(-1, 1, 32)[:, None]
+        >>> from pycroscopy_bevae.models import BetaVAE
+        >>> vae = BetaVAE(units=4, embedding_dim=4, latent_dim=3, epochs=1, prime_epochs=1,
+        ...               round_updates=0).fit(X, progress=False)
+        >>> vae.channel_mask().shape
+        (3,)
+        """
+        self._check_fitted()
+        return np.asarray(self.model_.channel_mask().numpy(), float)
+
+    def use_snapshot(self, index: int) -> None:
+        """Load the weights of snapshot ``index`` and mask its inactive channels.
+
+        A channel is kept when the snapshot's own mask kept it and its KL is at least
+        ``kl_threshold``: a model with k active channels then uses exactly k channels on
+        every route (embedding, decoding, reconstruction, the stored model), annealing
+        snapshots included, where channels below the threshold would otherwise still
+        carry signal.
+
+        Raises
+        ------
+        ParameterError
+            ``index`` is not a snapshot.
+        """
+        snap = self._snapshot(index)
+        self.model_.set_weight_arrays(snap.weights)
+        kept = np.asarray(self.model_.channel_mask().numpy()) > 0
+        active = np.zeros_like(kept)
+        active[snap.active(self.settings().kl_threshold)] = True
+        self.model_.set_channel_mask(np.flatnonzero(kept & active))
+        self.selected_ = index % len(self.snapshots_)
+
+    def select_requested(self, n_active: int | None = None) -> int:
+        """The selection for a channel request (:meth:`request_active`): the latest
+        snapshot with ``n_active`` active channels, the closest count when none has
+        exactly as many; None: the automatic rule. The process and a reload of its
+        results choose through this one policy."""
+        return self.select(n_active=check("n_active", n_active, CHANNEL_REQUEST), closest=True)
+
+    def _snapshot(self, index: int | None) -> Snapshot:
+        self._check_fitted()
+        if not self.snapshots_:
+            raise ParameterError("no snapshots recorded")
+        i = self.selected_ if index is None else index
+        try:
+            return self.snapshots_[i]
+        except IndexError:
+            raise ParameterError(f"snapshot {i} does not exist (0..{len(self.snapshots_) - 1})"
+                                 ) from None

@@ -25,14 +25,14 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ..exceptions import NotFittedError, ParameterError
-from ..params import Either, Integer, Literal, check
+from ..params import check
 from . import runtime, vae_params
 from .network_config import NetworkConfig
 from .runtime import STRATEGIES, resolve_strategy
 from .schedule import active_channels, channel_kl, schedule_values
-from .selection import Snapshot, choose_snapshot, snapshot_due
+from .selection import CHANNEL_REQUEST, Snapshot, SnapshotSelection, snapshot_due
 from .trainer import IncompatibleStateError, relax_record, set_relax, train, training_state
-from .vae_data import SpectraSource, as_3d, check_source, validation_pair, validation_split
+from .vae_data import SpectraSource, as_3d, check_source, held_out_positions
 from .vae_params import PRECISIONS, PRESETS, Settings
 
 __all__ = ["BetaVAE", "CHANNEL_REQUEST", "PRESETS", "PRECISIONS", "STRATEGIES", "Snapshot",
@@ -41,11 +41,7 @@ __all__ = ["BetaVAE", "CHANNEL_REQUEST", "PRESETS", "PRECISIONS", "STRATEGIES", 
 
 logger = logging.getLogger(__name__)
 
-#: What a request for a number of active channels (``n_active``) accepts.
-CHANNEL_REQUEST = Either((Literal(None), Integer(low=1)))
-
-
-class BetaVAE(BaseEstimator):
+class BetaVAE(SnapshotSelection, BaseEstimator):
     """LSTM beta-VAE for hysteresis loops / spectra (scikit-learn conventions).
 
     Parameters
@@ -339,19 +335,8 @@ class BetaVAE(BaseEstimator):
         s = self.settings()
         streamed = isinstance(X, SpectraSource)
         X = check_source(X) if streamed else as_3d(X, "X")
-        train_index = None
-        self.validation_index_ = np.arange(0)
-        if X_val is not None:
-            val = validation_pair(X_val, X)
-        elif s.validation_fraction > 0 and streamed:
-            val = None
-            logger.warning("validation_fraction=%g is not applied to streamed data: training "
-                           "on every position without held-out ones", s.validation_fraction)
-        else:
-            train_index, held_out = validation_split(len(X), s.validation_fraction,
-                                                     int(s.random_state))
-            self.validation_index_ = held_out
-            val = (X[held_out], X[held_out]) if held_out.size else None
+        val, train_index, self.validation_index_ = held_out_positions(
+            X, X_val, s.validation_fraction, int(s.random_state))
         if s.count_tolerance and not self.validation_index_.size:
             raise ParameterError(f"count_tolerance={s.count_tolerance} needs held-out positions "
                                  "of X; expected in-memory X without X_val and enough "
@@ -367,7 +352,7 @@ class BetaVAE(BaseEstimator):
         self.n_features_in_ = X.shape[1] * X.shape[2]
         return train(self, X, val, s, self._run, progress=progress, on_epoch_end=on_epoch_end,
                      initial_state=initial_state,
-                     train_index=train_index if self.validation_index_.size else None)
+                     train_index=train_index)
 
     # ---- inference --------------------------------------------------------------------
     def _run(self, part: str, X: np.ndarray, batch_size: int = 1024) -> list[np.ndarray]:
@@ -419,95 +404,6 @@ class BetaVAE(BaseEstimator):
         return float(np.mean((self.reconstruct(X) - X) ** 2))
 
     # ---- model selection --------------------------------------------------------------
-    def channel_activity(self, snapshot: int | None = None) -> dict:
-        """KL per channel (nats) and variance of the latent means across samples."""
-        snap = self._snapshot(snapshot)
-        return {"kl": snap.channel_kl(), "variance": snap.mu.var(axis=0)}
-
-    def n_active(self, snapshot: int | None = None) -> int:
-        """Active channels (KL >= ``kl_threshold``) at a snapshot (default: selected)."""
-        return self._snapshot(snapshot).n_active(self.settings().kl_threshold)
-
-    def active_channels(self, snapshot: int | None = None) -> np.ndarray:
-        """Indices of the active channels at a snapshot (default: the selected one)."""
-        return self._snapshot(snapshot).active(self.settings().kl_threshold)
-
-    def select(self, n_active: int | None = None, closest: bool = False) -> int:
-        """Load the weights of a snapshot chosen by its number of active channels.
-
-        Parameters
-        ----------
-        n_active : int, optional
-            The latest snapshot with exactly this many active channels (``closest``: the
-            latest of those whose count is nearest to it, with a warning in the log when
-            none has exactly as many); with held-out positions (``validation_fraction``)
-            the one of them with the lowest held-out reconstruction error. Without it,
-            the last snapshot when a relax phase ran (``relax_epochs``), else the latest
-            snapshot whose reconstruction MSE (decoded from the latent means, on the
-            training data) is at most ``mse_tolerance`` x that of the last primed
-            snapshot (beta = 0): the most regularised model that still reconstructs well.
-
-        Returns
-        -------
-        int
-            Index of the selected snapshot (also ``selected_``).
-        """
-        self._check_fitted()
-        s = self.settings()
-        snaps = self.snapshots_
-        choice = choose_snapshot(snaps, s, getattr(self, "data_variance_", None), n_active,
-                                 closest=closest,
-                                 relaxed=getattr(self, "relax_", None) is not None)
-        self.use_snapshot(choice)
-        logger.info("selected snapshot %d: epoch %d, beta %.4g, %d active channels", choice,
-                    snaps[choice].epoch, snaps[choice].beta,
-                    snaps[choice].n_active(s.kl_threshold))
-        return choice
-
-    def channel_mask(self) -> np.ndarray:
-        """The 0/1 mask of the latent channels the model uses (0: inactive, set to 0 in
-        the embedding, the log-variances and before decoding).
-
-        Examples
-        --------
-        >>> X = np.sin(np.linspace(0, 6, 20))[None, :] * np.linspace(-1, 1, 32)[:, None]
-        >>> vae = BetaVAE(units=4, embedding_dim=4, latent_dim=3, epochs=1, prime_epochs=1,
-        ...               round_updates=0).fit(X, progress=False)
-        >>> vae.channel_mask().shape
-        (3,)
-        """
-        self._check_fitted()
-        return np.asarray(self.model_.channel_mask().numpy(), float)
-
-    def use_snapshot(self, index: int) -> None:
-        """Load the weights of snapshot ``index`` and mask its inactive channels.
-
-        A channel is kept when the snapshot's own mask kept it and its KL is at least
-        ``kl_threshold``: a model with k active channels then uses exactly k channels on
-        every route (embedding, decoding, reconstruction, the stored model), annealing
-        snapshots included, where channels below the threshold would otherwise still
-        carry signal.
-
-        Raises
-        ------
-        ParameterError
-            ``index`` is not a snapshot.
-        """
-        snap = self._snapshot(index)
-        self.model_.set_weight_arrays(snap.weights)
-        kept = np.asarray(self.model_.channel_mask().numpy()) > 0
-        active = np.zeros_like(kept)
-        active[snap.active(self.settings().kl_threshold)] = True
-        self.model_.set_channel_mask(np.flatnonzero(kept & active))
-        self.selected_ = index % len(self.snapshots_)
-
-    def select_requested(self, n_active: int | None = None) -> int:
-        """The selection for a channel request (:meth:`request_active`): the latest
-        snapshot with ``n_active`` active channels, the closest count when none has
-        exactly as many; None: the automatic rule. The process and a reload of its
-        results choose through this one policy."""
-        return self.select(n_active=check("n_active", n_active, CHANNEL_REQUEST), closest=True)
-
     # ---- persistence (plain arrays + JSON; no pickle, no code) -----------------------------
     def get_config(self) -> dict:
         """JSON-serialisable description: resolved parameters and network sizes."""
@@ -560,14 +456,3 @@ class BetaVAE(BaseEstimator):
             raise ParameterError(f"X has (steps, channels) = {X3.shape[1:]}, the model was "
                                  f"trained on {tuple(self.input_shape_)}")
         return X3
-
-    def _snapshot(self, index: int | None) -> Snapshot:
-        self._check_fitted()
-        if not self.snapshots_:
-            raise ParameterError("no snapshots recorded")
-        i = self.selected_ if index is None else index
-        try:
-            return self.snapshots_[i]
-        except IndexError:
-            raise ParameterError(f"snapshot {i} does not exist (0..{len(self.snapshots_) - 1})"
-                                 ) from None

@@ -6,13 +6,17 @@ TensorFlow is imported only when a pipeline is built.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from ..exceptions import ParameterError
 from .runtime import tensorflow
 
+logger = logging.getLogger(__name__)
+
 __all__ = ["STREAM_BLOCK", "InMemory", "SpectraSource", "as_3d", "batches", "check_source",
-           "mean_variance", "validation_pair"]
+           "held_out_positions", "mean_variance", "validation_pair"]
 
 
 class SpectraSource:
@@ -118,6 +122,36 @@ def validation_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np
         return np.arange(n), np.arange(0)
     order = np.random.default_rng([int(seed), 22]).permutation(n)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def held_out_positions(X, X_val: np.ndarray | None, fraction: float, seed: int
+                       ) -> tuple[tuple | None, np.ndarray | None, np.ndarray]:
+    """What training validates on: ``(val, train_index, held_out)``.
+
+    ``X_val`` given: it is the validation pair and every position of ``X`` trains.
+    Otherwise ``fraction`` of the positions of in-memory ``X`` (a split seeded by
+    ``seed``) are held out: ``val`` is their (input, target) pair, ``train_index`` the
+    rest (None when nothing is held out). A streamed :class:`SpectraSource` is not split
+    (said in the log).
+
+    Examples
+    --------
+    >>> val, train, held = held_out_positions(np.zeros((10, 4, 1)), None, 0.2, 0)
+    >>> len(train), len(held), val[0].shape
+    (8, 2, (2, 4, 1))
+    """
+    none = np.arange(0)
+    if X_val is not None:
+        return validation_pair(X_val, X), None, none
+    if isinstance(X, SpectraSource):
+        if fraction > 0:
+            logger.warning("validation_fraction=%g is not applied to streamed data: training "
+                           "on every position without held-out ones", fraction)
+        return None, None, none
+    train_index, held_out = validation_split(len(X), fraction, seed)
+    if not held_out.size:
+        return None, None, none
+    return (X[held_out], X[held_out]), train_index, held_out
 
 
 def mean_variance(src: SpectraSource) -> float:
