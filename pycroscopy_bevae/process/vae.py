@@ -40,15 +40,12 @@ _STREAM_ABOVE_MB = 64
 #: Positions read, encoded, decoded and written at a time for the results (a multiple of
 #: the inference batch, 1024, so every spectrum meets the batch it meets in one pass).
 _RESULT_BLOCK = 16 * 1024
-#: BetaVAE parameters added later: left out of the duplicate check at their default values.
+#: BetaVAE parameters added later: left out of the duplicate check at the value that trains
+#: as before they existed, their default but for held-out positions (issue 22: results
+#: written before trained on every position, so a run at the default 0.1 is not theirs).
 _LATER_PARAMS = ("precision", "round_updates", "schedule", "capacity_start", "capacity_step",
                  "target_active", "relax_epochs", "relax_beta", "relax_lr", "linear_path",
-                 "beta_growth", "r2_tolerance", "count_tolerance")
-#: Later BetaVAE parameters whose default changes the training: left out of the duplicate
-#: check only at the value that trains as before they existed (held-out positions, issue
-#: 22: results written before it trained on every position, so a run at the default 0.1
-#: is not their duplicate).
-_TRAINED_AS_BEFORE = {"validation_fraction": 0.0}
+                 "beta_growth", "r2_tolerance", "count_tolerance", "validation_fraction")
 
 
 class BetaVAEProcess(GlobalFitProcess):
@@ -115,11 +112,9 @@ class BetaVAEProcess(GlobalFitProcess):
         :class:`~pycroscopy_bevae.models.BetaVAE`). Recorded as the ``strategy``
         attribute; such a run is not a duplicate of a single-device one.
     validation_fraction : float, via kwargs
-        Share of positions held out of the training (default 0.1, seeded by
-        ``random_state``; 0: none, the training of results written before it existed):
-        their losses are logged per epoch and select the snapshot; ``Embedding`` and
-        ``Reconstruction`` still cover every position (attribute
-        ``n_validation_positions``).
+        Share of positions held out of the training (default 0.1, seeded; 0: none): their
+        losses are logged per epoch and select the snapshot; ``Embedding`` and
+        ``Reconstruction`` still cover every position (``n_validation_positions``).
     **kwargs
         Any :class:`~pycroscopy_bevae.models.BetaVAE` parameter (``epochs``, ``units``,
         ``beta_step``, ``random_state``...) and ``pyUSID.processing.Process`` options
@@ -173,9 +168,8 @@ class BetaVAEProcess(GlobalFitProcess):
                 f"dataset '{self.sources.datasets[0].name}' in file "
                 f"'{self.sources.datasets[0].file.filename}' has {n_pos} position; the beta-VAE "
                 "needs at least 2 positions to learn from")
-        own = self._check_parameters({"scaling": scaling, "n_active": n_active,
-                                      "checkpoint_every": checkpoint_every, "stream": stream,
-                                      "progress": progress})
+        own = self._check_parameters(dict(scaling=scaling, n_active=n_active, stream=stream,
+                                          checkpoint_every=checkpoint_every, progress=progress))
         scaling, n_active, checkpoint_every, stream = (own[k] for k in (
             "scaling", "n_active", "checkpoint_every", "stream"))
         # validates every parameter before any write; the estimator owns the request
@@ -192,12 +186,9 @@ class BetaVAEProcess(GlobalFitProcess):
         parms = self.sources.parms()
         parms.update({"scaling": scaling, "preset": str(preset), "stacking": "channels"})
         parms.update(resolved)
-        defaults = BetaVAE.parameter_defaults()
+        before = {**BetaVAE.parameter_defaults(), "validation_fraction": 0.0}
         for key in _LATER_PARAMS:  # at values training as before they existed: same duplicates
-            if parms[key] == defaults[key]:
-                del parms[key]
-        for key, before in _TRAINED_AS_BEFORE.items():  # a default that changes the training
-            if parms[key] == before:
+            if parms[key] == before[key]:
                 del parms[key]
         if strategy is not None:  # a replicated run draws other noise: not a duplicate
             parms["strategy"] = strategy if isinstance(strategy, str) else \
