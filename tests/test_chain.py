@@ -56,7 +56,7 @@ def _report_lines(folder, stem: str) -> list[str]:
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pycroscopy_bevae.exceptions.DataQualityWarning")
 def test_run_equals_the_stage_by_stage_commands(tmp_path, capsys):
-    one = write_synthetic_beps(tmp_path / "one.h5", shape=(4, 4), n_steps=16, raw_data=True)
+    one = write_synthetic_beps(tmp_path / "one.h5", shape=(4, 4), n_steps=24, raw_data=True)
     two = str(shutil.copy(one, tmp_path / "two.h5"))
     assert main(["run", one, "--n-active", "3", "--no-animations", *TINY_VAE]) == 0
     text = capsys.readouterr().out
