@@ -15,7 +15,7 @@ from pycroscopy_bevae.io.beps import SHO_FIELDS
 from tests.helpers import FIT, PROJ_GROUP, TINY_VAE, projected_map
 
 PROJ = PROJ_GROUP
-TINY = dict(TINY_VAE, batch_size=16)
+TINY = dict(TINY_VAE, batch_size=16, validation_fraction=0)  # streamed data is not split
 RESULTS = ("Embedding", "Log_Variance", "Reconstruction", "Reconstruction_Error",
            "Training_History", "Embedding_Snapshots")
 
