@@ -20,8 +20,7 @@ from pycroscopy_bevae.preprocessing import LoopScaler
 from tests.helpers import TINY_NET
 
 TINY = dict(TINY_NET, preset="fast", n_blocks=0, epochs=4, prime_epochs=2, beta_step=0.02,
-            batch_size=50, random_state=1, lambda0=1e-5, linear_path=False, target_active=0,
-            validation_fraction=0)  # schedules counted on every position: test_held_out.py
+            batch_size=50, random_state=1, lambda0=1e-5, linear_path=False, target_active=0)
 
 
 @pytest.fixture(scope="module")
