@@ -4,7 +4,7 @@ Run by hand::
 
     python benchmarks/bench_equal_terms.py [--data toy pzt factors] [--ks 3 5 6]
         [--seeds 0 1 2] [--vae] [--preset fast] [--set k=v ...]
-        [--splits 3] [--held-out 0.2]
+        [--splits 3 | --paired] [--only-splits] [--held-out 0.2]
 
 For each data set, on the same scaled matrix the beta-VAE trains on:
 
@@ -24,7 +24,9 @@ For each data set, on the same scaled matrix the beta-VAE trains on:
   the training positions only, then the held-out positions encoded with the fitted model
   (PCA projection, the learned dictionary, the trained encoder) and decoded; train and
   held-out MSE, mean and standard deviation over splits (and seeds), and the beta-VAE's
-  seed agreement on every position per split.
+  seed agreement on every position per split. ``--paired``: one split per seed (seed i
+  trained on split i), the seed agreement over the splits; ``--only-splits`` skips the
+  fits on every position.
 
 Data: ``toy`` (10,000 RGB spectra x 25 steps, per-step scaling; factors R, G, B),
 ``pzt`` (the real 3600 x 96 x 2 map, global or ``--scaling balanced``, from ``../shared/data``; no
@@ -55,6 +57,7 @@ from pycroscopy_bevae.analysis import (
     modality_mse,
     seed_agreement,
 )
+from pycroscopy_bevae.models.rotation import fit_rotation
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -148,7 +151,26 @@ def vae_rows(X, ks, seeds, preset, overrides, auto=False, X_held_out=None, X_all
             if X_all is not None:
                 row["embedding"] = vae.transform(X_all)[:, active]
             rows.append(row)
+            # the same model in independent axes (rotation='ica'), fitted on its
+            # training positions: the same reconstruction, other channels
+            rot = fit_rotation(vae.encode(X)[0][:, active], np.arange(active.size), seed)
+            if rot is not None:
+                rows.append({**row, "method": row["method"] + "+ICA",
+                             "embedding": rot.forward(row["embedding"])})
     return rows
+
+
+def pca_ica_rows(rows):
+    """PCA's embeddings in independent axes (the same FastICA rotation the beta-VAE's
+    ``rotation='ica'`` applies): whether the rotation, not the network, does the work."""
+    out = []
+    for r in rows:
+        if r["method"] == "pca" and r.get("embedding") is not None:
+            z = r["embedding"]
+            rot = fit_rotation(z, np.arange(z.shape[1]), r["seed"])
+            if rot is not None:
+                out.append({**r, "method": "pca+ICA", "embedding": rot.forward(z)})
+    return out
 
 
 def splits(n: int, n_splits: int, held_out: float, seed: int = 0):
@@ -160,33 +182,40 @@ def splits(n: int, n_splits: int, held_out: float, seed: int = 0):
         np.arange(n)))
 
 
-def agreement_lines(rows):
+def agreement_lines(rows, across_splits: bool = False):
     """Seed agreement of the beta-VAE's embeddings at every k (the automatic count: over
-    the seeds whatever their counts) and split, where given."""
+    the seeds whatever their counts) and split, where given; ``across_splits``: the
+    embeddings (of every position) of all splits together."""
     groups = {}
     for r in rows:
-        if r["method"] in ("beta-VAE", "VAE-auto") and r.get("embedding") is not None:
-            k = "auto" if r["method"] == "VAE-auto" else r["k"]
-            groups.setdefault((k, r.get("split")), []).append(r["embedding"])
-    for (k, split), embs in sorted(groups.items(), key=lambda t: (str(t[0][0]), t[0][1] or 0)):
+        if r["method"].startswith(("beta-VAE", "VAE-auto")) and r.get("embedding") is not None:
+            k = "auto" if r["method"].startswith("VAE-auto") else r["k"]
+            split = None if across_splits else r.get("split")
+            groups.setdefault((r["method"], k, split), []).append(r["embedding"])
+    for (method, k, split), embs in sorted(groups.items(),
+                                           key=lambda t: (t[0][0], str(t[0][1]), t[0][2] or 0)):
         if len(embs) > 1:
             where = "" if split is None else f", split {split}"
-            print(f"  beta-VAE k {k}{where}: {seed_agreement(embs).summary()}", flush=True)
+            print(f"  {method} k {k}{where}: {seed_agreement(embs).summary()}", flush=True)
 
 
 def held_out_rows(X, ks, seeds, args, overrides):
     """Every model on the same seeded position splits, fitted on the training positions;
     rows carry ``split``, ``mse`` (train) and ``mse_held_out``."""
     rows = []
-    for i, (tr, ho) in enumerate(splits(len(X), args.splits, args.held_out)):
+    n_splits = len(seeds) if args.paired else args.splits
+    for i, (tr, ho) in enumerate(splits(len(X), n_splits, args.held_out)):
         print(f"  split {i}: {len(tr)} train / {len(ho)} held-out positions", flush=True)
-        got = [] if args.no_linear else linear_baselines(X[tr], ks, seeds=seeds,
+        on = [seeds[i]] if args.paired else seeds
+        got = [] if args.no_linear else linear_baselines(X[tr], ks, seeds=on,
                                                          X_held_out=X[ho])
         if args.vae or args.auto:
-            got += vae_rows(X[tr], ks if args.vae else [], seeds, args.preset, overrides,
+            got += vae_rows(X[tr], ks if args.vae else [], on, args.preset, overrides,
                             auto=args.auto, X_held_out=X[ho], X_all=X)
         for r in got:
             r["split"] = i
+            if not r["method"].startswith(("beta-VAE", "VAE-auto")):
+                r["embedding"] = None  # of the training positions only: not comparable
         rows += got
     return rows
 
@@ -198,7 +227,8 @@ def held_out_table(name, rows):
           "over splits (and seeds)")
     print(f"  {'method':10s} {'k':>2s}  {'train':>17s}  {'held-out':>17s}  {'gap':>8s}  "
           "runs  held-out per modality")
-    keys = sorted({(r["method"], r["k"]) for r in rows}, key=lambda t: (t[1], t[0]))
+    keys = sorted({(r["method"], r["k"]) for r in rows if not r["method"].endswith("+ICA")},
+                  key=lambda t: (t[1], t[0]))  # a rotation leaves the reconstruction as is
     for method, k in keys:
         rs = [r for r in rows if r["method"] == method and r["k"] == k
               and np.isfinite(r["mse"])]
@@ -292,6 +322,11 @@ def main() -> None:
     ap.add_argument("--splits", type=int, default=0,
                     help="also fit every model on N seeded position splits and report train "
                          "and held-out MSE (0: off)")
+    ap.add_argument("--paired", action="store_true",
+                    help="one split per seed: seed i is trained on split i (3 seeds = 3 splits "
+                         "at the cost of 3 fits); implies the held-out comparison")
+    ap.add_argument("--only-splits", action="store_true",
+                    help="skip the fits on every position (only the held-out comparison)")
     ap.add_argument("--held-out", type=float, default=0.2,
                     help="fraction of the positions held out in each split")
     ap.add_argument("--scaling", default="global", choices=("global", "balanced"),
@@ -317,8 +352,20 @@ def main() -> None:
             continue
         X, truth, labels = got
         print(f"\n{name}: X {X.shape}", flush=True)
+        if args.splits or args.paired:
+            t0 = time.perf_counter()
+            held = held_out_rows(X, args.ks, args.seeds, args, overrides)
+            print(f"  held-out splits: {time.perf_counter() - t0:.0f} s", flush=True)
+            held_out_table(name, held)
+            if truth is not None:
+                score(held, truth, labels)
+                table(f"{name} (models of the splits, embedding of every position)", held)
+            agreement_lines(held, across_splits=args.paired)
+            if args.only_splits:
+                continue
         t0 = time.perf_counter()
         rows = [] if args.no_linear else linear_baselines(X, args.ks, seeds=args.seeds)
+        rows += pca_ica_rows(rows)
         print(f"  linear baselines: {time.perf_counter() - t0:.0f} s", flush=True)
         if args.vae or args.auto:
             rows += vae_rows(X, args.ks if args.vae else [], args.seeds, args.preset,
@@ -330,12 +377,6 @@ def main() -> None:
             ceiling = supervised_ceiling(X, truth)
             print(f"  supervised ceiling (factor R^2 from the whole map and the true values): "
                   f"median {statistics.median(ceiling.values()):.3f}, {ceiling}", flush=True)
-        if args.splits:
-            t0 = time.perf_counter()
-            held = held_out_rows(X, args.ks, args.seeds, args, overrides)
-            print(f"  held-out splits: {time.perf_counter() - t0:.0f} s", flush=True)
-            held_out_table(name, held)
-            agreement_lines(held)
 
 
 if __name__ == "__main__":

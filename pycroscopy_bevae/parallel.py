@@ -261,4 +261,5 @@ def _infer_block(X: np.ndarray, vae=None, config: str | None = None,
         n_lat = vae.config_.latent_dim
         return np.empty((0, n_lat)), np.empty((0, n_lat)), np.empty((0, *X.shape[1:]))
     mu, logvar = vae.encode(X)
-    return mu, logvar, vae.decode(mu)
+    z = vae.rotate(mu)  # the embedding's axes (independent ones with rotation='ica')
+    return z, logvar, vae.decode(z)

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..exceptions import ParameterError
 from ..params import Either, Integer, Literal, check
+from .rotation import fit_rotation
 from .schedule import RelaxSchedule, StepSchedule, active_channels, channel_kl
 
 __all__ = ["CHANNEL_REQUEST", "Snapshot", "SnapshotSelection", "choose_snapshot",
@@ -260,7 +261,8 @@ class SnapshotSelection:
         return np.asarray(self.model_.channel_mask().numpy(), float)
 
     def use_snapshot(self, index: int) -> None:
-        """Load the weights of snapshot ``index`` and mask its inactive channels.
+        """Load the weights of snapshot ``index``, mask its inactive channels and (with
+        ``rotation='ica'``) fit the independent axes of its active ones.
 
         A channel is kept when the snapshot's own mask kept it and its KL is at least
         ``kl_threshold``: a model with k active channels then uses exactly k channels on
@@ -278,8 +280,17 @@ class SnapshotSelection:
         kept = np.asarray(self.model_.channel_mask().numpy()) > 0
         active = np.zeros_like(kept)
         active[snap.active(self.settings().kl_threshold)] = True
-        self.model_.set_channel_mask(np.flatnonzero(kept & active))
+        channels = np.flatnonzero(kept & active)
+        self.model_.set_channel_mask(channels)
         self.selected_ = index % len(self.snapshots_)
+        self.rotation_ = None
+        s = self.settings()
+        if s.rotation == "ica":  # fitted on the latent means of the training positions
+            rows = np.ones(len(snap.mu), bool)
+            held = getattr(self, "validation_index_", np.empty(0, int))
+            if held.size and held.max() < len(rows):
+                rows[held] = False
+            self.rotation_ = fit_rotation(snap.mu[rows], channels, int(s.random_state))
 
     def select_requested(self, n_active: int | None = None) -> int:
         """The selection for a channel request (:meth:`request_active`): the latest

@@ -28,6 +28,7 @@ from ..exceptions import NotFittedError, ParameterError
 from ..params import check
 from . import runtime, vae_params
 from .network_config import NetworkConfig
+from .rotation import LatentRotation
 from .runtime import STRATEGIES, resolve_strategy
 from .schedule import active_channels, channel_kl, schedule_values
 from .selection import CHANNEL_REQUEST, Snapshot, SnapshotSelection, snapshot_due
@@ -140,6 +141,14 @@ class BetaVAE(SnapshotSelection, BaseEstimator):
         held-out MSE is within t x the held-out data variance of the best is relaxed
         for good (:func:`~.selection.count_by_held_out`; t = 0.01-0.02 gave the true 3
         on the toy). Costs one relax phase per candidate count.
+    rotation : {'none', 'ica'}
+        ``'ica'``: the active channels of the selected model are mapped to independent
+        axes (FastICA of the latent means of the training positions,
+        :func:`~.rotation.fit_rotation`), so that each channel follows one independently
+        varying mechanism rather than a mixture; the embedding (:meth:`transform`), the
+        decoder (:meth:`decode`) and traversals use these axes, reconstructions are
+        unchanged and the map is stored with the model. ``'none'`` (default): the
+        network's own channels.
     strategy : None, {'mirrored', 'multiworker'} or tf.distribute.Strategy
         Train under a ``tf.distribute`` strategy: ``'mirrored'`` replicates the model on
         every GPU of this host (``tf.distribute.MirroredStrategy``; one replica per
@@ -188,7 +197,8 @@ class BetaVAE(SnapshotSelection, BaseEstimator):
                  r2_tolerance=None,
                  capacity_start=None, capacity_step=None, target_active=None,
                  relax_epochs=None, relax_beta=None, relax_lr=None, linear_path=None,
-                 beta_growth=None, validation_fraction=None, count_tolerance=None):
+                 beta_growth=None, validation_fraction=None, count_tolerance=None,
+                 rotation=None):
         # scikit-learn convention: store every argument as given, check nothing here
         vars(self).update({k: v for k, v in locals().items() if k != "self"})
 
@@ -375,16 +385,28 @@ class BetaVAE(SnapshotSelection, BaseEstimator):
         return np.asarray(mu, float), np.asarray(logvar, float)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Latent means (the embedding), (n, latent_dim)."""
-        return self.encode(X)[0]
+        """The embedding, (n, latent_dim): the latent means, in the independent axes of
+        the active channels with ``rotation='ica'`` (:meth:`rotate`)."""
+        return self.rotate(self.encode(X)[0])
+
+    def rotate(self, mu: np.ndarray) -> np.ndarray:
+        """Latent means (:meth:`encode`) -> the embedding's coordinates: the active
+        channels mapped to their independent axes with ``rotation='ica'``
+        (:class:`~.rotation.LatentRotation`, undone by :meth:`decode`), else unchanged."""
+        rot = getattr(self, "rotation_", None)
+        return np.asarray(mu, float) if rot is None else rot.forward(mu)
 
     def decode(self, Z: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Spectra generated from latent vectors, always (n, steps, channels); the
-        inactive channels of the selected model (:meth:`channel_mask`) are set to 0."""
+        """Spectra generated from embedding coordinates (:meth:`transform`), always (n,
+        steps, channels); the inactive channels of the selected model
+        (:meth:`channel_mask`) are set to 0."""
         self._check_fitted()
         Z = np.asarray(Z, dtype="float32")
         if Z.ndim != 2 or Z.shape[1] != self.config_.latent_dim:
             raise ParameterError(f"Z must be (n, {self.config_.latent_dim}), got {Z.shape}")
+        rot = getattr(self, "rotation_", None)
+        if rot is not None:  # back from the independent axes to the latent means
+            Z = rot.inverse(Z).astype("float32")
         # inactive (masked) channels do not reach the decoder: k channels mean k channels
         Z = Z * self.channel_mask()
         out, _ = self._run("decoder", Z, batch_size)
@@ -412,7 +434,9 @@ class BetaVAE(SnapshotSelection, BaseEstimator):
         return {"params": self.resolved_params(), "network": self.config_.to_dict(),
                 "input_shape": list(self.input_shape_),
                 "data_variance": None if variance is None else float(variance),
-                "relax": relax_record(self)}
+                "relax": relax_record(self),
+                "rotation": None if getattr(self, "rotation_", None) is None
+                else self.rotation_.to_dict()}
 
     def training_state(self) -> dict:
         """Everything needed to continue training: epoch, weights, optimiser, history, snapshots."""
@@ -438,6 +462,7 @@ class BetaVAE(SnapshotSelection, BaseEstimator):
         variance = config.get("data_variance")
         obj.data_variance_ = None if variance is None else float(variance)
         set_relax(obj, config.get("relax"))
+        obj.rotation_ = LatentRotation.from_dict(config.get("rotation"))
         obj.history_, obj.snapshots_, obj.selected_ = {}, [], -1
         return obj
 

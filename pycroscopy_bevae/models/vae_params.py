@@ -13,6 +13,7 @@ from dataclasses import asdict, make_dataclass
 
 from ..exceptions import ParameterError
 from ..params import Choice, Either, Flag, Integer, Literal, Real, check_params
+from .rotation import ROTATIONS
 
 __all__ = ["PARAMETER_CONSTRAINTS", "PRESETS", "DEFAULTS", "PRECISIONS", "SCHEDULES",
            "Settings", "settings_from"]
@@ -42,7 +43,7 @@ DEFAULTS = dict(kl_fraction=0.6, lambda_step=0.0, snapshot_every=0, kl_threshold
                 schedule="steps", capacity_start=0.0, capacity_step=0.0, target_active=0,
                 relax_epochs=0, relax_beta=0.1, relax_lr=0.1, linear_path=False,
                 beta_growth=1.0, r2_tolerance=0.0, validation_fraction=0.1,
-                count_tolerance=0.0)
+                count_tolerance=0.0, rotation="none")
 
 #: Regularisation schedules (``schedule`` parameter).
 SCHEDULES = ("steps", "capacity")
@@ -72,6 +73,7 @@ PARAMETER_CONSTRAINTS = {
     "beta_growth": Real(low=1, high=100), "r2_tolerance": Real(low=0, high=1, high_open=True),
     "validation_fraction": Real(low=0, high=0.5, high_open=True),
     "count_tolerance": Real(low=0, high=1, high_open=True),
+    "rotation": Choice(ROTATIONS),
 }
 
 

@@ -42,10 +42,12 @@ _STREAM_ABOVE_MB = 64
 _RESULT_BLOCK = 16 * 1024
 #: BetaVAE parameters added later: left out of the duplicate check at the value that trains
 #: as before they existed, their default but for held-out positions (issue 22: results
-#: written before trained on every position, so a run at the default 0.1 is not theirs).
+#: written before trained on every position, so a run at the default 0.1 is not theirs)
+#: and the rotation (written before in the network's own channels).
 _LATER_PARAMS = ("precision", "round_updates", "schedule", "capacity_start", "capacity_step",
                  "target_active", "relax_epochs", "relax_beta", "relax_lr", "linear_path",
-                 "beta_growth", "r2_tolerance", "count_tolerance", "validation_fraction")
+                 "beta_growth", "r2_tolerance", "count_tolerance", "validation_fraction",
+                 "rotation")
 
 
 class BetaVAEProcess(GlobalFitProcess):
@@ -186,10 +188,12 @@ class BetaVAEProcess(GlobalFitProcess):
         parms = self.sources.parms()
         parms.update({"scaling": scaling, "preset": str(preset), "stacking": "channels"})
         parms.update(resolved)
-        before = {**BetaVAE.parameter_defaults(), "validation_fraction": 0.0}
+        before = {**BetaVAE.parameter_defaults(), "validation_fraction": 0.0,
+                  "rotation": "none"}
+        self._left_out = {}
         for key in _LATER_PARAMS:  # at values training as before they existed: same duplicates
             if parms[key] == before[key]:
-                del parms[key]
+                self._left_out[key] = parms.pop(key)
         if strategy is not None:  # a replicated run draws other noise: not a duplicate
             parms["strategy"] = strategy if isinstance(strategy, str) else \
                 type(strategy).__name__
@@ -202,11 +206,14 @@ class BetaVAEProcess(GlobalFitProcess):
     def _check_for_duplicates(self) -> tuple[list, list]:
         """pyUSID's check, plus: streamed and in-memory results are not each other's
         duplicates (nor resumed by each other; groups without a ``stream`` attribute are
-        in-memory ones)."""
+        in-memory ones), and a parameter added later that this run leaves out (at the
+        value that trains as before it existed) must be absent or at that value in the
+        group (pyUSID matches only the parameters a run records)."""
         dups, partial = super()._check_for_duplicates()
 
         def same(grp: h5py.Group) -> bool:
-            return bool(grp.attrs.get("stream", False)) == self.stream
+            later = all(grp.attrs.get(k, v) == v for k, v in self._left_out.items())
+            return later and bool(grp.attrs.get("stream", False)) == self.stream
 
         return [g for g in dups if same(g)], [g for g in partial if same(g)]
 
