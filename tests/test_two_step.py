@@ -168,6 +168,12 @@ def test_a_dictionary_learning_summary_and_its_line(mechanism_map, tmp_path):
     # the loops are the decoded traversal in physical units
     decoded = res.scaler.inverse_transform(res.decode(s.traversal.latents))[0]
     np.testing.assert_allclose(s.loops, decoded)
+    # each point's expectation is the mechanism of its 40 nearest positions in that channel
+    col = res.embedding[:, s.separation.channel]
+    assert s.traversal.nearest.shape == (7, 40)
+    for value, near in zip(s.traversal.values, s.traversal.nearest, strict=True):
+        far = np.setdiff1d(np.arange(len(col)), near)
+        assert np.abs(col[near] - value).max() <= np.abs(col[far] - value).min()
     assert np.array_equal(s.expected, two[s.traversal.nearest].mean(axis=1) > 0.5)
     assert s.n_with_step == switching_steps(decoded, s.voltage).two_step.sum()
     assert s.measured == 1.0 and s.reconstructed > 0.9

@@ -370,7 +370,8 @@ def two_step_summary(result: ModelResult, is_two_step: np.ndarray, n_values: int
     >>> path = write_synthetic_beps(os.path.join(tempfile.mkdtemp(), "s.h5"), shape=(12, 12))
     >>> with h5py.File(path, "r+") as f:
     ...     proj = LoopProjector(f, progress=False).compute()
-    ...     res = read_model_result(DictionaryLearningProcess(proj, n_components=3).compute())
+    ...     res = read_model_result(DictionaryLearningProcess(proj, n_components=3,
+    ...                                                      max_iter=40).compute())
     ...     two = two_step_positions(read_ground_truth(f))
     >>> s = two_step_summary(res, two, n_values=5, k=10)
     >>> s.loops.shape, bool(0.5 <= s.separation.auc <= 1.0), bool(s.measured > 0.95)
