@@ -31,8 +31,7 @@ from .analysis.results import ModelResult
 from .analysis.two_step import TwoStepSummary
 from .exceptions import BEPSFormatError, MissingFileError
 
-__all__ = ["Report", "make_report", "comparison_rows", "physics_lines", "seed_lines",
-           "two_step_lines"]
+__all__ = ["Report", "make_report", "comparison_rows", "physics_lines", "two_step_lines"]
 
 logger = logging.getLogger(__name__)
 
