@@ -334,32 +334,31 @@ def seed_lines(results: list[ModelResult]) -> list[str]:
 
 
 def two_step_lines(summaries: list[TwoStepSummary], is_two_step: np.ndarray) -> list[str]:
-    """The two-step measure of each model in one line (see
+    """The two-step measure, one line per model (see
     :func:`~pycroscopy_bevae.analysis.two_step_summary`): the channel that best separates
     the true two-step positions and its ROC AUC, how many loops generated along it show
     the intermediate step and at how many traversal points that matches the mechanism of
     the nearest positions, and the accuracy of the step measure on the reconstructions
     (and on the input loops)."""
-    if not summaries:
-        return []
     two = np.asarray(is_two_step)
-    parts = []
+    lines = []
     for s in summaries:
         name = "atom" if s.label == "dictionary learning" else "channel"
         n = len(s.loops)
-        parts.append(f"{s.label} {name} {s.separation.channel} separates them best (AUC "
-                     f"{s.separation.auc:.2f}); {s.n_with_step} of {n} loops generated along "
-                     f"it show the intermediate step, as the mechanism of their nearest "
-                     f"positions says at {s.n_agree} of {n} points; on its reconstructions the "
-                     f"step measure agrees with the truth at {100 * s.reconstructed:.1f} % "
-                     f"of positions (input loops {100 * s.measured:.1f} %)")
-    return [f"Two-step switching ({int(two.sum())} of {two.size} positions switch in two "
-            "steps, ground truth): " + "; ".join(parts) + "."]
+        lines.append(
+            f"Two-step switching, {s.label}: {name} {s.separation.channel} separates the "
+            f"{int(two.sum())} two-step positions (of {two.size}, ground truth) best (AUC "
+            f"{s.separation.auc:.2f}); {s.n_with_step} of {n} loops generated along it show "
+            f"the intermediate step, matching the mechanism of their nearest positions at "
+            f"{s.n_agree} of {n} points; on its reconstructions the step measure agrees with "
+            f"the truth at {100 * s.reconstructed:.1f} % of positions (input loops "
+            f"{100 * s.measured:.1f} %).")
+    return lines
 
 
 def _two_step_section(results: list[ModelResult], is_two_step: np.ndarray | None,
                       out_dir: str, figures: dict) -> list[str]:
-    """The two-step line and figure for the models fitted on every position of a map
+    """The two-step lines and figure for the models fitted on every position of a map
     with a two-step mechanism in its ground truth (nothing otherwise)."""
     if is_two_step is None or is_two_step.all():
         return []

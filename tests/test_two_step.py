@@ -179,12 +179,12 @@ def test_a_dictionary_learning_summary_and_its_line(mechanism_map, tmp_path):
     assert s.measured == 1.0 and s.reconstructed > 0.9
     [line] = two_step_lines([s], two)
     assert line == (
-        f"Two-step switching (91 of 256 positions switch in two steps, ground truth): "
-        f"dictionary learning atom {s.separation.channel} separates them best (AUC "
-        f"{s.separation.auc:.2f}); {s.n_with_step} of 7 loops generated along it show the "
-        f"intermediate step, as the mechanism of their nearest positions says at "
-        f"{s.n_agree} of 7 points; on its reconstructions the step measure agrees with the "
-        f"truth at {100 * s.reconstructed:.1f} % of positions (input loops 100.0 %).")
+        f"Two-step switching, dictionary learning: atom {s.separation.channel} separates the "
+        f"91 two-step positions (of 256, ground truth) best (AUC {s.separation.auc:.2f}); "
+        f"{s.n_with_step} of 7 loops generated along it show the intermediate step, matching "
+        f"the mechanism of their nearest positions at {s.n_agree} of 7 points; on its "
+        f"reconstructions the step measure agrees with the truth at "
+        f"{100 * s.reconstructed:.1f} % of positions (input loops 100.0 %).")
 
 
 @pytest.mark.slow
@@ -225,12 +225,17 @@ def test_the_report_measures_both_models(tmp_path):
         vae = read_model_result(BetaVAEProcess(f[PROJ_GROUP], **tiny).compute())
         two = two_step_positions(read_ground_truth(f))
     summaries = [two_step_summary(r, two, k=100) for r in (dl, vae)]
-    [line] = two_step_lines(summaries, two)
+    lines = two_step_lines(summaries, two)
     s = summaries[1]
     assert s.separation.channel in vae.active
-    assert (f"beta-VAE channel {s.separation.channel} separates them best (AUC "
-            f"{s.separation.auc:.2f})") in line and "dictionary learning atom" in line
+    assert lines[0].startswith(f"Two-step switching, dictionary learning: atom "
+                               f"{summaries[0].separation.channel} separates the 35 two-step "
+                               f"positions (of 100, ground truth) best")
+    assert lines[1].startswith(f"Two-step switching, beta-VAE: channel {s.separation.channel} "
+                               f"separates the 35 two-step positions (of 100, ground truth) "
+                               f"best (AUC {s.separation.auc:.2f}); {s.n_with_step} of 9")
     rep = make_report(str(path), str(tmp_path / "report"), animations=False)
     with open(rep.markdown) as fh:
-        assert line in fh.read()
+        text = fh.read()
+    assert lines[0] in text and lines[1] in text
     assert "two_step" in rep.figures
