@@ -24,11 +24,14 @@ from .analysis import (
     read_loop_fit,
     read_model_result,
     seed_agreement,
+    two_step_positions,
+    two_step_summary,
 )
 from .analysis.results import ModelResult
+from .analysis.two_step import TwoStepSummary
 from .exceptions import BEPSFormatError, MissingFileError
 
-__all__ = ["Report", "make_report", "comparison_rows", "physics_lines"]
+__all__ = ["Report", "make_report", "comparison_rows", "physics_lines", "two_step_lines"]
 
 logger = logging.getLogger(__name__)
 
@@ -226,6 +229,7 @@ def make_report(path: str, out_dir: str | None = None, animations: bool = True,
         if found["loop_fit"]:
             text += physics_lines(f[found["loop_fit"][-1]], latest, seed=seed)
         text += seed_lines([r for r in results if r.kind == "beta_vae"])
+        text += _two_step_section(latest, two_step_positions(truth), out_dir, figures)
         for res in latest:
             stem = res.label.replace(" ", "_").replace("-", "_")
             fig, _ = plot_embedding_maps(res, suptitle=f"{res.label}: {res.group}")
@@ -329,6 +333,53 @@ def seed_lines(results: list[ModelResult]) -> list[str]:
     return lines
 
 
+def two_step_lines(summaries: list[TwoStepSummary], is_two_step: np.ndarray) -> list[str]:
+    """The two-step measure, one line per model (see
+    :func:`~pycroscopy_bevae.analysis.two_step_summary`): the channel that best separates
+    the true two-step positions and its ROC AUC, how many loops generated along it show
+    the intermediate step and at how many traversal points that matches the mechanism of
+    the nearest positions, and the accuracy of the step measure on the reconstructions
+    (and on the input loops)."""
+    two = np.asarray(is_two_step)
+    lines = []
+    for s in summaries:
+        name = "atom" if s.label == "dictionary learning" else "channel"
+        n = len(s.loops)
+        lines.append(
+            f"Two-step switching, {s.label}: {name} {s.separation.channel} separates the "
+            f"{int(two.sum())} two-step positions (of {two.size}, ground truth) best (AUC "
+            f"{s.separation.auc:.2f}); {s.n_with_step} of {n} loops generated along it show "
+            f"the intermediate step, matching the mechanism of their nearest positions at "
+            f"{s.n_agree} of {n} points; on its reconstructions the step measure agrees with "
+            f"the truth at {100 * s.reconstructed:.1f} % of positions (input loops "
+            f"{100 * s.measured:.1f} %).")
+    return lines
+
+
+def _two_step_section(results: list[ModelResult], is_two_step: np.ndarray | None,
+                      out_dir: str, figures: dict) -> list[str]:
+    """The two-step lines and figure for the models fitted on every position of a map
+    with a two-step mechanism in its ground truth (nothing otherwise)."""
+    if is_two_step is None or is_two_step.all():
+        return []
+    from .viz import plot_two_step
+
+    usable = [r for r in results if len(r.errors) == is_two_step.size and r.embedding.shape[1]]
+    if not usable:
+        return []
+    summaries = [two_step_summary(r, is_two_step, k=min(100, is_two_step.size))
+                 for r in usable]
+    grid = usable[0].grid_shape
+    if int(np.prod(grid)) == is_two_step.size and len(grid) == 2:
+        maps = [r.embedding[:, s.separation.channel].reshape(grid)
+                for r, s in zip(usable, summaries, strict=True)]
+        fig, _ = plot_two_step(summaries, maps, is_two_step.reshape(grid))
+    else:
+        fig, _ = plot_two_step(summaries)
+    _savefig(fig, out_dir, "two_step", figures)
+    return two_step_lines(summaries, is_two_step)
+
+
 CAPTIONS = {
     "projection": "Loop projection: rotation angle, mechanism (ground truth when known), "
                   "piezoresponse and resonance loops at chosen positions.",
@@ -340,6 +391,11 @@ CAPTIONS = {
                         "dotted line: the selected epoch.",
     "snapshots_animation": "Embedding maps through the beta schedule.",
     "traversal_animation": "Latent traversal of the first active channel.",
+    "two_step": "Two-step switching: each model's channel that best separates the true "
+                "two-step positions (map, white outline), and the piezoresponse loops "
+                "generated along it (normalised, offset in the order of the channel value; "
+                "dots: detected jumps of each branch; red: the loop shows the intermediate "
+                "step; dashed: disagrees with the mechanism of its nearest positions).",
 }
 
 

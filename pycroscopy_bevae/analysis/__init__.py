@@ -10,6 +10,17 @@ from .results import (
     read_loop_fit,
     read_model_result,
 )
+from .two_step import (
+    TWO_STEP_MECHANISMS,
+    ChannelSeparation,
+    SwitchingSteps,
+    TwoStepSummary,
+    loop_branches,
+    switching_steps,
+    two_step_channel,
+    two_step_positions,
+    two_step_summary,
+)
 from .validation import (
     Traversal,
     active_channels,
@@ -23,10 +34,14 @@ from .validation import (
 )
 
 __all__ = [
+    "TWO_STEP_MECHANISMS",
+    "ChannelSeparation",
     "ModelResult",
     "PairMatch",
     "SeedAgreement",
+    "SwitchingSteps",
     "Traversal",
+    "TwoStepSummary",
     "active_channels",
     "active_components",
     "angle_difference",
@@ -38,6 +53,7 @@ __all__ = [
     "ground_truth_r2",
     "latent_traversal",
     "linear_baselines",
+    "loop_branches",
     "match_channels",
     "mechanism_accuracy",
     "modality_mse",
@@ -47,4 +63,8 @@ __all__ = [
     "rowwise_correlation",
     "seed_agreement",
     "spectrum_mse",
+    "switching_steps",
+    "two_step_channel",
+    "two_step_positions",
+    "two_step_summary",
 ]

@@ -11,7 +11,7 @@ import numpy as np
 from ..exceptions import BEPSFormatError
 from ..io.results import find_results, result_kind
 from ..io.usid import as_text
-from ..preprocessing import unstack_features
+from ..preprocessing import MultiScaler, unstack_features
 from ..store import load_beta_vae, read_scaler
 from .validation import active_components
 
@@ -50,6 +50,8 @@ class ModelResult:
         Position grid (rows, cols) where known.
     attrs : dict
         The group's attributes (parameters, MSE, timing).
+    scaler : MultiScaler or None
+        The stored scaler (``scaler.inverse_transform(modalities)`` gives physical units).
     """
 
     kind: str
@@ -64,6 +66,7 @@ class ModelResult:
     axis_values: np.ndarray
     grid_shape: tuple
     attrs: dict = field(default_factory=dict)
+    scaler: MultiScaler | None = None
     _decoder: Callable | None = field(default=None, repr=False)
 
     @property
@@ -144,7 +147,7 @@ def read_model_result(grp: h5py.Group) -> ModelResult:
                        active=active, data=data, reconstruction=recon, errors=errors,
                        names=list(src.names), axis_values=np.asarray(src.axis_values),
                        grid_shape=tuple(int(v) for v in src.grid_shape), attrs=attrs,
-                       _decoder=decoder)
+                       scaler=scaler, _decoder=decoder)
 
 
 def _vae_decoder(grp: h5py.Group) -> Callable:

@@ -136,12 +136,15 @@ class Traversal:
         (n, channels) latent vectors decoded (the k-nearest mean with the channel set).
     spectra : numpy.ndarray
         (n, ...) decoded spectra, one per value.
+    nearest : numpy.ndarray or None
+        (n, k) positions whose latent vectors were averaged for each value.
     """
 
     channel: int
     values: np.ndarray
     latents: np.ndarray
     spectra: np.ndarray
+    nearest: np.ndarray | None = None
 
 
 def latent_traversal(
@@ -204,7 +207,7 @@ def latent_traversal(
     latents = z[near].mean(axis=1)
     latents[:, channel] = values
     spectra = np.asarray(decoder(latents))
-    return Traversal(int(channel), values, latents, spectra)
+    return Traversal(int(channel), values, latents, spectra, near)
 
 
 def ground_truth_r2(

@@ -7,6 +7,7 @@ from .animation import (
     jupyter_traversal,
 )
 from .loops import plot_atoms, plot_loops, plot_map, plot_maps, plot_projection_summary
+from .two_step import plot_two_step
 from .validation import (
     plot_embedding_maps,
     plot_error_maps,
@@ -32,6 +33,7 @@ __all__ = [
     "plot_projection_summary",
     "plot_reconstructions",
     "plot_training_history",
+    "plot_two_step",
     "plot_traversal",
     "plot_traversals",
 ]
