@@ -93,7 +93,8 @@ def comparison_rows(results: list[ModelResult], truth: dict | None = None,
         rows.append({
             "model": res.label,
             "results group": res.group.rsplit("/", 1)[-1],
-            "channels (active / total)": f"{res.active.size} / {res.embedding.shape[1]}",
+            "channels (active / total)": f"{res.active.size} / {res.embedding.shape[1]}"
+            + (" (independent axes)" if a.get("rotation") == "ica" else ""),
             "MSE (scaled)": float(np.mean(res.errors)),
             "MSE per modality": per_mod or None,
             "training (s)": float(a["fit_time_s"]) if "fit_time_s" in a else None,

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from pycroscopy_bevae import BetaVAEProcess, load_beta_vae
-from pycroscopy_bevae.analysis import seed_agreement
+from pycroscopy_bevae.analysis import read_model_result, seed_agreement
 from pycroscopy_bevae.exceptions import ParameterError
 from pycroscopy_bevae.models import BetaVAE
 from pycroscopy_bevae.models.rotation import LatentRotation, fit_rotation
+from pycroscopy_bevae.report import comparison_rows
 from tests.helpers import PROJ_GROUP, projected_map
 
 
@@ -114,6 +115,10 @@ def test_the_process_writes_the_rotated_embedding_consistently(tmp_path):
         out = vae.decode(emb)  # the written embedding decodes to the written reconstruction
         np.testing.assert_allclose(np.moveaxis(out, 2, 1).reshape(len(emb), -1), recon,
                                    atol=1e-5)
+        # the report says which axes the channels are in
+        rows = comparison_rows([read_model_result(g) for g in (plain, grp)])
+        assert rows[0]["channels (active / total)"].endswith("/ 4")
+        assert rows[1]["channels (active / total)"].endswith("/ 4 (independent axes)")
         # the unrotated run is still found as a duplicate at rotation='none', and only
         # it: a parameter left out at its earlier value must not match a group that
         # records another value (pyUSID alone matches the recorded parameters only)
