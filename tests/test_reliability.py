@@ -561,6 +561,9 @@ def test_a_declared_size_beyond_memory_is_refused_from_the_shape(tmp_path):
 # projection, which can finish in under a second on an idle machine)
 _CTRL_C = """
 import signal, sys
+# a terminal's Ctrl-C: the default handler (a child of a pytest-xdist worker inherits
+# SIGINT ignored, and Python keeps it so)
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from pycroscopy_bevae.cli import main
 from pycroscopy_bevae.process.loop_projection import LoopProjector
 unit, calls = LoopProjector._unit_computation, []

@@ -221,7 +221,8 @@ def test_every_attribute_written_is_a_plain_type(tiny_vae_run, tmp_path):
     assert not bad, bad
     # the model is described by JSON text, not by code or a serialised object
     config = json.loads(vae_attrs[f"{tiny_vae_run['group']}/Model@config"][0])
-    assert set(config) == {"params", "network", "input_shape", "data_variance", "relax"}
+    assert set(config) == {"params", "network", "input_shape", "data_variance", "relax",
+                           "rotation"}
 
 
 # ---- no pickle, eval or unsafe deserialisation in the package; no network at run time ------
