@@ -242,6 +242,8 @@ def held_out_table(name, rows):
         print(f"  {method:10s} {k:2d}  {tr.mean():8.4f} +- {tr.std():6.4f}  "
               f"{ho.mean():8.4f} +- {ho.std():6.4f}  {np.mean(ho - tr):+8.4f}  {len(rs):4d}  "
               + " ".join(f"{m:.4f}" for m in mods))
+        print("      held-out per run (split, seed): " + ", ".join(
+            f"({r['split']}, {r['seed']}) {r['mse_held_out']:.5f}" for r in rs))
 
 
 def score(rows, truth, labels):
