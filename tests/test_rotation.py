@@ -92,6 +92,11 @@ def test_the_estimator_rotates_its_embedding_and_keeps_its_reconstruction():
     # stored with the model: a rebuilt estimator gives the same embedding
     again = BetaVAE.from_config(rotated.get_config(), rotated.model_.get_weight_arrays())
     np.testing.assert_array_equal(again.transform(X), z)
+    # and a reload that selects a snapshot again (load_beta_vae(snapshot=/n_active=),
+    # no validation_index_) refits the same rotation from the snapshot
+    again.snapshots_ = rotated.snapshots_
+    again.use_snapshot(rotated.selected_)
+    np.testing.assert_allclose(again.transform(X), z, atol=1e-9)
     with pytest.raises(ParameterError, match="rotation"):
         BetaVAE(rotation="varimax").resolved_params()
 

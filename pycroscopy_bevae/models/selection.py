@@ -18,6 +18,7 @@ from ..exceptions import ParameterError
 from ..params import Either, Integer, Literal, check
 from .rotation import fit_rotation
 from .schedule import RelaxSchedule, StepSchedule, active_channels, channel_kl
+from .vae_data import validation_split
 
 __all__ = ["CHANNEL_REQUEST", "Snapshot", "SnapshotSelection", "choose_snapshot",
            "count_by_held_out", "recon_mse", "snapshot_due", "within_tolerance"]
@@ -285,12 +286,13 @@ class SnapshotSelection:
         self.selected_ = index % len(self.snapshots_)
         self.rotation_ = None
         s = self.settings()
-        if s.rotation == "ica":  # fitted on the latent means of the training positions
-            rows = np.ones(len(snap.mu), bool)
-            held = getattr(self, "validation_index_", np.empty(0, int))
-            if held.size and held.max() < len(rows):
-                rows[held] = False
-            self.rotation_ = fit_rotation(snap.mu[rows], channels, int(s.random_state))
+        if s.rotation == "ica":
+            # on the training positions of the seeded split, derived from the settings
+            # and the snapshot alone: a reloaded model (no validation_index_) refits the
+            # very rotation its written embedding was made with
+            train, _ = validation_split(len(snap.mu), s.validation_fraction,
+                                        int(s.random_state))
+            self.rotation_ = fit_rotation(snap.mu[train], channels, int(s.random_state))
 
     def select_requested(self, n_active: int | None = None) -> int:
         """The selection for a channel request (:meth:`request_active`): the latest
