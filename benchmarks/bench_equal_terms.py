@@ -130,6 +130,7 @@ def vae_rows(X, ks, seeds, preset, overrides, auto=False, X_held_out=None, X_all
             vae.select()
             wanted = [counts[vae.selected_]]
             print(f"    automatic count: {wanted[0]}", flush=True)
+            count_curve(vae, X)
         for kk in wanted:
             if kk not in counts:
                 rows.append({"method": "beta-VAE", "k": kk, "seed": seed, "mse": np.nan,
@@ -160,6 +161,24 @@ def vae_rows(X, ks, seeds, preset, overrides, auto=False, X_held_out=None, X_all
                 rows.append({**row, "method": row["method"] + "+ICA",
                              "embedding": rot.forward(row["embedding"])})
     return rows
+
+
+def count_curve(vae, X) -> None:
+    """The held-out curve behind an automatic count (``count_tolerance``): the candidate
+    counts, the held-out MSE after relax at each, and the count other tolerances give."""
+    from pycroscopy_bevae.models.selection import count_by_held_out
+
+    counts = getattr(vae, "count_candidates_", None)
+    if not counts:
+        return
+    scores = vae.count_held_out_mse_
+    variance = float(np.mean(np.var(X[vae.validation_index_], axis=0)))
+    print("    held-out MSE after relax per candidate count: " + ", ".join(
+        f"{k}: {m:.5f}" for k, m in zip(counts, scores, strict=True))
+        + f" (held-out variance {variance:.4f})", flush=True)
+    print("    count per tolerance: " + ", ".join(
+        f"{t:g}: {count_by_held_out(counts, scores, variance, t)}"
+        for t in (0.002, 0.005, 0.01, 0.02, 0.05)), flush=True)
 
 
 def pca_ica_rows(rows):
