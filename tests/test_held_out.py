@@ -9,7 +9,7 @@ import pytest
 from pycroscopy_bevae import ParameterError
 from pycroscopy_bevae.datasets import toy_training_set
 from pycroscopy_bevae.models import BetaVAE
-from pycroscopy_bevae.models.selection import count_by_held_out, recon_mse
+from pycroscopy_bevae.models.selection import count_by_held_out, recon_mse, search_count
 from pycroscopy_bevae.models.vae_data import validation_split
 from pycroscopy_bevae.preprocessing import LoopScaler
 from tests.helpers import TINY_NET
@@ -70,6 +70,32 @@ def test_the_count_rule_takes_the_smallest_count_within_the_tolerance_of_the_bes
         count_by_held_out([1], [0.1], -1.0)
 
 
+def test_the_count_search_scores_fewer_counts_and_keeps_the_rule_on_what_it_scored():
+    counts = [1, 2, 3, 4, 5, 7, 9, 12, 16]
+    falling = dict(zip(counts, [0.40, 0.12, 0.031, 0.030, 0.0295, 0.029, 0.0288, 0.0287,
+                                0.0286], strict=True))
+    asked = []
+
+    def score(k):
+        asked.append(k)
+        return falling[k]
+
+    k, scored, mse = search_count(counts, score, 0.25, 0.01)
+    # the largest first, then up from the smallest until one is within 0.0025 of the best
+    assert (k, asked, scored) == (3, [16, 1, 2, 3], [1, 2, 3, 16])
+    assert mse == [falling[c] for c in scored]
+    assert k == count_by_held_out(counts, list(falling.values()), 0.25, 0.01)  # the full rule
+    assert search_count(counts, falling.get, 0.25, 0.0)[0] == 16  # no tolerance: the best
+    assert search_count([4], falling.get, 0.25, 0.01)[:2] == (4, [4])
+    # a curve that rises again: the search stops at the first count within the tolerance
+    # of what it scored; the full rule also sees the skipped dip at 9
+    dip = {**falling, 9: 0.020}
+    assert search_count(counts, dip.get, 0.25, 0.01)[0] == 3
+    assert count_by_held_out(counts, [dip[c] for c in counts], 0.25, 0.01) == 9
+    with pytest.raises(ParameterError, match="at least one candidate"):
+        search_count([], dip.get, 0.25)
+
+
 def test_the_automatic_count_relaxes_at_the_count_its_held_out_curve_implies(toy_x):
     # strong, rising beta: the annealing passes through 3 and 4 active channels
     params = dict(TINY, latent_dim=4, epochs=5, prime_epochs=2, round_updates=20,
@@ -78,9 +104,12 @@ def test_the_automatic_count_relaxes_at_the_count_its_held_out_curve_implies(toy
     vae = BetaVAE(**params).fit(toy_x, progress=False)
     counts, mse = vae.count_candidates_, vae.count_held_out_mse_
     passed = {s.n_active(0.1) for s in vae.snapshots_ if 0 < s.beta and s.epoch < 5} - {0}
-    assert counts == sorted(passed) and len(counts) == len(mse) >= 2
+    # the search scores the largest count, then from the smallest up to the count it keeps
+    ordered = sorted(passed)
+    assert len(ordered) >= 2 and len(counts) == len(mse) >= 2
     k = count_by_held_out(counts, mse, float(np.var(toy_x[vae.validation_index_], axis=0)
                                              .mean()), 0.02)
+    assert counts == sorted(set(ordered[:ordered.index(k) + 1]) | {ordered[-1]})
     # the final relax phase keeps k channels and, being the candidate run again from the
     # restored state, ends where that candidate ended
     assert np.count_nonzero(vae.channel_mask()) == vae.n_active() == k

@@ -15,7 +15,7 @@ from pycroscopy_bevae.io.beps import SHO_FIELDS
 from tests.helpers import FIT, PROJ_GROUP, TINY_VAE, projected_map
 
 PROJ = PROJ_GROUP
-TINY = dict(TINY_VAE, batch_size=16, validation_fraction=0)  # streamed data is not split
+TINY = dict(TINY_VAE, batch_size=16)  # 7 of 72 positions held out, streamed or not
 RESULTS = ("Embedding", "Log_Variance", "Reconstruction", "Reconstruction_Error",
            "Training_History", "Embedding_Snapshots")
 
@@ -82,7 +82,8 @@ def test_projection_chunk_size_and_equality(beps_file, tmp_path):
 
 # ---- beta-VAE: streamed training, batched inference ----------------------------------------
 @pytest.mark.slow
-def test_estimator_streams_the_same_batches():
+@pytest.mark.parametrize("fraction", [0.0, 0.2])
+def test_estimator_streams_the_same_batches(fraction):
     from pycroscopy_bevae.models import BetaVAE
     from pycroscopy_bevae.models.vae import SpectraSource
 
@@ -97,15 +98,23 @@ def test_estimator_streams_the_same_batches():
     X = (np.sin(np.linspace(0, 6, 20))[None, :, None] * rng.normal(size=(70, 1, 2))
          ).astype("float32")
     kw = {k: v for k, v in TINY.items() if k not in ("progress", "checkpoint_every")}
+    kw["validation_fraction"] = fraction
     a = BetaVAE(**kw).fit(X, progress=False)
     b = BetaVAE(**kw).fit(Source(X), progress=False)
+    # the same positions held out of both (14 of 70 with a split), validated per epoch
+    np.testing.assert_array_equal(a.validation_index_, b.validation_index_)
+    assert b.validation_index_.size == round(70 * fraction)
+    assert len(b.history_.get("val_mse", [])) == (len(b.history_["loss"]) if fraction else 0)
     assert a.history_ == b.history_
     wa, wb = a.model_.get_weight_arrays(), b.model_.get_weight_arrays()
     for k in wa:
         np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
     for sa, sb in zip(a.snapshots_, b.snapshots_, strict=True):
         np.testing.assert_array_equal(sa.mu, sb.mu)
-        assert sa.losses["recon_mse"] == pytest.approx(sb.losses["recon_mse"], rel=1e-6)
+        assert sa.losses.keys() == sb.losses.keys()
+        assert ("val_recon_mse" in sb.losses) == bool(fraction)
+        for key in sa.losses:
+            assert sa.losses[key] == pytest.approx(sb.losses[key], rel=1e-6), key
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +192,22 @@ def test_streamed_run_resumes_exactly(_vae_master, streamed_run, tmp_path, monke
             np.testing.assert_array_equal(grp[k][()], streamed_run[k], err_msg=k)
         # an in-memory run is a different computation: not taken as a duplicate
         assert BetaVAEProcess(f[PROJ], stream=False, **TINY).duplicate_h5_groups == []
+
+
+@pytest.mark.slow
+def test_streamed_run_holds_positions_out_and_is_no_duplicate_of_one_that_did_not(
+        in_memory_run, streamed_run):
+    attrs = streamed_run["attrs"]
+    assert attrs["n_validation_positions"] == in_memory_run["attrs"][
+        "n_validation_positions"] == 7
+    assert attrs["stream_held_out"] and "stream_held_out" not in in_memory_run["attrs"]
+    assert np.isfinite(attrs["selected_val_recon_mse"])
+    with h5py.File(streamed_run["path"], "r+") as f:
+        grp = BetaVAEProcess(f[PROJ], stream=True, **TINY).duplicate_h5_groups[0]
+        # a streamed group of an earlier version, which trained on every position
+        del grp.attrs["stream_held_out"]
+        assert BetaVAEProcess(f[PROJ], stream=True, **TINY).duplicate_h5_groups == []
+        grp.attrs["stream_held_out"] = True
 
 
 def test_stream_auto_and_validation(_vae_master, monkeypatch, tmp_path):

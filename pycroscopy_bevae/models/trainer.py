@@ -21,12 +21,12 @@ from .schedule import CapacitySchedule, RelaxSchedule, Schedule, ScheduleValues,
 from .selection import (
     Snapshot,
     choose_snapshot,
-    count_by_held_out,
     recon_mse,
+    search_count,
     snapshot_due,
     within_tolerance,
 )
-from .vae_data import STREAM_BLOCK, InMemory, SpectraSource, batches, mean_variance
+from .vae_data import STREAM_BLOCK, InMemory, SpectraSource, Subset, batches, mean_variance
 
 __all__ = ["IncompatibleStateError", "Trainer", "fit_summary", "restore_state", "set_relax",
            "relax_record", "train", "training_state"]
@@ -48,7 +48,7 @@ def train(est, X: np.ndarray | SpectraSource, val, s, run: Callable, progress: b
 
     ``X`` is the checked (n, steps, channels) array or source, ``val`` None or the
     Keras validation data, ``run(part, X)`` applies the encoder or decoder (inference),
-    ``train_index`` the positions of an in-memory ``X`` trained on (None: all; the others
+    ``train_index`` the positions of ``X`` trained on (None: all; the others
     are held out: snapshots hold every position and their ``val_recon_mse``); see
     :meth:`~pycroscopy_bevae.models.BetaVAE.fit`.
     """
@@ -88,10 +88,12 @@ class Trainer:
             self.bar = tqdm(total=s.epochs + s.relax_epochs, initial=start, desc="beta-VAE",
                             unit="epoch", leave=False)
         t0 = time.perf_counter()
-        if isinstance(X, SpectraSource):
-            src = X
+        if self.train_index is None:
+            src = X if isinstance(X, SpectraSource) else InMemory(X)
         else:
-            src = InMemory(X if self.train_index is None else X[self.train_index])
+            src = Subset(X, self.train_index) if isinstance(X, SpectraSource) else \
+                InMemory(X[self.train_index])
+        self.held_out_rows = None if val is None else val[0]
         est.data_variance_ = mean_variance(src)
         per_epoch = int(s.round_updates) or -(-len(src) // int(s.batch_size))
         est.updates_per_epoch_ = per_epoch
@@ -216,21 +218,21 @@ class Trainer:
         return idx, np.sort(np.argsort(snaps[idx].channel_kl())[::-1][:min(k, count)])
 
     def held_out_count(self, epoch: int) -> int:
-        """The automatic channel count (``count_tolerance``): a relax phase at each count
-        the annealing passed through, scored on the held-out positions
-        (:func:`~.selection.count_by_held_out`); the training state is restored after
-        each. Records ``count_candidates_`` and ``count_held_out_mse_`` on the estimator."""
+        """The automatic channel count (``count_tolerance``): relax phases at counts the
+        annealing passed through, scored on the held-out positions, the largest count
+        first and then from the smallest up until one is within the tolerance
+        (:func:`~.selection.search_count`); the training state is restored after each.
+        Records the scored ``count_candidates_`` and their ``count_held_out_mse_`` on the
+        estimator."""
         est, s = self.est, self.s
         counts = sorted({x.n_active(s.kl_threshold) for x in est.snapshots_ if x.beta > 0}
                         - {0}) or [max(1, est.snapshots_[-1].n_active(s.kl_threshold))]
-        scores = [self.relax_score(epoch, k) for k in counts]
-        held = np.ones(len(self.X), bool)
-        held[self.train_index] = False
-        variance = mean_variance(InMemory(self.X[held]))
-        k = count_by_held_out(counts, scores, variance, s.count_tolerance)
-        est.count_candidates_, est.count_held_out_mse_ = counts, scores
-        logger.info("held-out MSE after relax at counts %s: %s; %d channels (tolerance %g "
-                    "of the held-out variance %.4g)", counts,
+        variance = mean_variance(InMemory(self.held_out_rows))
+        k, scored, scores = search_count(counts, lambda c: self.relax_score(epoch, c),
+                                         variance, s.count_tolerance)
+        est.count_candidates_, est.count_held_out_mse_ = scored, scores
+        logger.info("held-out MSE after relax at counts %s (of %s): %s; %d channels "
+                    "(tolerance %g of the held-out variance %.4g)", scored, counts,
                     [round(x, 5) for x in scores], k, s.count_tolerance, variance)
         return k
 
@@ -324,37 +326,37 @@ class Trainer:
         # deterministic reconstruction error (from the latent means), used for selection:
         # the training MSE above includes the sampling noise, which grows with beta
         if isinstance(X, SpectraSource):
-            mu, logvar, losses["recon_mse"] = self.stream_latents(X)
+            mu, logvar, err = self.stream_latents(X)
         else:
             mu, logvar, _ = self.infer("encoder", X)
             recon, _ = self.infer("decoder", mu)
             err = np.mean((np.asarray(recon) - X) ** 2, axis=(1, 2))
-            if self.train_index is None:
-                losses["recon_mse"] = float(np.mean(err))
-            else:  # trained-on and held-out positions
-                held = np.ones(len(X), bool)
-                held[self.train_index] = False
-                losses["recon_mse"] = float(np.mean(err[~held]))
-                losses["val_recon_mse"] = float(np.mean(err[held]))
+        if self.train_index is None:
+            losses["recon_mse"] = float(np.mean(err))
+        else:  # trained-on and held-out positions
+            held = np.ones(len(X), bool)
+            held[self.train_index] = False
+            losses["recon_mse"] = float(np.mean(err[~held]))
+            losses["val_recon_mse"] = float(np.mean(err[held]))
         est.snapshots_.append(Snapshot(
             epoch=int(epoch), beta=float(values.beta), lam=float(values.lam), losses=losses,
             mu=np.asarray(mu, np.float32), logvar=np.asarray(logvar, np.float32),
             weights=est.model_.get_weight_arrays()))
 
-    def stream_latents(self, src: SpectraSource) -> tuple[np.ndarray, np.ndarray, float]:
-        """Latent means, log-variances and reconstruction MSE of a source, block by block."""
+    def stream_latents(self, src: SpectraSource) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Latent means, log-variances and reconstruction MSE per position of a source,
+        block by block."""
         n = len(src)
-        mus, logvars, sq_sum = [], [], 0.0
+        mus, logvars, errs = [], [], []
         for start in range(0, n, STREAM_BLOCK):
             xb = np.asarray(src.take(np.arange(start, min(start + STREAM_BLOCK, n))),
                             dtype="float32")
             mu, logvar, _ = self.infer("encoder", xb)
             recon, _ = self.infer("decoder", mu)
-            sq_sum += float(np.sum(np.square(recon - xb), dtype=np.float64))
+            errs.append(np.mean(np.square(np.asarray(recon) - xb), axis=(1, 2)))
             mus.append(mu)
             logvars.append(logvar)
-        return np.concatenate(mus), np.concatenate(logvars), sq_sum / (n * int(np.prod(
-            src.shape[1:])))
+        return np.concatenate(mus), np.concatenate(logvars), np.concatenate(errs)
 
 
 def fit_summary(est) -> dict:

@@ -135,12 +135,14 @@ class BetaVAE(SnapshotSelection, BaseEstimator):
         0 (default): without ``target_active`` the relax phase keeps the channels active
         when the reconstruction leaves ``r2_tolerance``. t > 0: the automatic count on
         held-out positions (needs ``relax_epochs`` and ``validation_fraction``): the
-        annealing runs to ``epochs``, then for every count k the annealing passed through
-        a relax phase from the latest snapshot with >= k active channels (its k
-        strongest kept) is scored on the held-out positions, and the smallest k whose
-        held-out MSE is within t x the held-out data variance of the best is relaxed
-        for good (:func:`~.selection.count_by_held_out`; t = 0.01-0.02 gave the true 3
-        on the toy). Costs one relax phase per candidate count.
+        annealing runs to ``epochs``, then for counts k the annealing passed through a
+        relax phase from the latest snapshot with >= k active channels (its k strongest
+        kept) is scored on the held-out positions, and the smallest k whose held-out MSE
+        is within t x the held-out data variance of the best is relaxed for good
+        (:func:`~.selection.count_by_held_out`; t = 0.01-0.02 gave the true 3 on the
+        toy). The largest count is scored first, then the counts from the smallest up
+        until one is within the tolerance (:func:`~.selection.search_count`): a few relax
+        phases, not one per candidate.
     rotation : {'none', 'ica'}
         ``'ica'``: the active channels of the selected model are mapped to independent
         axes (FastICA of the latent means of the training positions,
@@ -323,9 +325,9 @@ class BetaVAE(SnapshotSelection, BaseEstimator):
         X_val : numpy.ndarray, optional
             Validation spectra; their losses are logged as ``val_*``. Without them,
             ``validation_fraction`` of the positions of ``X`` (a split seeded by
-            ``random_state``, indices in ``validation_index_``) are held out of the
-            training instead (not for a streamed source); snapshots still hold the
-            latent means of every position of ``X``.
+            ``random_state``, indices in ``validation_index_``; from a streamed source
+            they are read into memory) are held out of the training instead;
+            snapshots still hold the latent means of every position of ``X``.
         progress : bool
             Show a tqdm bar (epoch, loss terms, beta).
         on_epoch_end : callable, optional
@@ -349,8 +351,8 @@ class BetaVAE(SnapshotSelection, BaseEstimator):
             X, X_val, s.validation_fraction, int(s.random_state))
         if s.count_tolerance and not self.validation_index_.size:
             raise ParameterError(f"count_tolerance={s.count_tolerance} needs held-out positions "
-                                 "of X; expected in-memory X without X_val and enough "
-                                 "positions for validation_fraction to hold one out")
+                                 "of X; expected X without X_val and enough positions "
+                                 "for validation_fraction to hold one out")
         strategy = resolve_strategy(self.strategy)
         keras.utils.set_random_seed(int(s.random_state))
         cfg = NetworkConfig.from_settings(s, X.shape[1], X.shape[2])

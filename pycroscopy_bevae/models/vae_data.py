@@ -15,8 +15,8 @@ from .runtime import tensorflow
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["STREAM_BLOCK", "InMemory", "SpectraSource", "as_3d", "batches", "check_source",
-           "held_out_positions", "mean_variance", "validation_pair"]
+__all__ = ["STREAM_BLOCK", "InMemory", "SpectraSource", "Subset", "as_3d", "batches",
+           "check_source", "held_out_positions", "mean_variance", "validation_pair"]
 
 
 class SpectraSource:
@@ -65,6 +65,18 @@ class InMemory(SpectraSource):
 
     def take(self, indices: np.ndarray) -> np.ndarray:
         return self.x[indices]
+
+
+class Subset(SpectraSource):
+    """Rows ``index`` of a source, renumbered 0 .. len(index) - 1 (the training positions
+    of a streamed source whose held-out positions are left out)."""
+
+    def __init__(self, src: SpectraSource, index: np.ndarray):
+        self.src, self.index = src, np.asarray(index, dtype=np.int64)
+        self.shape = (len(self.index), *tuple(src.shape)[1:])
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        return self.src.take(self.index[np.asarray(indices, dtype=np.int64)])
 
 
 def check_source(src: SpectraSource) -> SpectraSource:
@@ -129,10 +141,10 @@ def held_out_positions(X, X_val: np.ndarray | None, fraction: float, seed: int
     """What training validates on: ``(val, train_index, held_out)``.
 
     ``X_val`` given: it is the validation pair and every position of ``X`` trains.
-    Otherwise ``fraction`` of the positions of in-memory ``X`` (a split seeded by
-    ``seed``) are held out: ``val`` is their (input, target) pair, ``train_index`` the
-    rest (None when nothing is held out). A streamed :class:`SpectraSource` is not split
-    (said in the log).
+    Otherwise ``fraction`` of the positions of ``X`` (a split seeded by ``seed``) are
+    held out: ``val`` is their (input, target) pair, read into memory also from a
+    streamed :class:`SpectraSource`, ``train_index`` the rest (None when nothing is
+    held out).
 
     Examples
     --------
@@ -143,15 +155,12 @@ def held_out_positions(X, X_val: np.ndarray | None, fraction: float, seed: int
     none = np.arange(0)
     if X_val is not None:
         return validation_pair(X_val, X), None, none
-    if isinstance(X, SpectraSource):
-        if fraction > 0:
-            logger.warning("validation_fraction=%g is not applied to streamed data: training "
-                           "on every position without held-out ones", fraction)
-        return None, None, none
     train_index, held_out = validation_split(len(X), fraction, seed)
     if not held_out.size:
         return None, None, none
-    return (X[held_out], X[held_out]), train_index, held_out
+    rows = (np.asarray(X.take(held_out), dtype="float32") if isinstance(X, SpectraSource)
+            else X[held_out])
+    return (rows, rows), train_index, held_out
 
 
 def mean_variance(src: SpectraSource) -> float:

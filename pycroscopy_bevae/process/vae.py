@@ -199,6 +199,8 @@ class BetaVAEProcess(GlobalFitProcess):
                 type(strategy).__name__
         if self.stream:  # in-memory runs keep the parameters (and duplicates) they had
             parms["stream"] = True
+            if resolved["validation_fraction"] > 0:  # streamed runs held nothing out before
+                parms["stream_held_out"] = True
         if n_active is not None:  # picks the snapshot on every route: changes the result
             parms["n_active"] = n_active
         self._init_process(self.sources.datasets[0], "Beta_VAE", parms, **proc_kwargs)
