@@ -49,6 +49,22 @@ def factor_map(tmp_path_factory):
                          variant="factors")
 
 
+@pytest.fixture(scope="module")
+def dl_map(mechanism_map, tmp_path_factory) -> tuple:
+    """(path, group name) of the mechanism map with a 4-atom dictionary learning result;
+    tests that write copy the file first."""
+    path = copy_to(mechanism_map, tmp_path_factory.mktemp("two_step_dl") / "m.h5")
+    with h5py.File(path, "r+") as f:
+        grp = DictionaryLearningProcess(f[PROJ_GROUP], n_components=4, max_iter=40).compute()
+        return path, grp.name
+
+
+def _dl_result(path, name):
+    """The dictionary learning result and the true two-step positions of a map."""
+    with h5py.File(path, "r") as f:
+        return read_model_result(f[name]), two_step_positions(read_ground_truth(f))
+
+
 def _true_and_measured(path):
     """(voltage, clean loops, projected loops, is_two_step, truth) of the last cycle, off field."""
     with h5py.File(path, "r") as f:
@@ -155,12 +171,8 @@ def test_bad_input_is_refused_with_what_was_expected(call, message):
         call()
 
 
-def test_a_dictionary_learning_summary_and_its_line(mechanism_map, tmp_path):
-    path = copy_to(mechanism_map, tmp_path / "m.h5")
-    with h5py.File(path, "r+") as f:
-        grp = DictionaryLearningProcess(f[PROJ_GROUP], n_components=4, max_iter=40).compute()
-        res = read_model_result(grp)
-        two = two_step_positions(read_ground_truth(f))
+def test_a_dictionary_learning_summary_and_its_line(dl_map):
+    res, two = _dl_result(*dl_map)
     s = two_step_summary(res, two, n_values=7, k=40)
     # the best atom is the one with the largest AUC among the atoms in use
     assert s.separation.auc == pytest.approx(two_step_channel(res.embedding, two).auc)
@@ -188,12 +200,9 @@ def test_a_dictionary_learning_summary_and_its_line(mechanism_map, tmp_path):
 
 
 @pytest.mark.slow
-def test_the_report_shows_the_two_step_line_and_figure(mechanism_map, tmp_path):
-    path = copy_to(mechanism_map, tmp_path / "m.h5")
-    with h5py.File(path, "r+") as f:
-        grp = DictionaryLearningProcess(f[PROJ_GROUP], n_components=4, max_iter=40).compute()
-        res = read_model_result(grp)
-        two = two_step_positions(read_ground_truth(f))
+def test_the_report_shows_the_two_step_line_and_figure(dl_map, tmp_path):
+    path = copy_to(dl_map[0], tmp_path / "m.h5")
+    res, two = _dl_result(path, dl_map[1])
     rep = make_report(str(path), str(tmp_path / "report"), animations=False)
     [line] = two_step_lines([two_step_summary(res, two, k=100)], two)  # as the report does
     with open(rep.markdown) as fh:
