@@ -224,10 +224,13 @@ def held_out_rows(X, ks, seeds, args, overrides):
     """Every model on the same seeded position splits, fitted on the training positions;
     rows carry ``split``, ``mse`` (train) and ``mse_held_out``."""
     rows = []
-    n_splits = len(seeds) if args.paired else args.splits
+    first = args.first_split if args.paired else 0
+    n_splits = first + len(seeds) if args.paired else args.splits
     for i, (tr, ho) in enumerate(splits(len(X), n_splits, args.held_out)):
+        if i < first:
+            continue
         print(f"  split {i}: {len(tr)} train / {len(ho)} held-out positions", flush=True)
-        on = [seeds[i]] if args.paired else seeds
+        on = [seeds[i - first]] if args.paired else seeds
         got = [] if args.no_linear else linear_baselines(X[tr], ks, seeds=on,
                                                          X_held_out=X[ho])
         if args.vae or args.auto:
@@ -348,6 +351,9 @@ def main() -> None:
     ap.add_argument("--paired", action="store_true",
                     help="one split per seed: seed i is trained on split i (3 seeds = 3 splits "
                          "at the cost of 3 fits); implies the held-out comparison")
+    ap.add_argument("--first-split", type=int, default=0,
+                    help="with --paired: the first seed is trained on this split, the next "
+                         "on the one after (to continue a paired run)")
     ap.add_argument("--only-splits", action="store_true",
                     help="no beta-VAE fit on every position (only those of the splits; on "
                          "data with known factors the linear baselines still fit every "
