@@ -164,8 +164,9 @@ def vae_rows(X, ks, seeds, preset, overrides, auto=False, X_held_out=None, X_all
 
 
 def count_curve(vae, X) -> None:
-    """The held-out curve behind an automatic count (``count_tolerance``): the candidate
-    counts, the held-out MSE after relax at each, and the count other tolerances give."""
+    """The held-out curve behind an automatic count (``count_tolerance``): the counts the
+    search scored, the held-out MSE after relax at each, and the count other tolerances
+    would give over those (other tolerances may need counts the search skipped)."""
     from pycroscopy_bevae.models.selection import count_by_held_out
 
     counts = getattr(vae, "count_candidates_", None)
@@ -176,7 +177,7 @@ def count_curve(vae, X) -> None:
     print("    held-out MSE after relax per candidate count: " + ", ".join(
         f"{k}: {m:.5f}" for k, m in zip(counts, scores, strict=True))
         + f" (held-out variance {variance:.4f})", flush=True)
-    print("    count per tolerance: " + ", ".join(
+    print("    count per tolerance (over the scored counts only): " + ", ".join(
         f"{t:g}: {count_by_held_out(counts, scores, variance, t)}"
         for t in (0.002, 0.005, 0.01, 0.02, 0.05)), flush=True)
 
