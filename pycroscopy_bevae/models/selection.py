@@ -207,8 +207,8 @@ def search_count(counts: Sequence[int], score: Callable[[int], float],
     The result is :func:`count_by_held_out` of the scored candidates. It equals the
     rule over every candidate unless a skipped count scores below the best scored one by
     more than the difference that decided; where the held-out error falls with the count
-    (every curve measured: toy, PZT) they agree, at two to four relax phases instead of
-    one per candidate.
+    (every curve measured: toy, PZT) they agree, at a few relax phases instead of one per
+    candidate (5 of 11 on PZT, docs/method.rst).
 
     Parameters
     ----------
