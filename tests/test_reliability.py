@@ -24,7 +24,7 @@ from pycroscopy_bevae.datasets import write_synthetic_beps
 from pycroscopy_bevae.exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from pycroscopy_bevae.io import describe_loops, usid_to_sidpy
 from pycroscopy_bevae.process import LoopFitProcess
-from tests.helpers import FIT, PROJ_GROUP, TINY_VAE, file_digest, fit_file
+from tests.helpers import FIT, PROJ_GROUP, TINY_VAE, copy_to, file_digest, fit_file
 
 PIEZO = PROJ_GROUP + "/Piezoresponse"
 
@@ -135,6 +135,31 @@ def test_n_active_is_in_the_beta_vae_duplicate_check_and_bounded(tiny_vae_run):
         with pytest.raises(ParameterError, match="n_active=4 exceeds latent_dim=3"):
             BetaVAEProcess(f[PROJ_GROUP], h5_target_group=o, n_active=4, **TINY_VAE)
     assert file_digest(tiny_vae_run["results"]) == before
+
+
+def test_a_count_from_the_first_exhaustive_version_is_no_duplicate(tiny_vae_run, tmp_path):
+    """``count_tolerance`` results record how the count searched its candidates: a group
+    written by the first version (every candidate scored, no marker) is not reused."""
+    from pycroscopy_bevae import BetaVAEProcess
+    from pycroscopy_bevae.models.selection import COUNT_SEARCH
+
+    counted = dict(TINY_VAE, relax_epochs=1, validation_fraction=0.2, count_tolerance=0.02)
+    results = copy_to(tiny_vae_run["results"], tmp_path / "results.h5")
+    with h5py.File(tiny_vae_run["source"], "r") as f, h5py.File(results, "r+") as o:
+        proc = BetaVAEProcess(f[PROJ_GROUP], h5_target_group=o, **counted)
+        assert proc.parms_dict["count_search"] == COUNT_SEARCH
+        assert "count_search" not in BetaVAEProcess(f[PROJ_GROUP], h5_target_group=o,
+                                                    **TINY_VAE).parms_dict
+        # a finished group carrying this run's parameters is its duplicate ...
+        grp = o[tiny_vae_run["group"]]
+        for key, value in proc.parms_dict.items():
+            grp.attrs[key] = value
+        assert [g.name for g in BetaVAEProcess(f[PROJ_GROUP], h5_target_group=o, **counted)
+                .duplicate_h5_groups] == [grp.name]
+        # ... but not without the marker (the exhaustive version's group)
+        del grp.attrs["count_search"]
+        assert BetaVAEProcess(f[PROJ_GROUP], h5_target_group=o,
+                              **counted).duplicate_h5_groups == []
 
 
 # ---- 2. unfinished results are never used ---------------------------------------------

@@ -196,6 +196,11 @@ def count_by_held_out(counts: Sequence[int], held_out_mse: Sequence[float],
     return min(k for k, m in zip(counts, mse, strict=True) if m <= limit)
 
 
+#: How :func:`search_count` orders the candidates it scores (recorded with results that
+#: used it: results of the first, exhaustive version are not their duplicates).
+COUNT_SEARCH = "largest, then ascending"
+
+
 def search_count(counts: Sequence[int], score: Callable[[int], float],
                  data_variance: float, tolerance: float = 0.01
                  ) -> tuple[int, list[int], list[float]]:

@@ -13,6 +13,7 @@ from ..exceptions import BEPSFormatError, DataQualityWarning, ParameterError
 from ..io.loop_sources import LoopSources
 from ..io.usid import linked_ancillaries, make_dims, write_attrs, write_main
 from ..models.runtime import runtime_info
+from ..models.selection import COUNT_SEARCH
 from ..models.trainer import IncompatibleStateError, fit_summary
 from ..models.vae import CHANNEL_REQUEST, BetaVAE
 from ..parallel import active_pool, vae_inferrer
@@ -201,6 +202,9 @@ class BetaVAEProcess(GlobalFitProcess):
             parms["stream"] = True
             if resolved["validation_fraction"] > 0:  # streamed runs held nothing out before
                 parms["stream_held_out"] = True
+        if resolved["count_tolerance"] > 0:  # the count from a search of the candidates
+            # (scores fewer relax phases than the exhaustive rule of the first version)
+            parms["count_search"] = COUNT_SEARCH
         if n_active is not None:  # picks the snapshot on every route: changes the result
             parms["n_active"] = n_active
         self._init_process(self.sources.datasets[0], "Beta_VAE", parms, **proc_kwargs)
