@@ -4,7 +4,7 @@ Run by hand::
 
     python benchmarks/bench_equal_terms.py [--data toy pzt factors] [--ks 3 5 6]
         [--seeds 0 1 2] [--vae] [--preset fast] [--set k=v ...]
-        [--splits 3 | --paired] [--only-splits] [--held-out 0.2]
+        [--splits 3 | --paired] [--only-splits] [--held-out 0.2] [--save DIR]
 
 For each data set, on the same scaled matrix the beta-VAE trains on:
 
@@ -28,7 +28,10 @@ For each data set, on the same scaled matrix the beta-VAE trains on:
   trained on split i), the seed agreement over the splits; ``--only-splits`` skips the
   beta-VAE fits on every position. ``+ICA`` rows: the same models' channels in
   independent axes (the beta-VAE's ``rotation='ica'``, and the same FastICA on PCA's
-  scores), scored for the factors and the seed agreement.
+  scores), scored for the factors and the seed agreement. ``--save DIR`` keeps every
+  row of the splits (numbers, the beta-VAE's embedding) in ``DIR`` and adds the rows saved
+  there by earlier invocations (other seeds of a ``--first-split`` continuation) to the
+  held-out table and the seed agreement.
 
 Data: ``toy`` (10,000 RGB spectra x 25 steps, per-step scaling; factors R, G, B),
 ``pzt`` (the real 3600 x 96 x 2 map, global or ``--scaling balanced``, from ``../shared/data``; no
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import json
 import os
 import platform
 import statistics
@@ -210,7 +214,7 @@ def agreement_lines(rows, across_splits: bool = False):
     embeddings (of every position) of all splits together."""
     groups = {}
     for r in rows:
-        if r["method"].startswith(("beta-VAE", "VAE-auto")) and r.get("embedding") is not None:
+        if _is_vae(r) and r.get("embedding") is not None:
             k = "auto" if r["method"].startswith("VAE-auto") else r["k"]
             split = None if across_splits else r.get("split")
             groups.setdefault((r["method"], k, split), []).append(r["embedding"])
@@ -239,10 +243,43 @@ def held_out_rows(X, ks, seeds, args, overrides):
                             auto=args.auto, X_held_out=X[ho], X_all=X)
         for r in got:
             r["split"] = i
-            if not r["method"].startswith(("beta-VAE", "VAE-auto")):
+            if not _is_vae(r):
                 r["embedding"] = None  # of the training positions only: not comparable
         rows += got
     return rows
+
+
+def _is_vae(row) -> bool:
+    return row["method"].startswith(("beta-VAE", "VAE-auto"))
+
+
+def save_and_load(rows, directory, name):
+    """Keep the rows of the splits in ``directory`` (one ``.npz`` per model and split:
+    numbers, and the beta-VAE's embedding) and return ``rows`` plus the rows saved there
+    earlier for the same data (other seeds and splits of a continued ``--paired`` run)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def stem(r) -> str:
+        return f"{name}_{r['method']}_k{r['k']}_seed{r['seed']}_split{r['split']}"
+
+    have = {stem(r) for r in rows}
+    for r in rows:
+        meta = {k: v for k, v in r.items() if k != "embedding"}
+        emb = r.get("embedding")
+        np.savez(directory / f"{stem(r)}.npz", embedding=np.empty(0) if emb is None else emb,
+                 meta=json.dumps(meta, default=lambda o: np.asarray(o).tolist()))
+    loaded = []
+    for path in sorted(directory.glob(f"{name}_*.npz")):
+        if path.stem not in have:
+            with np.load(path) as z:
+                emb = z["embedding"] if z["embedding"].size else None
+                loaded.append({**json.loads(str(z["meta"])), "embedding": emb})
+    if loaded:
+        print(f"  with {len(loaded)} rows saved earlier in {directory}: "
+              + ", ".join(sorted({f"seed {r['seed']} split {r['split']}" for r in loaded})),
+              flush=True)
+    return rows + loaded
 
 
 def held_out_table(name, rows):
@@ -364,6 +401,10 @@ def main() -> None:
     ap.add_argument("--scaling", default="global", choices=("global", "balanced"),
                     help="scaling of the two-modality maps (pzt, factors); the toy keeps "
                          "per-step scaling")
+    ap.add_argument("--save", metavar="DIR",
+                    help="keep the rows of the splits in DIR and add those saved "
+                         "there earlier (a continued --paired run) to the table and the "
+                         "seed agreement")
     args = ap.parse_args()
     overrides = {}
     for kv in args.set:
@@ -388,6 +429,8 @@ def main() -> None:
             t0 = time.perf_counter()
             held = held_out_rows(X, args.ks, args.seeds, args, overrides)
             print(f"  held-out splits: {time.perf_counter() - t0:.0f} s", flush=True)
+            if args.save:
+                held = save_and_load(held, args.save, name)
             held_out_table(name, held)
             if truth is not None:
                 score(held, truth, labels)
