@@ -36,8 +36,8 @@ __all__ = ["Report", "make_report", "comparison_rows", "physics_lines", "two_ste
 logger = logging.getLogger(__name__)
 
 COLUMNS = ("model", "results group", "channels (active / total)", "MSE (scaled)",
-           "MSE per modality", "training (s)", "inference (s)", "mechanism ARI",
-           "loop-parameter R^2")
+           "MSE training positions", "MSE held-out positions", "MSE per modality",
+           "training (s)", "inference (s)", "mechanism ARI", "loop-parameter R^2")
 
 
 @dataclass
@@ -72,13 +72,19 @@ def comparison_rows(results: list[ModelResult], truth: dict | None = None,
                     seed: int = 0) -> list[dict]:
     """The comparison table: one row per model with measured values.
 
-    Ground-truth columns (synthetic files only): adjusted Rand index of a k-means
-    clustering of the active channels against the true mechanism map, and the mean
-    cross-validated k-NN R^2 of the true loop parameters predicted from the active channels.
+    ``MSE (scaled)`` is over every position; ``MSE training positions`` and ``MSE
+    held-out positions`` split it for a beta-VAE that held positions out of its training
+    (:attr:`~pycroscopy_bevae.analysis.ModelResult.held_out`); dictionary learning fits
+    every position (no held-out value). Ground-truth columns (synthetic files only):
+    adjusted Rand index of a k-means clustering of the active channels against the true
+    mechanism map, and the mean cross-validated k-NN R^2 of the true loop parameters
+    predicted from the active channels.
     """
     rows = []
     for res in results:
         a = res.attrs
+        held = res.held_out
+        trained = np.setdiff1d(np.arange(len(res.errors)), held)
         per_mod = ", ".join(f"{n} {float(a[f'mse_{n}']):.4g}" for n in res.names
                             if f"mse_{n}" in a)
         ari = r2 = None
@@ -96,6 +102,8 @@ def comparison_rows(results: list[ModelResult], truth: dict | None = None,
             "channels (active / total)": f"{res.active.size} / {res.embedding.shape[1]}"
             + (" (independent axes)" if a.get("rotation") == "ica" else ""),
             "MSE (scaled)": float(np.mean(res.errors)),
+            "MSE training positions": float(np.mean(res.errors[trained])),
+            "MSE held-out positions": float(np.mean(res.errors[held])) if held.size else None,
             "MSE per modality": per_mod or None,
             "training (s)": float(a["fit_time_s"]) if "fit_time_s" in a else None,
             "inference (s)": float(a["inference_time_s"]) if "inference_time_s" in a else None,
@@ -417,10 +425,15 @@ def _write_pages(rep: Report, path: str, text: list[str], has_truth: bool) -> No
     md = [f"# {title}", "", f"File: `{os.path.abspath(path)}`", ""] + [f"{t}  " for t in text]
     md += ["", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rep.rows]
+    notes = ["Held-out positions: those the beta-VAE did not train on (its "
+             "`validation_fraction`), encoded and decoded by the trained model; dictionary "
+             "learning fits every position, so it has no held-out value."]
     if has_truth:
-        md += ["", "Ground-truth columns: adjusted Rand index of k-means on the active channels "
-               "vs the true mechanism map; mean cross-validated k-NN R^2 of the true loop "
-               "parameters from the active channels (1 = perfect)."]
+        notes.append("Ground-truth columns: adjusted Rand index of k-means on the active "
+                     "channels vs the true mechanism map; mean cross-validated k-NN R^2 of the "
+                     "true loop parameters from the active channels (1 = perfect).")
+    for note in notes:
+        md += ["", note]
     h = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
          "</title><style>body{font-family:sans-serif;max-width:1200px;margin:auto}"
          "table{border-collapse:collapse}td,th{border:1px solid #999;padding:4px 8px}"
@@ -430,9 +443,7 @@ def _write_pages(rep: Report, path: str, text: list[str], has_truth: bool) -> No
     h += ["<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"]
     h += ["<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in cols) + "</tr>"
           for r in rep.rows]
-    h += ["</table>"]
-    if has_truth:
-        h.append(f"<p>{html.escape(md[-1])}</p>")
+    h += ["</table>"] + [f"<p>{html.escape(note).replace('`', '')}</p>" for note in notes]
     md.append("")
     for name, fig_path in rep.figures.items():
         rel = os.path.relpath(fig_path, os.path.dirname(rep.html))

@@ -72,6 +72,12 @@ def test_find_and_read_results(fitted):
             np.testing.assert_allclose(err, res.errors, rtol=1e-4, atol=1e-7)
             assert res.grid_shape == (10, 10)
             assert res.names == ["Piezoresponse", "Resonance"]
+        # the positions the beta-VAE held out are found again: their error is the held-out
+        # error its training measured for the selected model
+        assert dl.held_out.size == 0
+        assert vae.held_out.size == vae.attrs["n_validation_positions"] == 10
+        assert np.mean(vae.errors[vae.held_out]) == pytest.approx(
+            vae.attrs["selected_val_recon_mse"], rel=1e-5)
         # decoding the stored embedding gives the stored reconstruction
         np.testing.assert_allclose(dl.decode(dl.embedding)[0], dl.reconstruction[0], atol=1e-6)
         np.testing.assert_allclose(vae.decode(vae.embedding)[1], vae.reconstruction[1],
@@ -212,6 +218,16 @@ def test_report_reads_only_and_fills_the_table(fitted, tmp_path):
     assert by_model["dictionary learning"]["MSE (scaled)"] == pytest.approx(mse_dl, rel=1e-5)
     assert by_model["beta-VAE"]["MSE (scaled)"] == pytest.approx(mse_vae, rel=1e-5)
     assert by_model["dictionary learning"]["channels (active / total)"] == "3 / 3"
+    # train and held-out positions: only the beta-VAE held positions out
+    assert by_model["dictionary learning"]["MSE held-out positions"] is None
+    assert by_model["dictionary learning"]["MSE training positions"] == pytest.approx(mse_dl,
+                                                                                     rel=1e-5)
+    with h5py.File(path, "r") as f:
+        val_mse = float(f[names["vae"]].attrs["selected_val_recon_mse"])
+    assert by_model["beta-VAE"]["MSE held-out positions"] == pytest.approx(val_mse, rel=1e-5)
+    assert (0.9 * by_model["beta-VAE"]["MSE training positions"]
+            + 0.1 * by_model["beta-VAE"]["MSE held-out positions"]) == pytest.approx(mse_vae,
+                                                                                   rel=1e-5)
     # synthetic file: the ground-truth agreement is measured (DL clusters the mechanisms)
     assert 0.2 < by_model["dictionary learning"]["mechanism ARI"] <= 1.0
     assert by_model["dictionary learning"]["loop-parameter R^2"] > 0.3
@@ -221,7 +237,8 @@ def test_report_reads_only_and_fills_the_table(fitted, tmp_path):
             "training_history", "snapshots_animation"} <= set(rep.figures)
     html = open(rep.html, encoding="utf-8").read()
     md = open(rep.markdown, encoding="utf-8").read()
-    assert "<table>" in html and "mechanism ARI" in html
+    assert "<table>" in html and "mechanism ARI" in html and "MSE held-out positions" in md
+    assert "Held-out positions: those the beta-VAE did not train on" in html
     assert f"{mse_dl:.4g}" in md and "reconstructions.png" in md
     # known physics: the dictionary's channels against the loop fit of the loops it saw
     with h5py.File(path, "r") as f:

@@ -74,6 +74,26 @@ class ModelResult:
         """Number of steps of each modality."""
         return [d.shape[1] for d in self.data]
 
+    @property
+    def held_out(self) -> np.ndarray:
+        """Indices of the positions the model did not train on (empty when none).
+
+        A beta-VAE trained with ``validation_fraction`` > 0 held a seeded share of the
+        positions out (:func:`~pycroscopy_bevae.models.vae_data.validation_split` of its
+        ``random_state``); its ``Embedding`` and ``Reconstruction`` still cover them, so
+        ``errors[held_out]`` are errors on positions it has not seen. Dictionary
+        learning fits every position (empty). Empty also where the recorded
+        ``n_validation_positions`` does not match the split drawn again.
+        """
+        from ..models.vae_data import validation_split
+
+        n = int(self.attrs.get("n_validation_positions", 0))
+        if self.kind != "beta_vae" or n == 0 or "random_state" not in self.attrs:
+            return np.arange(0)
+        held = validation_split(len(self.errors), float(self.attrs["validation_fraction"]),
+                                int(self.attrs["random_state"]))[1]
+        return held if held.size == n else np.arange(0)
+
     def decode(self, latents: np.ndarray) -> list[np.ndarray]:
         """Spectra generated from (n, channels) latent vectors / coefficients, per modality."""
         flat = np.asarray(self._decoder(np.asarray(latents, dtype=float)))
