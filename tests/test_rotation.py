@@ -73,8 +73,9 @@ KW = dict(preset="fast", units=8, embedding_dim=4, latent_dim=3, epochs=4, prime
 
 def test_the_estimator_rotates_its_embedding_and_keeps_its_reconstruction():
     X = _curves()
-    plain = BetaVAE(**KW).fit(X, progress=False)
-    rotated = BetaVAE(**KW, rotation="ica").fit(X, progress=False)
+    plain = BetaVAE(**KW, rotation="none").fit(X, progress=False)
+    rotated = BetaVAE(**KW).fit(X, progress=False)  # independent axes: the default
+    assert rotated.resolved_params()["rotation"] == "ica"
     assert plain.rotation_ is None and rotated.rotation_ is not None
     active = rotated.active_channels()
     assert active.size >= 2
@@ -108,8 +109,8 @@ def test_the_process_writes_the_rotated_embedding_consistently(tmp_path):
               step_epochs=1, beta_start=0.001, batch_size=16, random_state=0, progress=False,
               epochs=4, prime_epochs=2, relax_epochs=0, validation_fraction=0)
     with h5py.File(src, "r+") as f:
-        plain = BetaVAEProcess(f[PROJ_GROUP], **kw).compute()
-        grp = BetaVAEProcess(f[PROJ_GROUP], **kw, rotation="ica").compute()
+        plain = BetaVAEProcess(f[PROJ_GROUP], **kw, rotation="none").compute()
+        grp = BetaVAEProcess(f[PROJ_GROUP], **kw).compute()  # independent axes: the default
         assert grp.name != plain.name  # not a duplicate of the unrotated run
         assert grp.attrs["rotation"] == "ica" and "rotation" not in plain.attrs
         emb, recon = grp["Embedding"][()], grp["Reconstruction"][()]
@@ -127,5 +128,5 @@ def test_the_process_writes_the_rotated_embedding_consistently(tmp_path):
         # the unrotated run is still found as a duplicate at rotation='none', and only
         # it: a parameter left out at its earlier value must not match a group that
         # records another value (pyUSID alone matches the recorded parameters only)
-        again = BetaVAEProcess(f[PROJ_GROUP], **kw)
+        again = BetaVAEProcess(f[PROJ_GROUP], **kw, rotation="none")
         assert [g.name for g in again.duplicate_h5_groups] == [plain.name]

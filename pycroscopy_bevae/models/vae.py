@@ -143,14 +143,17 @@ class BetaVAE(SnapshotSelection, BaseEstimator):
         toy). The largest count is scored first, then the counts from the smallest up
         until one is within the tolerance (:func:`~.selection.search_count`): a few relax
         phases, not one per candidate.
-    rotation : {'none', 'ica'}
-        ``'ica'``: the active channels of the selected model are mapped to independent
+    rotation : {'ica', 'none'}
+        ``'ica'`` (default): the active channels of the selected model are mapped to independent
         axes (FastICA of the latent means of the training positions,
         :func:`~.rotation.fit_rotation`), so that each channel follows one independently
         varying mechanism rather than a mixture; the embedding (:meth:`transform`), the
         decoder (:meth:`decode`) and traversals use these axes, reconstructions are
-        unchanged and the map is stored with the model. ``'none'`` (default): the
-        network's own channels.
+        unchanged and the map is stored with the model. On the toy, the real PZT map and
+        a synthetic factor map it raised the seed agreement of the channels (0.91 -> 0.98,
+        0.77 -> 0.97, 0.67 -> 0.81) and how much of a factor one channel explains
+        (docs/method.rst). ``'none'``: the network's own channels (results written
+        before this option existed).
     strategy : None, {'mirrored', 'multiworker'} or tf.distribute.Strategy
         Train under a ``tf.distribute`` strategy: ``'mirrored'`` replicates the model on
         every GPU of this host (``tf.distribute.MirroredStrategy``; one replica per

@@ -43,7 +43,7 @@ DEFAULTS = dict(kl_fraction=0.6, lambda_step=0.0, snapshot_every=0, kl_threshold
                 schedule="steps", capacity_start=0.0, capacity_step=0.0, target_active=0,
                 relax_epochs=0, relax_beta=0.1, relax_lr=0.1, linear_path=False,
                 beta_growth=1.0, r2_tolerance=0.0, validation_fraction=0.1,
-                count_tolerance=0.0, rotation="none")
+                count_tolerance=0.0, rotation="ica")
 
 #: Regularisation schedules (``schedule`` parameter).
 SCHEDULES = ("steps", "capacity")
