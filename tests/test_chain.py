@@ -48,8 +48,11 @@ def _contents(path) -> dict:
 
 def _report_lines(folder, stem: str) -> list[str]:
     lines = (folder / "report.md").read_text().replace(stem + ".h5", "FILE").splitlines()
-    # table rows: without the training and the per-sample time columns
-    return ["|".join(c for i, c in enumerate(ln.split("|")) if i not in (6, 7))
+    # table rows: without the training and the inference time columns
+    header = next(ln.split("|") for ln in lines if ln.startswith("| model |"))
+    timed = {i for i, c in enumerate(header) if c.strip() in ("training (s)", "inference (s)")}
+    assert len(timed) == 2
+    return ["|".join(c for i, c in enumerate(ln.split("|")) if i not in timed)
             if ln.startswith("| ") and "_0" in ln else ln for ln in lines]
 
 

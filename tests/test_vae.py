@@ -110,7 +110,8 @@ def test_shapes_history_and_loss_terms(trained, toy_x):
     vae = trained
     mu, logvar = vae.encode(toy_x)
     assert mu.shape == logvar.shape == (200, 3)
-    np.testing.assert_array_equal(vae.transform(toy_x), mu)
+    # the embedding: the latent means, in independent axes (rotation='ica', the default)
+    np.testing.assert_allclose(vae.transform(toy_x), vae.rotate(mu), rtol=0, atol=1e-12)
     assert vae.decode(mu).shape == (200, 12, 1)  # always (n, steps, channels)
     assert vae.reconstruct(toy_x).shape == toy_x.shape
     h = vae.history_
@@ -134,7 +135,8 @@ def test_selection(own_copy, toy_x):
     k = counts[1]
     idx = vae.select(n_active=k)
     assert idx == max(i for i, c in enumerate(counts) if c == k)
-    np.testing.assert_allclose(vae.transform(toy_x), vae.snapshots_[idx].mu, atol=1e-5)
+    np.testing.assert_allclose(vae.transform(toy_x), vae.rotate(vae.snapshots_[idx].mu),
+                               atol=1e-5)
     with pytest.raises(ParameterError, match="no snapshot has exactly 99"):
         vae.select(n_active=99)
     # closest: the latest snapshot with the count nearest to the one asked for
