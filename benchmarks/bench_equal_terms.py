@@ -31,7 +31,7 @@ For each data set, on the same scaled matrix the beta-VAE trains on:
   scores), scored for the factors and the seed agreement. ``--save DIR`` keeps every
   row of the splits (numbers, the beta-VAE's embedding) in ``DIR`` and adds the rows saved
   there by earlier invocations (other seeds of a ``--first-split`` continuation) to the
-  held-out table and the seed agreement.
+  held-out table and the seed agreement; a ``DIR`` of other settings is refused.
 
 Data: ``toy`` (10,000 RGB spectra x 25 steps, per-step scaling; factors R, G, B),
 ``pzt`` (the real 3600 x 96 x 2 map, global or ``--scaling balanced``, from ``../shared/data``; no
@@ -253,12 +253,26 @@ def _is_vae(row) -> bool:
     return row["method"].startswith(("beta-VAE", "VAE-auto"))
 
 
+def claim_save_dir(directory, settings) -> None:
+    """Before any fit: keep ``settings`` (preset, overrides, held-out share, scaling, toy
+    size) in ``directory/settings.json``, and refuse a directory whose rows were made with
+    other settings, so that rows of different runs are never pooled into one table."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    kept = directory / "settings.json"
+    settings = json.loads(json.dumps(settings))  # as it reads back (tuples -> lists)
+    if kept.exists() and json.loads(kept.read_text()) != settings:
+        raise SystemExit(f"--save {directory}: its rows were made with other settings "
+                         f"{kept.read_text()}, not {settings}; use another directory")
+    kept.write_text(json.dumps(settings))
+
+
 def save_and_load(rows, directory, name):
     """Keep the rows of the splits in ``directory`` (one ``.npz`` per model and split:
     numbers, and the beta-VAE's embedding) and return ``rows`` plus the rows saved there
-    earlier for the same data (other seeds and splits of a continued ``--paired`` run)."""
+    earlier for the same data (other seeds and splits of a continued ``--paired`` run;
+    :func:`claim_save_dir` has checked that they share this run's settings)."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
 
     def stem(r) -> str:
         return f"{name}_{r['method']}_k{r['k']}_seed{r['seed']}_split{r['split']}"
@@ -413,6 +427,10 @@ def main() -> None:
             overrides[k] = ast.literal_eval(v)
         except (ValueError, SyntaxError):
             overrides[k] = v
+    if args.save:
+        claim_save_dir(args.save, {"preset": args.preset, "set": overrides,
+                                   "held_out": args.held_out, "scaling": args.scaling,
+                                   "toy_n": args.toy_n})
     print(f"machine: {platform.machine()} {os.cpu_count()} cores, python "
           f"{platform.python_version()}; ks {args.ks}, seeds {args.seeds}")
     print(f"scaling of pzt / factors: {args.scaling}")
