@@ -420,7 +420,8 @@ def restore_state(est, state: Mapping) -> int:
     model = est.model_
     model.set_weight_arrays(state["weights"])
     opt = model.optimizer
-    opt.build(model.trainable_variables)
+    if not opt.built:  # (compiled_model builds it; LossScaleOptimizer.build is not idempotent)
+        opt.build(model.trainable_variables)
     values = list(state.get("optimizer") or [])
     if values:
         if len(values) != len(opt.variables):

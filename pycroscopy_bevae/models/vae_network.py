@@ -255,6 +255,9 @@ def compiled_model(cfg: NetworkConfig, seed: int, precision: str, learning_rate:
             opt = keras.optimizers.LossScaleOptimizer(opt)
         model.compile(optimizer=opt)
         model(first)  # build the weights
+        # and the optimiser's slots now: created inside the first training step instead,
+        # they make TensorFlow trace that step twice (a second, variable-free trace)
+        model.optimizer.build(model.trainable_variables)
     return model
 
 
