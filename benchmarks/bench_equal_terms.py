@@ -151,6 +151,10 @@ def vae_rows(X, ks, seeds, preset, overrides, auto=False, X_held_out=None, X_all
                    "seed": seed, "mse": float(np.mean((recon - X) ** 2)),
                    "mse_modality": modality_mse(X, recon), "fit_time_s": fit_time,
                    "embedding": mu[:, active]}
+            if k == "auto":  # the automatic count's curve, kept with saved rows
+                row["count_curve"] = {"counts": list(vae.count_candidates_),
+                                      "held_out_mse": list(vae.count_held_out_mse_),
+                                      "per_round": list(vae.count_held_out_curves_)}
             if X_held_out is not None:
                 held = vae.decode(vae.transform(X_held_out)).reshape(X_held_out.shape)
                 row["mse_held_out"] = float(np.mean((held - X_held_out) ** 2))
@@ -184,6 +188,16 @@ def count_curve(vae, X) -> None:
     print("    count per tolerance (over the scored counts only): " + ", ".join(
         f"{t:g}: {count_by_held_out(counts, scores, variance, t)}"
         for t in (0.002, 0.005, 0.01, 0.02, 0.05)), flush=True)
+    curves = [np.asarray(c, float) for c in getattr(vae, "count_held_out_curves_", [])]
+    rounds = min((c.size for c in curves), default=0)
+    if rounds:  # what shorter relax phases would have scored (the first rounds of these)
+        tol = float(vae.resolved_params()["count_tolerance"])
+        for r in sorted({x for x in (2, 5, 10) if x < rounds} | {rounds}):
+            at = [float(c[r - 1]) for c in curves]
+            print(f"    after {r} relax rounds: " + ", ".join(
+                f"{k}: {m:.5f}" for k, m in zip(counts, at, strict=True))
+                + f"; count at t = {tol:g}: {count_by_held_out(counts, at, variance, tol)}",
+                flush=True)
 
 
 def pca_ica_rows(rows):

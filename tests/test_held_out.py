@@ -117,6 +117,12 @@ def test_the_automatic_count_relaxes_at_the_count_its_held_out_curve_implies(toy
                                                                        rel=1e-6)
     assert len(vae.history_["loss"]) == len(vae.history_["val_mse"]) == 5 + 2
     assert [s.epoch for s in vae.snapshots_][-2:] == [5, 6]
+    # each candidate's held-out MSE after every relax round; the last is its score (Keras'
+    # val_mse: batch means over the same held-out rows)
+    curves = vae.count_held_out_curves_
+    assert [len(c) for c in curves] == [2] * len(counts)
+    assert [c[-1] for c in curves] == pytest.approx(mse, rel=1e-4)
+    assert curves[counts.index(k)] == pytest.approx(vae.history_["val_mse"][-2:], rel=1e-6)
     with pytest.raises(ParameterError, match="count_tolerance=0.02 needs a relax phase"):
         BetaVAE(**dict(params, relax_epochs=0)).settings()
     with pytest.raises(ParameterError, match="count_tolerance=0.02 needs held-out positions"):

@@ -103,7 +103,7 @@ class Trainer:
         epoch_done = keras.callbacks.LambdaCallback(
             on_epoch_end=lambda e, logs: self.epoch_done(e, applied.pop(e), logs or {}))
         self.fit_args = (src, per_epoch, val, [schedule_cb, epoch_done])
-        est.count_candidates_, est.count_held_out_mse_ = [], []
+        est.count_candidates_, est.count_held_out_mse_, est.count_held_out_curves_ = [], [], []
         try:
             self.fit_epochs(start)
         finally:
@@ -222,15 +222,18 @@ class Trainer:
         annealing passed through, scored on the held-out positions, the largest count
         first and then from the smallest up until one is within the tolerance
         (:func:`~.selection.search_count`); the training state is restored after each.
-        Records the scored ``count_candidates_`` and their ``count_held_out_mse_`` on the
+        Records the scored ``count_candidates_``, their ``count_held_out_mse_`` and
+        ``count_held_out_curves_`` (the held-out MSE after every relax round) on the
         estimator."""
         est, s = self.est, self.s
         counts = sorted({x.n_active(s.kl_threshold) for x in est.snapshots_ if x.beta > 0}
                         - {0}) or [max(1, est.snapshots_[-1].n_active(s.kl_threshold))]
         variance = mean_variance(InMemory(self.held_out_rows))
+        self.count_curves: dict[int, list[float]] = {}
         k, scored, scores = search_count(counts, lambda c: self.relax_score(epoch, c),
                                          variance, s.count_tolerance)
         est.count_candidates_, est.count_held_out_mse_ = scored, scores
+        est.count_held_out_curves_ = [self.count_curves.get(c, []) for c in scored]
         logger.info("held-out MSE after relax at counts %s (of %s): %s; %d channels "
                     "(tolerance %g of the held-out variance %.4g)", scored, counts,
                     [round(x, 5) for x in scores], k, s.count_tolerance, variance)
@@ -250,6 +253,10 @@ class Trainer:
             self.start_relax(epoch, *self.strongest(k))
             self.fit_epochs(epoch)
             score = recon_mse(est.snapshots_[-1])
+            # the held-out MSE of every relax round (Keras' val_mse): what a shorter relax
+            # phase would have scored, to within its learning-rate schedule
+            self.count_curves[k] = [float(x) for x in
+                                    est.history_.get("val_mse", [])[saved[3].get("val_mse", 0):]]
         finally:
             self.on_epoch_end = callback
             weights, opt_values, seed_state, lengths, n_snaps = saved
@@ -368,7 +375,9 @@ def fit_summary(est) -> dict:
     ``n_validation_positions`` (held out; the split is :func:`.vae_data.validation_split`
     of ``validation_fraction`` and ``random_state``) and ``selected_val_recon_mse``
     (NaN without held-out positions), ``count_candidates`` and ``count_held_out_mse``
-    (the automatic count's curve, ``count_tolerance``; empty without it)."""
+    (the automatic count's curve, ``count_tolerance``; empty without it) and
+    ``count_held_out_curves`` (candidates x relax rounds: the held-out MSE after every
+    round of each candidate's relax phase)."""
     sel = est.snapshots_[est.selected_]
     active = est.active_channels()
     relax = est.relax_
@@ -383,7 +392,17 @@ def fit_summary(est) -> dict:
             "n_validation_positions": len(getattr(est, "validation_index_", ())),
             "selected_val_recon_mse": float(sel.losses.get("val_recon_mse", np.nan)),
             "count_candidates": np.asarray(getattr(est, "count_candidates_", []), int),
-            "count_held_out_mse": np.asarray(getattr(est, "count_held_out_mse_", []), float)}
+            "count_held_out_mse": np.asarray(getattr(est, "count_held_out_mse_", []), float),
+            "count_held_out_curves": _curves(getattr(est, "count_held_out_curves_", []))}
+
+
+def _curves(curves: list[list[float]]) -> np.ndarray:
+    """Per-candidate curves as one (candidates, rounds) array, NaN-padded."""
+    width = max((len(c) for c in curves), default=0)
+    out = np.full((len(curves), width), np.nan)
+    for row, curve in zip(out, curves, strict=True):
+        row[:len(curve)] = curve
+    return out
 
 
 # ---- training state --------------------------------------------------------------------
