@@ -104,14 +104,21 @@ def test_bad_strategy_is_refused_before_any_write(tmp_path):
     assert resolve_strategy(None) is None
 
 
+MIXED_KW = dict(units=8, embedding_dim=4, latent_dim=3, epochs=4, prime_epochs=3,
+                round_updates=0, relax_epochs=0, beta_growth=1.0, n_blocks=1,
+                step_epochs=1, beta_start=0.01, batch_size=32, random_state=0,
+                validation_fraction=0)  # every position: one selection rule, one data
+
+
+@pytest.fixture(scope="module")
+def float32_run() -> BetaVAE:
+    """The float32 reference of the mixed-precision runs (trained once for both)."""
+    return BetaVAE(**MIXED_KW).fit(_sine_set(), progress=False)
+
+
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
-def test_mixed_precision_trains_like_float32(precision):
-    X = _sine_set()
-    kw = dict(units=8, embedding_dim=4, latent_dim=3, epochs=4, prime_epochs=3,
-              round_updates=0, relax_epochs=0, beta_growth=1.0, n_blocks=1,
-              step_epochs=1, beta_start=0.01, batch_size=32, random_state=0,
-              validation_fraction=0)  # both on every position: one selection rule, one data
-    ref = BetaVAE(**kw).fit(X, progress=False)
+def test_mixed_precision_trains_like_float32(precision, float32_run):
+    X, kw, ref = _sine_set(), MIXED_KW, float32_run
     mixed = BetaVAE(precision=precision, **kw).fit(X, progress=False)
     lstm = mixed.model_.encoder.get_layer("enc_block0_bilstm0")
     assert lstm.compute_dtype == precision.split("_")[1]
