@@ -5,6 +5,7 @@ Run by hand::
     python benchmarks/bench_vae_speed.py --quality [--presets fast paper] [--cap-min 15]
     python benchmarks/bench_vae_speed.py --inference [--n 20000] [--reps 3]
     python benchmarks/bench_vae_speed.py --overhead [--reps 2]
+    python benchmarks/bench_vae_speed.py --tracing [--reps 3]
 
 ``--quality`` trains each preset with its own schedule and, after every epoch,
 measures the deterministic reconstruction MSE (latent means) on the target set: the
@@ -24,6 +25,12 @@ of ``--reps`` runs after a warm-up, for both presets and both data shapes.
 plain Keras peer: the same network compiled the same way, trained by one
 ``model.fit(X, epochs=N, batch_size, shuffle=True)`` call (fast preset, toy set,
 10 epochs without regularisation, medians of ``--reps``).
+
+``--tracing`` measures the fixed cost of a fit that dominates small maps and the test
+suite: how often TensorFlow traces the training step and the wall time of a tiny fit
+(5 epochs of 256 short spectra), with the optimiser's slots built with the model (ours)
+against the Keras default of creating them inside the first training step (which makes
+TensorFlow trace that step a second time), medians of ``--reps``.
 """
 
 from __future__ import annotations
@@ -173,11 +180,61 @@ def overhead(reps: int, epochs: int = 10) -> None:
           f"{len(X) * epochs / t_peer:,.0f} spectra/s", flush=True)
 
 
+def tracing(reps: int) -> None:
+    import keras
+
+    from pycroscopy_bevae.models import vae_network
+
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 6, 20)
+    X = (np.sin(t)[None] * rng.uniform(-1, 1, (256, 1))
+         + 0.05 * rng.normal(size=(256, 20))).astype("float32")
+    kw = dict(preset="fast", units=8, embedding_dim=4, latent_dim=3, epochs=5,
+              prime_epochs=3, round_updates=0, relax_epochs=0, beta_growth=1.0,
+              step_epochs=1, beta_start=0.01, batch_size=64, random_state=0)
+    ours = vae_network.compiled_model
+    traces = {"n": 0}
+    step = vae_network.BetaVAEModel.train_step
+
+    def counted(self, data):  # Python side effect: runs once per trace
+        traces["n"] += 1
+        return step(self, data)
+
+    def keras_default(cfg, seed, precision, learning_rate, first, strategy=None):
+        model = vae_network.BetaVAEModel(cfg, seed=seed, precision=precision)
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+        model(first)
+        return model
+
+    vae_network.BetaVAEModel.train_step = counted
+    times: dict[str, list[float]] = {"ours": [], "keras default": []}
+    counts: dict[str, int] = {}
+    try:
+        for _ in range(reps):
+            for name, build in (("ours", ours), ("keras default", keras_default)):
+                vae_network.compiled_model = build
+                traces["n"] = 0
+                t0 = time.perf_counter()
+                BetaVAE(**kw).fit(X, progress=False)
+                times[name].append(time.perf_counter() - t0)
+                counts[name] = traces["n"]
+                keras.backend.clear_session()
+    finally:
+        vae_network.compiled_model = ours
+        vae_network.BetaVAEModel.train_step = step
+    t_ours, t_ref = (float(np.median(times[k])) for k in ("ours", "keras default"))
+    print(f"  tiny fit (256 x 20, 5 epochs): ours {t_ours:.1f} s, {counts['ours']} trace(s) "
+          f"of the training step; slots built in the first step {t_ref:.1f} s, "
+          f"{counts['keras default']} traces; ratio {t_ref / t_ours:.2f}x "
+          f"(medians of {reps})", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quality", action="store_true")
     ap.add_argument("--inference", action="store_true")
     ap.add_argument("--overhead", action="store_true")
+    ap.add_argument("--tracing", action="store_true")
     ap.add_argument("--batch-size", type=int, default=None,
                     help="--quality: override the presets' batch size")
     ap.add_argument("--presets", nargs="*", default=["fast", "paper"])
@@ -206,6 +263,8 @@ def main():
         inference(args.n, args.reps)
     if args.overhead:
         overhead(args.reps)
+    if args.tracing:
+        tracing(args.reps)
 
 
 if __name__ == "__main__":

@@ -99,3 +99,39 @@ def test_same_seed_same_bits_while_the_cores_are_busy():
     np.testing.assert_array_equal(ref[2], loaded[2])
     for k in ref[0]:
         np.testing.assert_array_equal(ref[0][k], loaded[0][k], err_msg=k)
+
+
+def test_inference_traces_once_per_model_and_part_without_retracing_warnings():
+    import logging
+
+    from pycroscopy_bevae.models.runtime import run_network
+
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.addHandler(handler)
+    X = _data()[:, :, None].astype("float32")
+    try:
+        for seed in range(3):  # several models in one session, as a notebook does
+            vae = BetaVAE(**dict(SMALL, random_state=seed)).fit(X, progress=False)
+            for n in (150, 7, 1030):  # any number of rows, batches of any length
+                rows = np.resize(X, (n, *X.shape[1:]))
+                mu, _ = vae.encode(rows, batch_size=64)
+                assert mu.shape == (n, 3)
+                assert vae.decode(vae.transform(rows)).shape == rows.shape
+            compiled = vae.__dict__["_compiled"]
+            assert sorted(k[0] for k in compiled) == ["decoder", "encoder"]
+            assert [f.experimental_get_tracing_count() for f in compiled.values()] == [1, 1]
+        # run_network itself: one function per part and input shape
+        cache: dict = {}
+        run_network(vae.model_, "encoder", X[:5], cache)
+        run_network(vae.model_, "encoder", X[:1500], cache, batch_size=1024)
+        assert [f.experimental_get_tracing_count() for f in cache.values()] == [1]
+        # models loaded again and again (a fresh function each time): TensorFlow would
+        # call that frequent retracing of run_network's function
+        for _ in range(8):
+            run_network(vae.model_, "encoder", X[:5], {})
+    finally:
+        tf_logger.removeHandler(handler)
+    assert not [r for r in records if "retracing" in r.getMessage()]

@@ -136,8 +136,17 @@ def tensorflow():
                     RuntimeWarning, stacklevel=2)
     elif tf_config.is_op_determinism_enabled():
         tf_config.disable_op_determinism()
+    logging.getLogger("tensorflow").addFilter(_one_trace_per_model)
     _state["applied"] = True
     return tf
+
+
+def _one_trace_per_model(record: logging.LogRecord) -> bool:
+    """Drop TensorFlow's "frequent retracing" warning about :func:`run_network`: it
+    counts traces per source line, and each model and part is traced there once by design
+    (the warning appears as soon as a session has fitted or loaded a few models)."""
+    msg = record.getMessage()
+    return not ("triggered tf.function retracing" in msg and "run_network" in msg)
 
 
 def runtime_info() -> dict:
@@ -239,15 +248,17 @@ def check_strategy(strategy) -> None:
 
 def run_network(model, part: str, X, cache: dict, batch_size: int = 1024) -> list:
     """Apply ``model``'s encoder or decoder (``part``) to ``X`` in batches, through one
-    compiled function per part kept in ``cache`` (``reduce_retracing``: any batch length
-    reuses it, unlike repeated ``predict``). Returns the outputs as numpy arrays."""
+    compiled function per part and input shape kept in ``cache`` (traced once, for any
+    batch length, unlike repeated ``predict``). Returns the outputs as numpy arrays."""
     tf = tensorflow()
 
-    key = (part, id(model))
+    shape = tuple(int(d) for d in np.shape(X)[1:])
+    key = (part, id(model), shape)
     if key not in cache:
         net = getattr(model, part)
-        cache[key] = tf.function(lambda x: net(x, training=False), reduce_retracing=True,
-                                 autograph=False)
+        # the batch dimension left open: one trace serves every batch length
+        cache[key] = tf.function(lambda x: net(x, training=False), autograph=False,
+                                 input_signature=[tf.TensorSpec((None, *shape), tf.float32)])
     fn = cache[key]
     # cast batch by batch: no float32 copy of the whole input
     outs = [fn(tf.constant(np.asarray(X[i:i + batch_size], dtype="float32")))
