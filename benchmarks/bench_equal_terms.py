@@ -162,12 +162,19 @@ def vae_rows(X, ks, seeds, preset, overrides, auto=False, X_held_out=None, X_all
             if X_all is not None:
                 row["embedding"] = vae.transform(X_all)[:, active]
             rows.append(row)
-            # the same model in independent axes (rotation='ica'), fitted on its
-            # training positions: the same reconstruction, other channels
-            rot = fit_rotation(vae.encode(X)[0][:, active], np.arange(active.size), seed)
-            if rot is not None:
-                rows.append({**row, "method": row["method"] + "+ICA",
-                             "embedding": rot.forward(row["embedding"])})
+            # the same model in the other axes: with rotation='ica' (the default) the
+            # embedding above is already in independent axes, so the extra row is the
+            # network's own latent means; with rotation='none' it is the ICA of them,
+            # fitted on the training positions (the same reconstruction either way)
+            if getattr(vae, "rotation_", None) is not None:
+                if X_all is not None:
+                    rows.append({**row, "method": row["method"] + " own axes",
+                                 "embedding": vae.encode(X_all)[0][:, active]})
+            else:
+                rot = fit_rotation(vae.encode(X)[0][:, active], np.arange(active.size), seed)
+                if rot is not None:
+                    rows.append({**row, "method": row["method"] + "+ICA",
+                                 "embedding": rot.forward(row["embedding"])})
     return rows
 
 
