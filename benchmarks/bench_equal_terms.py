@@ -160,7 +160,8 @@ def vae_rows(X, ks, seeds, preset, overrides, auto=False, X_held_out=None, X_all
                 row["mse_held_out"] = float(np.mean((held - X_held_out) ** 2))
                 row["mse_held_out_modality"] = modality_mse(X_held_out, held)
             if X_all is not None:
-                row["embedding"] = vae.transform(X_all)[:, active]
+                mu_all = vae.encode(X_all)[0]
+                row["embedding"] = vae.rotate(mu_all)[:, active]  # = transform(X_all)
             rows.append(row)
             # the same model in the other axes: with rotation='ica' (the default) the
             # embedding above is already in independent axes, so the extra row is the
@@ -169,7 +170,7 @@ def vae_rows(X, ks, seeds, preset, overrides, auto=False, X_held_out=None, X_all
             if getattr(vae, "rotation_", None) is not None:
                 if X_all is not None:
                     rows.append({**row, "method": row["method"] + " own axes",
-                                 "embedding": vae.encode(X_all)[0][:, active]})
+                                 "embedding": mu_all[:, active]})
             else:
                 rot = fit_rotation(vae.encode(X)[0][:, active], np.arange(active.size), seed)
                 if rot is not None:

@@ -125,7 +125,8 @@ def test_inference_traces_once_per_model_and_part_without_retracing_warnings():
         # run_network itself: one function per part and input shape
         cache: dict = {}
         run_network(vae.model_, "encoder", X[:5], cache)
-        run_network(vae.model_, "encoder", X[:1500], cache, batch_size=1024)
+        run_network(vae.model_, "encoder", np.resize(X, (1500, *X.shape[1:])), cache,
+                    batch_size=1024)  # batches of 1024 and 476 rows
         assert [f.experimental_get_tracing_count() for f in cache.values()] == [1]
         # models loaded again and again (a fresh function each time): TensorFlow would
         # call that frequent retracing of run_network's function

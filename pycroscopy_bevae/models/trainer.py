@@ -229,37 +229,40 @@ class Trainer:
         counts = sorted({x.n_active(s.kl_threshold) for x in est.snapshots_ if x.beta > 0}
                         - {0}) or [max(1, est.snapshots_[-1].n_active(s.kl_threshold))]
         variance = mean_variance(InMemory(self.held_out_rows))
-        self.count_curves: dict[int, list[float]] = {}
-        k, scored, scores = search_count(counts, lambda c: self.relax_score(epoch, c),
-                                         variance, s.count_tolerance)
+        curves: dict[int, list[float]] = {}
+
+        def score(c: int) -> float:
+            value, curves[c] = self.relax_score(epoch, c)
+            return value
+
+        k, scored, scores = search_count(counts, score, variance, s.count_tolerance)
         est.count_candidates_, est.count_held_out_mse_ = scored, scores
-        est.count_held_out_curves_ = [self.count_curves.get(c, []) for c in scored]
+        est.count_held_out_curves_ = [curves[c] for c in scored]
         logger.info("held-out MSE after relax at counts %s (of %s): %s; %d channels "
                     "(tolerance %g of the held-out variance %.4g)", scored, counts,
                     [round(x, 5) for x in scores], k, s.count_tolerance, variance)
         return k
 
-    def relax_score(self, epoch: int, k: int) -> float:
+    def relax_score(self, epoch: int, k: int) -> tuple[float, list[float]]:
         """Held-out reconstruction MSE after a relax phase at ``k`` channels from
-        ``epoch``; the model, optimiser, noise state, history and snapshots are then put
-        back as they were (no checkpoints are written meanwhile)."""
+        ``epoch``, and the held-out MSE after each of its rounds (Keras' ``val_mse``: what
+        a shorter relax phase would have scored, to within its learning-rate schedule);
+        the model, optimiser, noise state, history and snapshots are then put back as they
+        were (no checkpoints are written meanwhile)."""
         est = self.est
         model, opt = est.model_, est.model_.optimizer
+        lengths = {key: len(v) for key, v in est.history_.items()}
         saved = (model.get_weight_arrays(), [np.asarray(v.numpy()) for v in opt.variables],
-                 np.asarray(model.seed_gen.state.numpy()),
-                 {key: len(v) for key, v in est.history_.items()}, len(est.snapshots_))
+                 np.asarray(model.seed_gen.state.numpy()), len(est.snapshots_))
         callback, self.on_epoch_end = self.on_epoch_end, None
         try:
             self.start_relax(epoch, *self.strongest(k))
             self.fit_epochs(epoch)
             score = recon_mse(est.snapshots_[-1])
-            # the held-out MSE of every relax round (Keras' val_mse): what a shorter relax
-            # phase would have scored, to within its learning-rate schedule
-            self.count_curves[k] = [float(x) for x in
-                                    est.history_.get("val_mse", [])[saved[3].get("val_mse", 0):]]
+            curve = [float(x) for x in est.history_.get("val_mse", [])[lengths.get("val_mse", 0):]]
         finally:
             self.on_epoch_end = callback
-            weights, opt_values, seed_state, lengths, n_snaps = saved
+            weights, opt_values, seed_state, n_snaps = saved
             model.set_weight_arrays(weights)
             for var, value in zip(opt.variables, opt_values, strict=True):
                 var.assign(value)
@@ -268,7 +271,7 @@ class Trainer:
                             if key in lengths}
             del est.snapshots_[n_snaps:]
             est.relax_ = None
-        return score
+        return score, curve
 
     def start_relax(self, epoch: int, idx: int, keep: np.ndarray) -> None:
         """Begin the relax phase at ``epoch`` from snapshot ``idx`` with channels ``keep``."""
