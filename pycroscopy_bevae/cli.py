@@ -75,7 +75,8 @@ def _shared_options() -> dict[str, argparse.ArgumentParser]:
                      help="beta-VAE epochs (default: the preset's)")
     vae.add_argument("--n-active", type=int, default=None,
                      help="select the beta-VAE model with this many active latent channels "
-                          "(default: automatic rule)")
+                          "(default: the automatic count on held-out positions, "
+                          "--param count_tolerance=...)")
     vae.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="any other BetaVAE parameter, e.g. --param beta_step=0.005")
     report = argparse.ArgumentParser(add_help=False)

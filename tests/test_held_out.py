@@ -129,6 +129,31 @@ def test_the_automatic_count_relaxes_at_the_count_its_held_out_curve_implies(toy
         BetaVAE(**params).fit(toy_x[:150], X_val=toy_x[150:], progress=False)
 
 
+def test_the_fast_preset_counts_on_held_out_positions_unless_a_count_is_asked_for(toy_x):
+    assert BetaVAE(preset="fast").resolved_params()["count_tolerance"] == 0.01
+    # where the preset's rule cannot run, or a count is asked for, it is off (no error)
+    assert BetaVAE(preset="fast", relax_epochs=0).resolved_params()["count_tolerance"] == 0
+    assert BetaVAE(preset="fast", validation_fraction=0).resolved_params()[
+        "count_tolerance"] == 0
+    assert BetaVAE(preset="fast").request_active(3).resolved_params()["count_tolerance"] == 0
+    assert BetaVAE(preset="paper").resolved_params()["count_tolerance"] == 0
+    # asked for explicitly, it is refused where it cannot run
+    with pytest.raises(ParameterError, match="count_tolerance=0.01 needs a relax phase"):
+        BetaVAE(preset="fast", relax_epochs=0, count_tolerance=0.01).settings()
+    params = dict(TINY, latent_dim=4, epochs=5, prime_epochs=2, round_updates=20,
+                  learning_rate=1e-2, beta_start=2.0, beta_step=4.0, relax_epochs=2)
+    counted = BetaVAE(**params).fit(toy_x, progress=False)  # the preset's count
+    assert counted.settings_.count_tolerance == 0.01 and len(counted.count_candidates_) >= 2
+    variance = float(np.var(toy_x[counted.validation_index_], axis=0).mean())
+    assert counted.n_active() == count_by_held_out(
+        counted.count_candidates_, counted.count_held_out_mse_, variance, 0.01)
+    # X_val: no held-out positions of X, so the end of the annealing decides, and the
+    # stored parameters say so
+    val = BetaVAE(**params).fit(toy_x[:150], X_val=toy_x[150:], progress=False)
+    assert val.count_candidates_ == [] and val.get_config()["params"]["count_tolerance"] == 0
+    assert val.resolved_params()["count_tolerance"] == 0.01  # the setting itself is kept
+
+
 def test_a_requested_count_takes_the_snapshot_with_the_lowest_held_out_error():
     from types import SimpleNamespace
 

@@ -34,7 +34,7 @@ PRESETS: dict[str, dict] = {
                  prime_epochs=30, beta_start="auto", beta_step=0.0, beta_growth=1.3,
                  step_epochs=3, lambda0=1e-5, lambda_mode="follow", kl_reduction="sum",
                  layer_norm_axis="time", linear_path=True, relax_epochs=20, relax_beta=0.01,
-                 relax_lr=0.1, r2_tolerance=0.02),
+                 relax_lr=0.1, r2_tolerance=0.02, count_tolerance=0.01),
 }
 
 #: Values of the parameters that every preset may leave unset.
@@ -115,7 +115,11 @@ def settings_from(values: dict, preset: str | None) -> Settings:
     if p["target_active"] > p["latent_dim"]:
         raise ParameterError(f"target_active={p['target_active']} exceeds latent_dim="
                              f"{p['latent_dim']}")
-    if p["count_tolerance"] > 0 and not (p["relax_epochs"] > 0 and p["validation_fraction"] > 0):
+    counting = p["relax_epochs"] > 0 and p["validation_fraction"] > 0
+    if values.get("count_tolerance") is None and (p["target_active"] or not counting):
+        # the preset's automatic count applies where it can run and no count is asked for
+        p["count_tolerance"] = 0.0
+    if p["count_tolerance"] > 0 and not counting:
         raise ParameterError(
             f"count_tolerance={p['count_tolerance']} needs a relax phase and held-out positions; "
             f"expected relax_epochs > 0 and validation_fraction > 0, got {p['relax_epochs']} "

@@ -93,7 +93,9 @@ class BetaVAEProcess(GlobalFitProcess):
         Model and schedule defaults (see :data:`pycroscopy_bevae.models.vae.PRESETS`).
     n_active : int (>= 1), optional
         Select the latest snapshot with this many active channels (closest count if none
-        matches exactly); default the automatic rule of :meth:`BetaVAE.select`. With a
+        matches exactly); default the automatic count (the ``fast`` preset: on held-out
+        positions, ``count_tolerance`` of :class:`~pycroscopy_bevae.models.BetaVAE`;
+        the ``paper`` preset: the rule of :meth:`BetaVAE.select`). With a
         relax phase (``relax_epochs`` > 0, the ``fast`` preset) it is also the
         ``target_active`` of the training, unless that is given.
     checkpoint_every : int
